@@ -1,0 +1,39 @@
+"""MeshDream core: texture 3D meshes and generate shapes with diffusion models, on your own GPU or CPU."""
+
+from .errors import (
+    CameraError,
+    CancelledError,
+    InvalidMeshError,
+    InvalidParameterError,
+    MeshDreamError,
+    MeshDreamWarning,
+    MeshFileNotFoundError,
+    OutputExistsError,
+    UnsupportedFormatError,
+)
+from .geometry import (
+    BakeOperator,
+    BakeResult,
+    Camera,
+    UVMaps,
+    ViewMaps,
+    bake,
+    bake_operator,
+    dilate,
+    load_mesh,
+    orbit_cameras,
+    render,
+    render_texture,
+    save_textured,
+    uv_maps,
+)
+from .progress import CancelToken, Progress
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BakeOperator", "BakeResult", "Camera", "CameraError", "CancelToken", "CancelledError", "InvalidMeshError",
+    "InvalidParameterError", "MeshDreamError", "MeshDreamWarning", "MeshFileNotFoundError", "OutputExistsError",
+    "Progress", "UVMaps", "UnsupportedFormatError", "ViewMaps", "bake", "bake_operator", "dilate", "load_mesh",
+    "orbit_cameras", "render", "render_texture", "save_textured", "uv_maps",
+]

@@ -1,0 +1,199 @@
+"""Pinhole cameras in the convention DCC tools use: world-to-camera 4x4, camera looks down -Z with +Y up.
+
+A Blender camera's `matrix_world.inverted()` (or any OpenGL view matrix) plugs in directly; pixel (row i,
+column j) has its centre at (j + 0.5, i + 0.5) and depth is the distance along the viewing axis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import CameraError, InvalidParameterError
+
+
+def _resolution(resolution: int | Sequence[int]) -> tuple[int, int]:
+    """(width, height) from an int (square) or a (width, height) pair."""
+    w, h = (resolution, resolution) if np.isscalar(resolution) else resolution
+    if int(w) != w or int(h) != h or w < 1 or h < 1:
+        raise InvalidParameterError(f"Resolution {resolution!r} must be positive whole pixels, e.g. 512 or (640, 480).")
+    return int(w), int(h)
+
+
+@dataclass(frozen=True, eq=False)
+class Camera:
+    world_to_camera: np.ndarray  # (4, 4) rigid transform
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    # --- constructors -------------------------------------------------------------------------------------
+    @classmethod
+    def from_view_matrix(cls, view: np.ndarray, fov: float = 40.0, resolution: int | Sequence[int] = 512) -> "Camera":
+        """From a 4x4 world-to-camera (view) matrix and a field of view in degrees across the larger image side
+        (Blender's automatic sensor fit). A uniform scale in the matrix is removed; shear is an error."""
+        view = np.asarray(view, dtype=np.float64)
+        if view.shape != (4, 4) or not np.isfinite(view).all():
+            raise CameraError(f"A view matrix must be a finite 4x4 array, got shape {view.shape}.")
+        if not 1.0 <= fov <= 170.0:
+            raise CameraError(f"Field of view {fov} degrees is out of range; use 1 to 170 degrees (40 is typical).")
+        rot = view[:3, :3]
+        scale = np.cbrt(np.linalg.det(rot))
+        if not scale > 0 or not np.allclose(rot @ rot.T / scale**2, np.eye(3), atol=1e-4):
+            raise CameraError(
+                "The view matrix is not a rotation plus translation (it has shear, mirroring or zero scale). "
+                "Pass the inverse of the camera's world matrix, e.g. camera.matrix_world.inverted() in Blender."
+            )
+        rigid = np.eye(4)
+        rigid[:3] = view[:3] / scale
+        w, h = _resolution(resolution)
+        f = 0.5 * max(w, h) / np.tan(np.radians(fov) / 2)
+        return cls(rigid, f, f, w / 2, h / 2, w, h)
+
+    @classmethod
+    def look_at(
+        cls,
+        eye: Sequence[float],
+        target: Sequence[float] = (0.0, 0.0, 0.0),
+        up: Sequence[float] = (0.0, 1.0, 0.0),
+        fov: float = 40.0,
+        resolution: int | Sequence[int] = 512,
+    ) -> "Camera":
+        eye, target, up = (np.asarray(a, dtype=np.float64) for a in (eye, target, up))
+        back = eye - target
+        if np.linalg.norm(back) == 0:
+            raise CameraError("The camera position equals its target; move the camera away from what it looks at.")
+        back /= np.linalg.norm(back)
+        right = np.cross(up, back)
+        if np.linalg.norm(right) < 1e-6:  # looking straight along `up`: any perpendicular will do
+            right = np.cross(np.eye(3)[np.argmin(np.abs(back))], back)
+        right /= np.linalg.norm(right)
+        cam_up = np.cross(back, right)
+        c2w = np.eye(4)
+        c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, cam_up, back, eye
+        return cls.from_view_matrix(np.linalg.inv(c2w), fov, resolution)
+
+    # --- geometry -----------------------------------------------------------------------------------------
+    @property
+    def rotation(self) -> np.ndarray:
+        return self.world_to_camera[:3, :3]
+
+    @property
+    def position(self) -> np.ndarray:
+        return -self.rotation.T @ self.world_to_camera[:3, 3]
+
+    @property
+    def fov(self) -> float:
+        """Field of view in degrees across the larger image side."""
+        return float(np.degrees(2 * np.arctan(0.5 * max(self.width, self.height) / self.fx)))
+
+    def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """World points (N, 3) -> pixel coordinates (N, 2) as (x = column, y = row) and depth (N,)."""
+        cam = points @ self.rotation.T + self.world_to_camera[:3, 3]
+        depth = -cam[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xy = np.stack([self.fx * cam[:, 0] / depth + self.cx, -self.fy * cam[:, 1] / depth + self.cy], axis=-1)
+        return xy, depth
+
+    def pixel_directions(self, xy: np.ndarray | None = None) -> np.ndarray:
+        """Camera-space ray directions scaled to unit depth (z = -1), for pixel coordinates `xy` (default: every
+        pixel centre, row-major)."""
+        if xy is None:
+            j, i = np.meshgrid(np.arange(self.width) + 0.5, np.arange(self.height) + 0.5)
+            xy = np.stack([j.ravel(), i.ravel()], axis=-1)
+        return np.stack(
+            [(xy[:, 0] - self.cx) / self.fx, -(xy[:, 1] - self.cy) / self.fy, -np.ones(len(xy))], axis=-1
+        )
+
+    def transformed(self, similarity: np.ndarray) -> "Camera":
+        """The same view of a scene that `similarity` (uniform scale, rotation, translation) moved: use it to bring a
+        camera given in a user's coordinates into a normalized mesh's frame (see `load_mesh`)."""
+        s = np.cbrt(np.linalg.det(similarity[:3, :3]))
+        rot, trans = similarity[:3, :3] / s, similarity[:3, 3]
+        w2c = np.eye(4)
+        w2c[:3, :3] = self.rotation @ rot.T
+        w2c[:3, 3] = s * self.world_to_camera[:3, 3] - w2c[:3, :3] @ trans
+        return Camera(w2c, self.fx, self.fy, self.cx, self.cy, self.width, self.height)
+
+    def to_dict(self) -> dict:
+        return {
+            "world_to_camera": self.world_to_camera.tolist(),
+            "fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy,
+            "width": self.width, "height": self.height,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Camera":
+        return cls(np.asarray(d["world_to_camera"], dtype=np.float64), float(d["fx"]), float(d["fy"]),
+                   float(d["cx"]), float(d["cy"]), int(d["width"]), int(d["height"]))
+
+
+def default_elevations(n: int) -> list[float]:
+    """Elevations (degrees) for `n` orbit views: a ring alternating slightly above and below the equator, and for
+    six views or more one view from the top and one from below, the directions a ring never sees well."""
+    if n < 6:
+        return [15.0 if k % 2 == 0 else -10.0 for k in range(n)]
+    ring = [25.0 if k % 2 == 0 else -15.0 for k in range(n - 2)]
+    return ring + [89.0, -89.0]
+
+
+def orbit_cameras(
+    n: int,
+    resolution: int | Sequence[int] = 512,
+    fov: float = 40.0,
+    mesh=None,
+    elevations: Sequence[float] | None = None,
+    up: Sequence[float] = (0.0, 1.0, 0.0),
+    margin: float = 0.05,
+) -> list[Camera]:
+    """`n` cameras around the mesh, each framing it tightly (the whole mesh fits with `margin` to spare).
+
+    Framing is exact and closed-form: for each direction, the distance and the image-plane offset of the target
+    are the smallest that keep every hull vertex inside the frustum. Without a mesh, the normalized unit cube
+    [-1, 1]^3 is framed. Azimuth 0 looks at the mesh's front (+Z), `up` is the world's up axis.
+    """
+    if int(n) != n or n < 1:
+        raise InvalidParameterError(f"Number of views {n!r} must be a positive whole number (8 is typical).")
+    elevations = default_elevations(n) if elevations is None else list(elevations)
+    if len(elevations) != n:
+        raise InvalidParameterError(f"Got {len(elevations)} elevations for {n} views; give one per view.")
+    w, h = _resolution(resolution)
+    if mesh is None:
+        points = np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).reshape(3, -1).T.astype(np.float64)
+    else:
+        points = np.asarray(mesh.convex_hull.vertices if len(mesh.vertices) > 4 else mesh.vertices, dtype=np.float64)
+    center = 0.5 * (points.min(0) + points.max(0))
+    rel = points - center
+
+    up = np.asarray(up, dtype=np.float64)
+    up /= np.linalg.norm(up)
+    # Front direction: +Z unless up is (close to) Z, then -Y (Blender's front view looks along +Y).
+    front = np.array([0.0, 0.0, 1.0]) if abs(up[2]) < 0.9 else np.array([0.0, -1.0, 0.0])
+    front -= up * (front @ up)
+    front /= np.linalg.norm(front)
+    side = np.cross(up, front)
+
+    f = 0.5 * max(w, h) / np.tan(np.radians(fov) / 2)
+    tx, ty = (1 - margin) * 0.5 * w / f, (1 - margin) * 0.5 * h / f  # tangent of the half-angles kept free
+    cameras = []
+    for k, elev in enumerate(elevations):
+        az, el = 2 * np.pi * k / n, np.radians(elev)
+        back = np.cos(el) * (np.cos(az) * front + np.sin(az) * side) + np.sin(el) * up
+        right = np.cross(up, back)
+        if np.linalg.norm(right) < 1e-6:
+            right = side
+        right /= np.linalg.norm(right)
+        cam_up = np.cross(back, right)
+        x, y, z = rel @ right, rel @ cam_up, rel @ back
+        # |x - a| <= tx * (D - z) for all points  <=>  D >= (max(x + tx z) - min(x - tx z)) / (2 tx)
+        dist = max((np.max(x + tx * z) - np.min(x - tx * z)) / (2 * tx), (np.max(y + ty * z) - np.min(y - ty * z)) / (2 * ty))
+        a = 0.5 * (np.max(x + tx * z) + np.min(x - tx * z))
+        b = 0.5 * (np.max(y + ty * z) + np.min(y - ty * z))
+        target = center + a * right + b * cam_up
+        cameras.append(Camera.look_at(target + dist * back, target, cam_up, fov, (w, h)))
+    return cameras

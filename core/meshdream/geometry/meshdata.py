@@ -1,0 +1,95 @@
+"""Per-mesh derived data (normals, welded topology, UV charts, the Embree scene), computed once and cached.
+
+Rendering and baking the same mesh many times (every denoising step of synchronized texturing does) must not
+rebuild the ray-tracing scene or the UV raster each time. The cache is keyed on the mesh object and checked
+against trimesh's content hash, so editing the mesh in place invalidates it.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import trimesh
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from .raycast import RayCaster
+
+
+def _normalize(v: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v / np.where(n > 0, n, 1.0)
+
+
+@dataclass
+class MeshData:
+    vertices: np.ndarray  # (V, 3) float64
+    faces: np.ndarray  # (F, 3) int64
+    uv: np.ndarray | None  # (V, 2) float64, OBJ convention (v = 0 at the bottom)
+    _uv_maps: dict = field(default_factory=dict, repr=False)  # texture size -> UVMaps
+
+    @cached_property
+    def triangles(self) -> np.ndarray:
+        return self.vertices[self.faces]
+
+    @cached_property
+    def face_normals(self) -> np.ndarray:
+        t = self.triangles
+        return _normalize(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]))
+
+    @cached_property
+    def position_id(self) -> np.ndarray:
+        """Welded vertex id: vertices split only by UV seams share one id, so normals and seams see one surface."""
+        _, inverse = trimesh.grouping.unique_rows(self.vertices, digits=6)
+        return inverse.astype(np.int64)
+
+    @cached_property
+    def vertex_normals(self) -> np.ndarray:
+        """Area-weighted smooth normals, averaged across UV seams (over welded positions)."""
+        t = self.triangles
+        weighted = np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])  # length = 2 * area
+        pid = self.position_id
+        acc = np.zeros((pid.max() + 1, 3))
+        np.add.at(acc, pid[self.faces].ravel(), np.repeat(weighted, 3, axis=0))
+        return _normalize(acc)[pid]
+
+    @cached_property
+    def face_chart(self) -> np.ndarray:
+        """UV chart of each face: faces connected through shared (unsplit) vertices."""
+        f = self.faces
+        n = len(f)
+        rows = np.repeat(np.arange(n), 3)
+        # Face-vertex incidence; faces sharing a vertex are connected. Components over faces+vertices.
+        graph = coo_matrix((np.ones(3 * n, bool), (rows, n + f.ravel())), shape=(n + len(self.vertices),) * 2)
+        _, labels = connected_components(graph, directed=False)
+        _, chart = np.unique(labels[:n], return_inverse=True)
+        return chart.astype(np.int32)
+
+    @cached_property
+    def caster(self) -> RayCaster:
+        return RayCaster(self.triangles)
+
+
+_CACHE: dict[int, tuple[int, MeshData]] = {}
+
+
+def mesh_data(mesh: trimesh.Trimesh) -> MeshData:
+    key, digest = id(mesh), hash(mesh)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] == digest:
+        return hit[1]
+    if hit is None:
+        weakref.finalize(mesh, _CACHE.pop, key, None)
+    uv = getattr(mesh.visual, "uv", None)
+    if uv is not None and len(uv) != len(mesh.vertices):
+        uv = None
+    data = MeshData(
+        np.asarray(mesh.vertices, dtype=np.float64),
+        np.asarray(mesh.faces, dtype=np.int64),
+        None if uv is None else np.asarray(uv, dtype=np.float64),
+    )
+    _CACHE[key] = (digest, data)
+    return data

@@ -1,0 +1,60 @@
+"""Progress reports and cancellation shared by every long-running operation.
+
+A callback receives `Progress` objects; a `CancelToken` set from any thread (a UI button, Ctrl-C, an HTTP
+request) makes the operation raise `CancelledError` at its next check point.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from .errors import CancelledError
+
+
+@dataclass(frozen=True)
+class Progress:
+    stage: str  # e.g. "render", "bake", "denoise"
+    step: int  # steps done in this stage
+    total: int  # steps in this stage
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.total if self.total else 1.0
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class CancelToken:
+    """Thread-safe flag that asks a running operation to stop."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self._event.is_set():
+            raise CancelledError("Cancelled by the user; nothing was written.")
+
+
+class Reporter:
+    """Bundles the optional callback and token so inner loops make one call per step."""
+
+    def __init__(self, progress: Optional[ProgressCallback], cancel: Optional[CancelToken]) -> None:
+        self._progress = progress
+        self._cancel = cancel
+
+    def __call__(self, stage: str, step: int, total: int, message: str = "") -> None:
+        if self._cancel is not None:
+            self._cancel.raise_if_cancelled()
+        if self._progress is not None:
+            self._progress(Progress(stage, step, total, message))
