@@ -110,10 +110,11 @@ def bake_operator(
     md = mesh_data(mesh)
     covered = maps.coverage.ravel()
     texels = np.flatnonzero(covered)
-    pos = maps.position.reshape(-1, 3)[texels].astype(np.float64)
-    nrm = maps.normal.reshape(-1, 3)[texels].astype(np.float64)
+    # float32 throughout: texel positions are float32 already and this loop is memory-bound.
+    pos = maps.position.reshape(-1, 3)[texels]
+    nrm = maps.normal.reshape(-1, 3)[texels]
     tex_face = maps.face.ravel()[texels]
-    fnrm = md.face_normals[tex_face]
+    fnrm = md.face_normals[tex_face].astype(np.float32)
     chart = maps.chart.ravel()[texels]
 
     rows, cols, vals, view_of = [], [], [], []
@@ -126,20 +127,23 @@ def bake_operator(
         vm = render(mesh, cam, require_visible=False)
         mask = None if masks is None or masks[v] is None else as_float_image(masks[v], 1, f"mask of view {v}")[..., 0]
         h, w = cam.height, cam.width
-        to_cam = cam.position - pos
-        dist = np.linalg.norm(to_cam, axis=1)
-        front = np.einsum("nc,nc->n", fnrm, to_cam) > 0
-        xy, depth = cam.project(pos)
-        inside = front & (depth > 0) & (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
-        idx = np.flatnonzero(inside)
-        cos = np.clip(np.einsum("nc,nc->n", nrm[idx], to_cam[idx]) / dist[idx], 1e-3, 1.0)
-        p_cam = pos[idx] @ cam.rotation.T + cam.world_to_camera[:3, 3]
-        n_cam = fnrm[idx] @ cam.rotation.T
+        rot = cam.rotation.astype(np.float32)
+        p_all = pos @ rot.T + cam.world_to_camera[:3, 3].astype(np.float32)
+        depth = -p_all[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            px = cam.fx * p_all[:, 0] / depth + cam.cx
+            py = -cam.fy * p_all[:, 1] / depth + cam.cy
+        # Front-facing (camera on the positive side of the face plane) and inside the image.
+        n_all = fnrm @ rot.T
+        front = np.einsum("nc,nc->n", n_all, p_all) < 0
+        idx = np.flatnonzero(front & (depth > 0) & (px >= 0) & (px < w) & (py >= 0) & (py < h))
+        p_cam, n_cam = p_all[idx], n_all[idx]
+        cos = np.clip(-np.einsum("nc,nc->n", nrm[idx] @ rot.T, p_cam) / np.linalg.norm(p_cam, axis=1), 1e-3, 1.0)
         plane = np.einsum("nc,nc->n", n_cam, p_cam)
-        gx, gy = xy[idx, 0] - 0.5, xy[idx, 1] - 0.5
-        x0, y0 = np.floor(gx).astype(np.int64), np.floor(gy).astype(np.int64)
+        gx, gy = px[idx] - 0.5, py[idx] - 0.5
+        x0, y0 = np.floor(gx).astype(np.int32), np.floor(gy).astype(np.int32)
         fx, fy = gx - x0, gy - y0
-        support = np.zeros(len(idx))
+        support = np.zeros(len(idx), np.float32)
         entries = []
         for dy in (0, 1):
             for dx in (0, 1):
@@ -150,13 +154,15 @@ def bake_operator(
                 face = vm.face.ravel()[pix]
                 ok &= face >= 0
                 ok &= md.face_chart[np.maximum(face, 0)] == chart[idx]
-                ray = cam.pixel_directions(np.stack([xi + 0.5, yi + 0.5], axis=-1))
+                # Depth where this pixel's ray (unit depth: z = -1) meets the texel's tangent plane.
+                denom = (n_cam[:, 0] * (xi + 0.5 - cam.cx) / cam.fx - n_cam[:, 1] * (yi + 0.5 - cam.cy) / cam.fy
+                         - n_cam[:, 2])
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    predicted = plane / np.einsum("nc,nc->n", n_cam, ray)  # depth along the ray (z = -1)
+                    predicted = plane / denom
                 ok &= np.abs(vm.depth.ravel()[pix] - predicted) <= DEPTH_TOLERANCE * predicted
                 if mask is not None:
                     bw = bw * mask.ravel()[pix]
-                bw = np.where(ok, bw, 0.0)
+                bw = np.where(ok, bw, np.float32(0))
                 support += bw
                 entries.append((pix, bw))
         seen = support > 0
@@ -164,8 +170,8 @@ def bake_operator(
         view_cos[idx, v] = np.where(seen, cos, 0.0)
         for pix, bw in entries:
             keep = bw > 0
-            rows.append(idx[keep])
-            cols.append(offset + pix[keep])
+            rows.append(idx[keep].astype(np.int32))
+            cols.append((offset + pix[keep]).astype(np.int64))
             vals.append((bw[keep] * cos[keep] ** power).astype(np.float32))
             view_of.append(np.full(keep.sum(), v, np.int32))
         offset += h * w

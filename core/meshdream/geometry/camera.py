@@ -180,9 +180,13 @@ def orbit_cameras(
 
     f = 0.5 * max(w, h) / np.tan(np.radians(fov) / 2)
     tx, ty = (1 - margin) * 0.5 * w / f, (1 - margin) * 0.5 * h / f  # tangent of the half-angles kept free
+    # Azimuths spread evenly over the ring views; near-polar views need none.
+    ring = [k for k, e in enumerate(elevations) if abs(e) < 80]
+    azimuths = np.zeros(n)
+    azimuths[ring] = 2 * np.pi * np.arange(len(ring)) / max(len(ring), 1)
     cameras = []
-    for k, elev in enumerate(elevations):
-        az, el = 2 * np.pi * k / n, np.radians(elev)
+    for az, elev in zip(azimuths, elevations):
+        el = np.radians(elev)
         back = np.cos(el) * (np.cos(az) * front + np.sin(az) * side) + np.sin(el) * up
         right = np.cross(up, back)
         if np.linalg.norm(right) < 1e-6:

@@ -1,0 +1,39 @@
+"""Shared fixtures: real meshes (the project's test assets and trimesh primitives) and real textures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import meshdream
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_MESHES = ROOT.parent / "shared" / "assets" / "meshes"
+BUNDLED = Path(meshdream.__file__).parent / "assets"
+
+
+def asset(name: str) -> Path:
+    """A test mesh: bundled with the core, else from the shared test assets beside the checkout."""
+    for folder in (BUNDLED, SHARED_MESHES):
+        if (folder / name).exists():
+            return folder / name
+    pytest.skip(f"test mesh {name} not found in {BUNDLED} or {SHARED_MESHES}")
+
+
+@pytest.fixture(scope="session")
+def spot():
+    return meshdream.load_mesh(asset("spot.obj"))
+
+
+@pytest.fixture(scope="session")
+def astronaut():
+    from skimage import data
+    from skimage.transform import resize
+
+    return resize(data.astronaut(), (512, 512), anti_aliasing=True).astype(np.float32)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(1.0 / np.mean((a - b) ** 2)))
