@@ -32,7 +32,7 @@ def astronaut():
     from skimage import data
     from skimage.transform import resize
 
-    return resize(data.astronaut(), (512, 512), anti_aliasing=True).astype(np.float32)
+    return resize(data.astronaut(), (1024, 1024), anti_aliasing=True).astype(np.float32)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
