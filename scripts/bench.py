@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""MeshDream benchmarks: `python build.py bench [NAME ...]` prints one JSON object and writes out/bench.json.
+
+NAMEs: roundtrip (bake fidelity), speed (render and bake timings), scale (2M-face mesh, peak memory).
+Figures are measured on whatever machine runs this; the targets are for 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import trimesh
+from scipy import ndimage
+
+import meshdream
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "assets" / "meshes"
+BUNDLED = Path(meshdream.__file__).parent / "assets"
+
+
+def mesh_path(name: str) -> Path:
+    for folder in (BUNDLED, SHARED):
+        if (folder / name).exists():
+            return folder / name
+    raise SystemExit(f"benchmark mesh {name} not found in {BUNDLED} or {SHARED}")
+
+
+def astronaut(size: int = 1024) -> np.ndarray:
+    from skimage import data
+    from skimage.transform import resize
+
+    return resize(data.astronaut(), (size, size), anti_aliasing=True).astype(np.float32)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return round(float(10 * np.log10(1.0 / np.mean((a - b) ** 2))), 2)
+
+
+def interior(chart: np.ndarray, depth: int = 3) -> np.ndarray:
+    """Texels at least `depth` texels away from their chart's border."""
+    pad = np.pad(chart, 1, constant_values=-1)
+    border = np.zeros(chart.shape, bool)
+    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
+        border |= pad[dy : dy + chart.shape[0], dx : dx + chart.shape[1]] != chart
+    return (chart >= 0) & (ndimage.distance_transform_edt(~border) >= depth)
+
+
+def bench_roundtrip() -> dict:
+    mesh = meshdream.load_mesh(mesh_path("spot.obj"))
+    texture = astronaut(1024)
+    inner = interior(meshdream.uv_maps(mesh, 1024).chart)
+    results, seen_all = {}, None
+    for n_views, res in ((8, 512), (8, 1024), (12, 512), (12, 1024)):
+        cams = meshdream.orbit_cameras(n_views, resolution=res, mesh=mesh)
+        views = [(c, meshdream.render_texture(mesh, texture, c)) for c in cams]
+        r = meshdream.bake(mesh, views, 1024)
+        seen = r.seen
+        seen_all = seen if seen_all is None else seen_all & seen
+        results[f"{n_views}views_{res}px"] = {
+            "coverage_pct": round(100 * float(seen[r.coverage].mean()), 2),
+            "psnr_seen_db": psnr(r.texture[seen], texture[seen]),
+            "psnr_interior_db": psnr(r.texture[seen & inner], texture[seen & inner]),
+            "_texture": r.texture,
+        }
+    for v in results.values():
+        v["psnr_common_mask_db"] = psnr(v.pop("_texture")[seen_all], texture[seen_all])
+    results["common_mask_texels"] = int(seen_all.sum())
+    results["setup"] = "spot.obj (own UVs), skimage astronaut at 1024², orbit_cameras(n), bake into 1024², cos^6 blend"
+    return results
+
+
+def timed(fn, repeat: int = 3) -> float:
+    """Best of `repeat` wall times, in seconds."""
+    best = np.inf
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return round(best, 3)
+
+
+def bench_speed() -> dict:
+    out = {}
+    bunny = meshdream.load_mesh(mesh_path("stanford-bunny.obj"))
+    cam = meshdream.orbit_cameras(1, resolution=512, mesh=bunny)[0]
+    meshdream.render(bunny, cam)  # build the Embree scene once
+    t = timed(lambda: meshdream.render(bunny, cam).uv, repeat=5)
+    out["render_bunny_512"] = {"faces": len(bunny.faces), "seconds": t, "mrays_per_s": round(512 * 512 / t / 1e6, 2)}
+
+    spot_file = mesh_path("spot.obj")
+    texture = astronaut(1024)
+    for n_views, res, size in ((8, 512, 1024), (12, 1024, 1024)):
+        mesh = meshdream.load_mesh(spot_file)
+        cams = meshdream.orbit_cameras(n_views, resolution=res, mesh=mesh)
+        views = [(c, meshdream.render_texture(mesh, texture, c)) for c in cams]
+
+        def cold():  # a fresh mesh object: UV raster, seams and the Embree scene are rebuilt too
+            m = meshdream.load_mesh(spot_file)
+            t = time.perf_counter()
+            meshdream.bake(m, views, size)
+            return time.perf_counter() - t
+
+        cold_s = round(min(cold() for _ in range(2)), 3)
+        warm_s = timed(lambda: meshdream.bake(mesh, views, size))
+        op = meshdream.bake_operator(mesh, cams, size)
+        apply_s = timed(lambda: op.apply([v[1] for v in views]))
+        out[f"bake_{n_views}views_{res}px_into_{size}"] = {
+            "seconds_cold": cold_s, "seconds_warm_mesh_cache": warm_s, "seconds_rebake_same_cameras": apply_s,
+        }
+    return out
+
+
+def parametric_torus(n: int) -> trimesh.Trimesh:
+    """A torus of 2 n² faces with a seamed, non-overlapping UV grid (no unwrap needed at any size)."""
+    s = np.linspace(0, 1, n + 1)
+    u, v = np.meshgrid(s, s, indexing="ij")
+    a, b = 2 * np.pi * u, 2 * np.pi * v
+    verts = np.stack([(1 + 0.35 * np.cos(b)) * np.cos(a), 0.35 * np.sin(b), (1 + 0.35 * np.cos(b)) * np.sin(a)], -1)
+    idx = np.arange((n + 1) ** 2).reshape(n + 1, n + 1)
+    q = np.stack([idx[:-1, :-1], idx[1:, :-1], idx[1:, 1:], idx[:-1, 1:]], -1).reshape(-1, 4)
+    faces = np.concatenate([q[:, [0, 2, 1]], q[:, [0, 3, 2]]])
+    uv = np.stack([u, v], -1).reshape(-1, 2) * 0.98 + 0.01
+    return trimesh.Trimesh(verts.reshape(-1, 3), faces, visual=trimesh.visual.TextureVisuals(uv=uv), process=False)
+
+
+def bench_scale() -> dict:
+    """Runs itself in a fresh process so the peak memory is this workload's alone."""
+    if "--scale-child" not in sys.argv:
+        proc = subprocess.run([sys.executable, __file__, "--scale-child"], capture_output=True, text=True, check=True)
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    t0 = time.perf_counter()
+    mesh = meshdream.load_mesh(parametric_torus(1000))
+    t_load = time.perf_counter() - t0
+    cams = meshdream.orbit_cameras(8, resolution=512, mesh=mesh)
+    t0 = time.perf_counter()
+    maps = [meshdream.render(mesh, c) for c in cams]
+    t_render = time.perf_counter() - t0
+    images = [np.dstack([m.uv[..., 0], m.uv[..., 1], np.zeros_like(m.depth)]) for m in maps]
+    images = [np.nan_to_num(i) for i in images]
+    t0 = time.perf_counter()
+    r = meshdream.bake(mesh, list(zip(cams, images)), 1024)
+    t_bake = time.perf_counter() - t0
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    return {
+        "faces": len(mesh.faces),
+        "load_s": round(t_load, 2),
+        "render_8x512_s": round(t_render, 2),
+        "bake_8x512_into_1024_s": round(t_bake, 2),
+        "coverage_pct": round(100 * float(r.seen[r.coverage].mean()), 2),
+        "peak_rss_gb": round(peak_gb, 2),
+    }
+
+
+BENCHES = {"roundtrip": bench_roundtrip, "speed": bench_speed, "scale": bench_scale}
+
+
+def main(argv: list[str]) -> None:
+    if "--scale-child" in argv:
+        print(json.dumps(bench_scale()))
+        return
+    names = argv or list(BENCHES)
+    unknown = [n for n in names if n not in BENCHES]
+    if unknown:
+        raise SystemExit(f"unknown benchmark(s) {unknown}; choose from {list(BENCHES)}")
+    result = {"machine": {"cpus": len(__import__("os").sched_getaffinity(0)), "python": platform.python_version()}}
+    for name in names:
+        t = time.perf_counter()
+        result[name] = BENCHES[name]()
+        result[name]["bench_wall_s"] = round(time.perf_counter() - t, 1)
+    text = json.dumps(result, indent=2)
+    print(text)
+    (ROOT / "out").mkdir(exist_ok=True)
+    (ROOT / "out" / "bench.json").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
