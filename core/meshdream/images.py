@@ -1,0 +1,47 @@
+"""Writing arrays as image files: 8-bit colour, 16-bit depth, and contact sheets for previews."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    return (np.clip(np.nan_to_num(image), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def save_png(image: np.ndarray, path: Path) -> Path:
+    """(H, W[, C]) float in [0, 1] -> 8-bit PNG."""
+    a = to_uint8(image)
+    Image.fromarray(a[..., 0] if a.ndim == 3 and a.shape[-1] == 1 else a).save(path)
+    return path
+
+
+def depth_to_image(depth: np.ndarray) -> np.ndarray:
+    """Depth with NaN background -> [0, 1] with near = bright and background 0 (the ControlNet convention)."""
+    out = np.zeros(depth.shape, np.float32)
+    valid = np.isfinite(depth)
+    if valid.any():
+        lo, hi = depth[valid].min(), depth[valid].max()
+        out[valid] = 1.0 - 0.8 * (depth[valid] - lo) / max(hi - lo, 1e-9)
+    return out
+
+
+def save_depth16(depth: np.ndarray, path: Path) -> Path:
+    """Depth as a 16-bit PNG (near = bright, background 0), for tools that want more than 8 bits."""
+    Image.fromarray((depth_to_image(depth) * 65535 + 0.5).astype(np.uint16)).save(path)
+    return path
+
+
+def contact_sheet(images: list[np.ndarray], columns: int, gap: int = 4) -> np.ndarray:
+    """Tile (H, W, 3) float images of one size into a sheet with white gaps."""
+    h, w = images[0].shape[:2]
+    rows = -(-len(images) // columns)
+    sheet = np.ones((rows * h + (rows - 1) * gap, columns * w + (columns - 1) * gap, 3), np.float32)
+    for k, img in enumerate(images):
+        r, c = divmod(k, columns)
+        img = img if img.ndim == 3 else np.repeat(img[..., None], 3, axis=-1)
+        sheet[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = img[..., :3]
+    return sheet

@@ -1,0 +1,30 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from tests.conftest import asset
+
+
+def meshdream(*args):
+    return subprocess.run([sys.executable, "-m", "meshdream.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def test_views_writes_depth_normal_mask_and_cameras(tmp_path):
+    r = meshdream("views", asset("spot.obj"), "-o", tmp_path, "--views", "3", "--resolution", "64")
+    assert r.returncode == 0, r.stderr
+    cams = json.loads((tmp_path / "cameras.json").read_text())
+    assert len(cams) == 3 and cams[0]["width"] == 64
+    depth = np.asarray(Image.open(tmp_path / "view01_depth.png"))
+    mask = np.asarray(Image.open(tmp_path / "view01_mask.png")) > 0
+    assert depth.dtype == np.uint16 and mask.any() and (depth[~mask] == 0).all() and (depth[mask] > 0).all()
+
+
+def test_info_and_errors_are_one_line(tmp_path):
+    r = meshdream("info", asset("spot.obj"))
+    assert r.returncode == 0 and json.loads(r.stdout)["faces"] == 5856
+    r = meshdream("info", tmp_path / "missing.obj")
+    assert r.returncode == 2
+    assert r.stderr.startswith("meshdream: error: No mesh file") and "Traceback" not in r.stderr
