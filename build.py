@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -25,6 +26,7 @@ PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 # the core itself declares loose requirements.
 DEV_PINS = ["torch==2.13.0"]
 BLENDER_PIN = "bpy==5.0.1"  # Blender 5.0 as a Python module; only published for Python 3.11
+GLTF_VALIDATOR = "gltf-validator@2.0.0-dev.3.10"  # npm package, run under node by the tests
 
 
 def run(*cmd, **kw) -> None:
@@ -38,7 +40,7 @@ def setup() -> None:
         pins.append(BLENDER_PIN)
     else:
         print(f"note: {BLENDER_PIN} needs Python 3.11 (this is {sys.version.split()[0]}); Blender tests will be skipped.")
-    stamp_text = "\n".join(pins + [(ROOT / "core/pyproject.toml").read_text()])
+    stamp_text = "\n".join(pins + [GLTF_VALIDATOR, (ROOT / "core/pyproject.toml").read_text()])
     stamp = VENV / ".meshdream-setup"
     digest = hashlib.sha256(stamp_text.encode()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest and PYTHON.exists():
@@ -48,6 +50,8 @@ def setup() -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
     run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
     run(PYTHON, "-m", "pip", "install", "--quiet", *pins, "-e", f"{ROOT / 'core'}[dev]")
+    if shutil.which("npm"):  # the Khronos glTF validator checks our GLB files in the tests
+        run("npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", VENV / "node", GLTF_VALIDATOR)
     stamp.write_text(digest)
 
 
