@@ -1,0 +1,108 @@
+"""The Generator interface every texture model implements (diffusers pipelines and the built-in model alike).
+
+A generator exposes the parts of a diffusion model, not a finished pipeline: prompt encoding, the image <->
+latent codec and one guided noise prediction. The sampling loop (`sampling.sample`) is shared, which is what lets
+texturing strategies reach into every denoising step (synchronized views rewrite each step's prediction).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+
+from ..errors import MeshDreamError
+
+
+class GeneratorKindError(MeshDreamError, ValueError):
+    """The model cannot do what was asked (e.g. an inpainting model asked for depth-conditioned generation)."""
+
+
+class ModelNotFoundError(MeshDreamError, FileNotFoundError):
+    """A model spec names nothing that exists locally."""
+
+
+CAPABILITIES = ("depth", "img2img", "inpaint")
+
+
+@dataclass
+class GenerationRequest:
+    """One batch of images to generate; tensors are (B, C, H, W) float in [0, 1] on any device."""
+
+    prompts: list[str]  # one per image
+    negative_prompt: str = ""
+    depth: Optional[torch.Tensor] = None  # (B, 1, H, W) near = 1, far ~0.2, background 0
+    init_images: Optional[torch.Tensor] = None  # (B, 3, H, W) start (img2img) or known pixels (inpaint)
+    strength: float = 1.0  # img2img: fraction of the noise schedule re-run (1 = from pure noise)
+    inpaint_mask: Optional[torch.Tensor] = None  # (B, 1, H, W) 1 = generate, 0 = keep init_images
+    steps: int = 20
+    guidance: float = 7.5
+    seed: int = 0
+    extra: dict = field(default_factory=dict)  # strategy-specific conditioning a generator may use
+
+    @property
+    def size(self) -> tuple[int, int]:
+        for t in (self.depth, self.init_images, self.inpaint_mask):
+            if t is not None:
+                return int(t.shape[-2]), int(t.shape[-1])
+        raise GeneratorKindError("A request needs a depth map, an init image or a mask to fix the image size.")
+
+
+class Generator(ABC):
+    """A diffusion model split into the parts the shared sampler needs."""
+
+    name: str = "generator"
+    capabilities: frozenset[str] = frozenset()
+    latent_factor: int = 8  # image pixels per latent pixel
+    latent_channels: int = 4
+    native_resolution: int = 512
+    device: torch.device = torch.device("cpu")
+    dtype: torch.dtype = torch.float32
+    scheduler: Any = None  # a diffusers scheduler
+    max_batch: int = 16  # images per network call; lower it for small GPUs
+    default_steps: int = 20
+    default_guidance: float = 7.5
+
+    def check(self, request: GenerationRequest) -> None:
+        """Raise GeneratorKindError when the request needs something this model cannot do."""
+        needs = set()
+        if request.depth is not None:
+            needs.add("depth")
+        if request.inpaint_mask is not None:
+            needs.add("inpaint")
+        elif request.init_images is not None and request.strength < 1.0:
+            needs.add("img2img")
+        missing = needs - set(self.capabilities)
+        if missing:
+            raise GeneratorKindError(
+                f"{self.name} cannot do {', '.join(sorted(missing))} generation (it can do: "
+                f"{', '.join(sorted(self.capabilities)) or 'nothing'}); load a model of the right kind, e.g. SD 1.5 "
+                "with a depth ControlNet or SD 2 depth for depth, an inpainting model for inpainting."
+            )
+        h, w = request.size
+        if h % self.latent_factor or w % self.latent_factor:
+            raise GeneratorKindError(f"Image size {w}x{h} must be a multiple of {self.latent_factor} for {self.name}.")
+
+    @abstractmethod
+    def encode_prompt(self, request: GenerationRequest) -> Any:
+        """Conditioning for the positive prompts and the negative prompt (classifier-free guidance)."""
+
+    @abstractmethod
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> latents."""
+
+    @abstractmethod
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents -> (B, 3, H, W) in [0, 1]."""
+
+    def prepare(self, request: GenerationRequest) -> dict:
+        """Per-request conditioning computed once before the loop (e.g. depth latents, masked-image latents)."""
+        return {}
+
+    @abstractmethod
+    def predict_noise(
+        self, latents: torch.Tensor, t: torch.Tensor, prompt: Any, cond: dict, index: slice, guidance: float
+    ) -> torch.Tensor:
+        """Guided epsilon prediction for `latents`, the images `index` of the request."""

@@ -1,0 +1,159 @@
+"""Generators backed by diffusers model components: SD 1.5 / SDXL + depth ControlNet, SD 2 depth, inpainting.
+
+The families differ only in how the UNet is conditioned: a ControlNet adds residuals from the depth image; the
+SD 2 depth UNet takes the depth map as a fifth input channel; inpainting UNets take the mask and the masked
+image's latents as five more channels. SDXL adds a second text encoder, pooled text embeddings and size ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+
+from .base import GenerationRequest, Generator
+from .sampling import _resize
+
+FAMILIES = ("controlnet", "depth_unet", "inpaint")
+
+
+@dataclass
+class Components:
+    unet: Any
+    vae: Any
+    text_encoder: Any
+    tokenizer: Any
+    scheduler: Any
+    text_encoder_2: Any = None
+    tokenizer_2: Any = None
+    controlnet: Any = None
+
+
+@dataclass
+class PromptEmbeds:
+    embeds: torch.Tensor  # (2B, L, D): negative first, then positive
+    pooled: Optional[torch.Tensor] = None  # SDXL (2B, D2)
+
+
+class DiffusersGenerator(Generator):
+    def __init__(self, parts: Components, family: str, name: str, device: torch.device, dtype: torch.dtype,
+                 prediction_type: str = "epsilon", controlnet_scale: float = 1.0):
+        self.parts = parts
+        # The model's own output type; the scheduler is always run on epsilon (see predict_noise).
+        self.prediction_type = prediction_type
+        self.family = family
+        self.name = name
+        self.device, self.dtype = device, dtype
+        self.scheduler = parts.scheduler
+        self.xl = parts.text_encoder_2 is not None
+        self.controlnet_scale = controlnet_scale
+        vae_cfg = parts.vae.config
+        self.latent_factor = 2 ** (len(vae_cfg.block_out_channels) - 1)
+        self.latent_channels = vae_cfg.latent_channels
+        self.native_resolution = int(parts.unet.config.sample_size) * self.latent_factor
+        self.capabilities = frozenset(
+            {"controlnet": ("depth", "img2img", "inpaint"), "depth_unet": ("depth", "img2img", "inpaint"),
+             "inpaint": ("img2img", "inpaint")}[family]
+        )
+        self.default_guidance = 5.0 if self.xl else 7.5
+        # SDXL's VAE overflows in fp16 (config.force_upcast): run it in float32.
+        self._vae_dtype = torch.float32 if getattr(vae_cfg, "force_upcast", False) else dtype
+        if parts.vae.dtype != self._vae_dtype:
+            parts.vae.to(dtype=self._vae_dtype)
+
+    # --- prompts --------------------------------------------------------------------------------------------
+    def _encode_with(self, tokenizer, encoder, texts: list[str], xl: bool):
+        ids = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                        return_tensors="pt").input_ids.to(self.device)
+        out = encoder(ids, output_hidden_states=xl)
+        if not xl:
+            return out[0], None
+        # SDXL conditions on the penultimate layer; the second encoder also gives the pooled embedding.
+        return out.hidden_states[-2], out[0]
+
+    @torch.no_grad()
+    def encode_prompt(self, request: GenerationRequest) -> PromptEmbeds:
+        texts = [request.negative_prompt] * len(request.prompts) + list(request.prompts)
+        p = self.parts
+        emb, _ = self._encode_with(p.tokenizer, p.text_encoder, texts, self.xl)
+        if not self.xl:
+            return PromptEmbeds(emb.to(self.dtype))
+        emb2, pooled = self._encode_with(p.tokenizer_2, p.text_encoder_2, texts, True)
+        return PromptEmbeds(torch.cat([emb, emb2], dim=-1).to(self.dtype), pooled.to(self.dtype))
+
+    # --- codec ----------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        vae, dt = self.parts.vae, self._vae_dtype
+        x = images.to(self.device, dt) * 2 - 1
+        latents = vae.encode(x).latent_dist.mean
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        return ((latents - shift) * vae.config.scaling_factor).to(self.dtype)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        vae, dt = self.parts.vae, self._vae_dtype
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        out = [vae.decode(latents[s : s + self.max_batch].to(dt) / vae.config.scaling_factor + shift).sample
+               for s in range(0, len(latents), self.max_batch)]
+        return (torch.cat(out).float() + 1) / 2
+
+    # --- conditioning and noise prediction ------------------------------------------------------------------
+    def prepare(self, request: GenerationRequest) -> dict:
+        h, w = request.size
+        lh, lw = h // self.latent_factor, w // self.latent_factor
+        cond: dict = {}
+        if self.family == "controlnet" and request.depth is not None:
+            cond["control"] = request.depth.to(self.device, self.dtype).repeat(1, 3, 1, 1)
+        if self.family == "depth_unet":
+            depth = request.depth.to(self.device, torch.float32)
+            cond["depth_latent"] = (_resize(depth, (lh, lw)) * 2 - 1).to(self.dtype)
+        if self.family == "inpaint":
+            n = len(request.prompts)
+            mask = request.inpaint_mask if request.inpaint_mask is not None else torch.ones(n, 1, h, w)
+            init = request.init_images if request.init_images is not None else torch.zeros(n, 3, h, w)
+            mask = (mask.to(self.device, torch.float32) > 0.5).float()
+            cond["native_inpaint"] = True
+            cond["mask_latent"] = _resize(mask, (lh, lw), "nearest").to(self.dtype)
+            cond["masked_latents"] = self.encode(init.to(self.device) * (1 - mask))
+        if self.xl:
+            ids = torch.tensor([[h, w, 0, 0, h, w]], device=self.device, dtype=self.dtype)
+            cond["time_ids"] = ids
+        return cond
+
+    def predict_noise(self, latents, t, prompt: PromptEmbeds, cond: dict, index: slice, guidance: float):
+        n_all = prompt.embeds.shape[0] // 2
+        neg = list(range(index.start, index.stop))
+        pos = [n_all + i for i in neg]
+        use_cfg = guidance > 1.0
+        rows = neg + pos if use_cfg else pos
+        x = torch.cat([latents, latents]) if use_cfg else latents
+        reps = 2 if use_cfg else 1
+        emb = prompt.embeds[rows]
+        kwargs: dict = {}
+        if self.xl:
+            kwargs["added_cond_kwargs"] = {
+                "text_embeds": prompt.pooled[rows],
+                "time_ids": cond["time_ids"].repeat(len(rows), 1),
+            }
+        if self.family == "depth_unet":
+            x = torch.cat([x, cond["depth_latent"][index].repeat(reps, 1, 1, 1)], dim=1)
+        elif self.family == "inpaint":
+            x = torch.cat([x, cond["mask_latent"][index].repeat(reps, 1, 1, 1),
+                           cond["masked_latents"][index].repeat(reps, 1, 1, 1)], dim=1)
+        if "control" in cond:
+            down, mid = self.parts.controlnet(
+                x, t, encoder_hidden_states=emb, controlnet_cond=cond["control"][index].repeat(reps, 1, 1, 1),
+                conditioning_scale=self.controlnet_scale, return_dict=False, **kwargs,
+            )
+            kwargs["down_block_additional_residuals"] = down
+            kwargs["mid_block_additional_residual"] = mid
+        out = self.parts.unet(x, t, encoder_hidden_states=emb, return_dict=False, **kwargs)[0]
+        if use_cfg:
+            uncond, text = out.chunk(2)
+            out = uncond + guidance * (text - uncond)
+        if self.prediction_type == "v_prediction":
+            a = self.scheduler.alphas_cumprod.to(out.device)[t.long()].to(out.dtype)
+            out = a.sqrt() * out + (1 - a).sqrt() * latents  # v -> epsilon
+        return out

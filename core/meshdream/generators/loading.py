@@ -1,0 +1,270 @@
+"""`load_generator(spec)`: turn a model spec into a Generator, offline.
+
+A spec is "builtin", a Hugging Face repo id (taken from the local cache only: HF_HOME / HF_HUB_CACHE are
+respected and nothing is downloaded), a local diffusers folder, or a single .safetensors file (a full original-
+format checkpoint, or diffusers-format UNet weights that replace a base model's). The model family is read from
+the files: UNet input channels 4 (+ a depth ControlNet), 5 (SD 2 depth) or 9 (inpainting); a second text
+encoder means SDXL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+
+from ..errors import InvalidParameterError
+from .base import Generator, GeneratorKindError, ModelNotFoundError
+from .schedulers import make_scheduler
+
+MEMORY_PRESETS = ("auto", "none", "low", "minimal")
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """cuda > mps > cpu unless a device is named."""
+    if str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _hf_cache_dir() -> Path:
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def resolve_repo(repo_id: str) -> Path:
+    """The local snapshot folder of a cached Hugging Face repo, never downloading."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception as exc:  # LocalEntryNotFoundError, RepositoryNotFoundError, offline errors
+        raise ModelNotFoundError(
+            f"Model '{repo_id}' is not in the local Hugging Face cache ({_hf_cache_dir()}). MeshDream never downloads "
+            f"at run time: on a machine with internet run `huggingface-cli download {repo_id}` (set HF_HOME to "
+            "choose the cache), or pass a local diffusers folder or .safetensors file."
+        ) from exc
+
+
+def _is_repo_id(spec: str) -> bool:
+    return spec.count("/") == 1 and not spec.startswith((".", "/", "~")) and not Path(spec).exists()
+
+
+def resolve_folder(spec: str | os.PathLike) -> Path:
+    spec = os.fspath(spec)
+    if _is_repo_id(spec):
+        return resolve_repo(spec)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise ModelNotFoundError(f"No model at '{path}'; give a diffusers folder, a .safetensors file or a cached repo id.")
+    return path
+
+
+def list_cached_models() -> list[dict]:
+    """Diffusers models in the local Hugging Face cache: repo id, kind and size on disk."""
+    out = []
+    root = _hf_cache_dir()
+    if not root.exists():
+        return out
+    for repo in sorted(root.glob("models--*")):
+        snaps = sorted((repo / "snapshots").glob("*"))
+        if not snaps:
+            continue
+        snap = snaps[-1]
+        kind = _describe(snap)
+        if kind is None:
+            continue
+        size = sum(f.stat().st_size for f in repo.rglob("*") if f.is_file())
+        out.append({"id": repo.name[len("models--"):].replace("--", "/"), "kind": kind, "bytes": size})
+    return out
+
+
+def _describe(folder: Path) -> Optional[str]:
+    if (folder / "model_index.json").exists():
+        index = json.loads((folder / "model_index.json").read_text())
+        unet = folder / "unet" / "config.json"
+        channels = json.loads(unet.read_text()).get("in_channels", 4) if unet.exists() else None
+        family = {4: "text-to-image", 5: "depth (SD 2 depth)", 9: "inpainting"}.get(channels, index.get("_class_name"))
+        xl = " (SDXL)" if "text_encoder_2" in index else ""
+        ctrl = " + ControlNet" if "controlnet" in index else ""
+        return f"{family}{xl}{ctrl}"
+    if (folder / "config.json").exists():
+        cls = json.loads((folder / "config.json").read_text()).get("_class_name", "")
+        return "ControlNet" if "ControlNet" in cls else None
+    return None
+
+
+def _load_components(folder: Path, dtype: torch.dtype, unet_file: Optional[Path] = None):
+    import diffusers
+    import transformers
+
+    from .diffusers_generator import Components
+
+    index = json.loads((folder / "model_index.json").read_text())
+
+    def load(name, cls):
+        return cls.from_pretrained(folder, subfolder=name, torch_dtype=dtype) if name in index else None
+
+    if unet_file is not None:
+        unet = diffusers.UNet2DConditionModel.from_single_file(
+            str(unet_file), config=str(folder), subfolder="unet", torch_dtype=dtype, local_files_only=True
+        )
+    else:
+        unet = load("unet", diffusers.UNet2DConditionModel)
+    scheduler_cls = getattr(diffusers, index["scheduler"][1])
+    return Components(
+        unet=unet,
+        vae=load("vae", diffusers.AutoencoderKL),
+        text_encoder=load("text_encoder", transformers.CLIPTextModel),
+        tokenizer=transformers.CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer"),
+        scheduler=scheduler_cls.from_pretrained(folder, subfolder="scheduler"),
+        text_encoder_2=load("text_encoder_2", transformers.CLIPTextModelWithProjection),
+        tokenizer_2=(transformers.CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer_2")
+                     if "tokenizer_2" in index else None),
+        controlnet=load("controlnet", diffusers.ControlNetModel),
+    )
+
+
+def _single_file(path: Path, base: Optional[str], dtype: torch.dtype):
+    """Components from one .safetensors file: diffusers-format UNet weights over `base`, or an original checkpoint."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        keys = list(f.keys())
+    if any(k.startswith("conv_in.") for k in keys):  # diffusers-format UNet weights
+        if base is None:
+            raise InvalidParameterError(
+                f"'{path.name}' holds UNet weights only; pass base=<the model it was fine-tuned from> (folder or id)."
+            )
+        return _load_components(resolve_folder(base), dtype, unet_file=path)
+    if not any(k.startswith("model.diffusion_model.") for k in keys):
+        raise GeneratorKindError(f"'{path.name}' is not a Stable Diffusion checkpoint (no UNet weights found).")
+    import diffusers
+
+    from .diffusers_generator import Components
+
+    xl = any(k.startswith("conditioner.embedders.1.") for k in keys)
+    cls = diffusers.StableDiffusionXLPipeline if xl else diffusers.StableDiffusionPipeline
+    kwargs = {"config": str(resolve_folder(base))} if base else {}
+    try:
+        pipe = cls.from_single_file(str(path), torch_dtype=dtype, local_files_only=True, **kwargs)
+    except Exception as exc:
+        raise ModelNotFoundError(
+            f"Could not load '{path.name}' offline ({exc}). Pass base=<a cached or local copy of the model family it "
+            "belongs to>, e.g. base='stable-diffusion-v1-5/stable-diffusion-v1-5', so its configs can be read."
+        ) from exc
+    return Components(unet=pipe.unet, vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+                      scheduler=pipe.scheduler, text_encoder_2=getattr(pipe, "text_encoder_2", None),
+                      tokenizer_2=getattr(pipe, "tokenizer_2", None))
+
+
+def load_generator(
+    spec: str | os.PathLike = "builtin",
+    *,
+    controlnet: Optional[str | os.PathLike] = None,
+    base: Optional[str] = None,
+    lora: Optional[str | os.PathLike | Sequence[str | os.PathLike]] = None,
+    lora_scale: float = 1.0,
+    device: str | torch.device = "auto",
+    dtype: Optional[torch.dtype] = None,
+    memory: str = "auto",
+    scheduler: Any = "dpm++",
+) -> Generator:
+    """Load a texture generator. See the module doc for `spec`.
+
+    controlnet: a depth ControlNet (folder or cached id) for a plain text-to-image model.
+    base: for single-file checkpoints, the model whose configs (or non-UNet parts) to use.
+    lora: LoRA weight file(s) or folder(s) applied to the UNet at `lora_scale`.
+    memory: "none" (fastest), "low" (attention slicing + VAE tiling), "minimal" (+ model CPU offload, CUDA only);
+        "auto" picks "low" below 10 GB of GPU memory.
+    """
+    if memory not in MEMORY_PRESETS:
+        raise InvalidParameterError(f"memory={memory!r} is unknown; use one of {', '.join(MEMORY_PRESETS)}.")
+    spec_str = os.fspath(spec)
+    if spec_str == "builtin":
+        from .builtin import load_builtin
+
+        return load_builtin(device=device, scheduler=scheduler)
+    dev = pick_device(device)
+    dtype = dtype or (torch.float16 if dev.type == "cuda" else torch.float32)
+
+    path = Path(spec_str).expanduser()
+    if path.suffix == ".safetensors" and path.is_file():
+        parts = _single_file(path, base, dtype)
+    else:
+        folder = resolve_folder(spec_str)
+        if not (folder / "model_index.json").exists():
+            raise GeneratorKindError(
+                f"'{spec_str}' is not a diffusers pipeline folder (no model_index.json); a ControlNet goes in "
+                "controlnet=..., next to a Stable Diffusion model."
+            )
+        parts = _load_components(folder, dtype)
+    if controlnet is not None:
+        import diffusers
+
+        parts.controlnet = diffusers.ControlNetModel.from_pretrained(resolve_folder(controlnet), torch_dtype=dtype)
+
+    channels = parts.unet.config.in_channels
+    family = {5: "depth_unet", 9: "inpaint"}.get(channels, "controlnet")
+    if family == "controlnet" and parts.controlnet is None:
+        raise GeneratorKindError(
+            f"'{spec_str}' is a plain text-to-image model: texturing needs depth conditioning. Add a depth ControlNet "
+            "(controlnet='lllyasviel/control_v11f1p_sd15_depth' for SD 1.5, "
+            "'diffusers/controlnet-depth-sdxl-1.0' for SDXL), or use an SD 2 depth or inpainting model."
+        )
+    if lora is not None:
+        for k, item in enumerate([lora] if isinstance(lora, (str, os.PathLike)) else list(lora)):
+            _apply_lora(parts.unet, Path(os.fspath(item)).expanduser(), f"lora{k}", lora_scale)
+
+    prediction = parts.scheduler.config.get("prediction_type", "epsilon")
+    parts.scheduler = make_scheduler(scheduler, parts.scheduler.config)
+    for module in (parts.unet, parts.vae, parts.text_encoder, parts.text_encoder_2, parts.controlnet):
+        if module is not None:
+            module.to(dev).eval()
+    _apply_memory_preset(parts, dev, memory)
+    from .diffusers_generator import DiffusersGenerator
+
+    return DiffusersGenerator(parts, family, name=Path(spec_str).name or spec_str, device=dev, dtype=dtype,
+                              prediction_type=prediction)
+
+
+def _apply_lora(unet, path: Path, name: str, scale: float) -> None:
+    if not path.exists():
+        raise ModelNotFoundError(f"No LoRA at '{path}'; give a .safetensors file or a folder holding one.")
+    if path.is_dir():
+        files = sorted(path.glob("*.safetensors"))
+        if not files:
+            raise ModelNotFoundError(f"No .safetensors LoRA file in '{path}'.")
+        path = files[0]
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    # Files saved by diffusers prefix UNet keys with "unet."; kohya-style files are converted by diffusers too.
+    prefix = "unet" if any(k.startswith("unet.") for k in state) else None
+    unet.load_lora_adapter(state, prefix=prefix, adapter_name=name)
+    names = list(getattr(unet, "peft_config", {}).keys())
+    unet.set_adapters(names, [scale] * len(names))
+
+
+def _apply_memory_preset(parts, dev: torch.device, memory: str) -> None:
+    if memory == "auto":
+        low = dev.type == "cuda" and torch.cuda.get_device_properties(dev).total_memory < 10 * 2**30
+        memory = "low" if low else "none"
+    if memory in ("low", "minimal"):
+        parts.unet.set_attention_slice("auto")
+        parts.vae.enable_tiling()
+    if memory == "minimal" and dev.type == "cuda":
+        from accelerate import cpu_offload_with_hook
+
+        hook = None
+        for module in (parts.text_encoder, parts.text_encoder_2, parts.controlnet, parts.unet, parts.vae):
+            if module is not None:
+                _, hook = cpu_offload_with_hook(module, dev, prev_module_hook=hook)

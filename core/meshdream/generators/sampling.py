@@ -1,0 +1,114 @@
+"""The one sampling loop: text-to-image, img2img and inpainting for any Generator, with a per-step hook.
+
+The hook sees each step's prediction of the clean latents (x0) for the whole batch and may replace it; the loop
+turns the edited x0 back into the noise estimate the scheduler expects. Synchronized multi-view texturing uses
+this to make all views agree at every step.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+
+from ..errors import InvalidParameterError
+from ..progress import CancelToken, ProgressCallback, Reporter
+from .base import GenerationRequest, Generator
+
+X0Hook = Callable[[int, int, torch.Tensor], torch.Tensor]  # (step index, steps, x0) -> x0
+
+
+def _noise(shape, seed: int, device, dtype) -> torch.Tensor:
+    """Seeded on the CPU so a seed gives the same image on every device."""
+    g = torch.Generator(device="cpu").manual_seed(int(seed))
+    return torch.randn(shape, generator=g, dtype=torch.float32).to(device=device, dtype=dtype)
+
+
+def _resize(t: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    if t.shape[-2:] == size:
+        return t
+    return torch.nn.functional.interpolate(t, size=size, mode=mode, **({} if mode == "nearest" else {"antialias": True}))
+
+
+@torch.no_grad()
+def sample(
+    generator: Generator,
+    request: GenerationRequest,
+    hook: Optional[X0Hook] = None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+    return_latents: bool = False,
+):
+    """Generate images (B, 3, H, W) in [0, 1] (float32, CPU) for `request`."""
+    generator.check(request)
+    if not 0.0 < request.strength <= 1.0:
+        raise InvalidParameterError(f"Strength {request.strength} must be in (0, 1]; 1 starts from pure noise.")
+    if request.steps < 1:
+        raise InvalidParameterError(f"Steps {request.steps} must be at least 1 (20 to 30 is typical).")
+    report = Reporter(progress, cancel)
+    dev, dt = generator.device, generator.dtype
+    sched = generator.scheduler
+    n = len(request.prompts)
+    h, w = request.size
+    lh, lw = h // generator.latent_factor, w // generator.latent_factor
+    shape = (n, generator.latent_channels, lh, lw)
+
+    prompt = generator.encode_prompt(request)
+    cond = generator.prepare(request)
+    sched.set_timesteps(request.steps, device=dev)
+    timesteps = sched.timesteps
+    if request.init_images is not None and request.strength < 1.0:
+        keep = min(int(round(request.steps * request.strength)), request.steps)
+        timesteps = timesteps[len(timesteps) - max(keep, 1) * sched.order :]
+        if hasattr(sched, "set_begin_index"):
+            sched.set_begin_index(len(sched.timesteps) - len(timesteps))
+    noise = _noise(shape, request.seed, dev, dt)
+
+    known = None
+    if request.init_images is not None:
+        known = generator.encode(request.init_images.to(dev, dt))
+    if known is not None and request.strength < 1.0:
+        latents = sched.add_noise(known, noise, timesteps[:1].repeat(n))
+    else:
+        latents = noise * sched.init_noise_sigma
+    blend = None
+    if request.inpaint_mask is not None and "native_inpaint" not in cond:
+        # Blended latent diffusion: pin the known region to the known latents noised to the current level.
+        blend = 1.0 - _resize(request.inpaint_mask.to(dev, dt), (lh, lw), "nearest")
+        blend = (blend > 0.5).to(dt)
+    alphas = sched.alphas_cumprod.to(dev)
+    if hook is not None and getattr(sched, "init_noise_sigma", 1.0) != 1.0:
+        raise InvalidParameterError("Per-step hooks need a variance-preserving scheduler (dpm++, unipc or ddim).")
+
+    total = len(timesteps)
+    for i, t in enumerate(timesteps):
+        report("denoise", i, total)
+        model_in = sched.scale_model_input(latents, t)
+        eps = torch.cat(
+            [
+                generator.predict_noise(model_in[s : s + generator.max_batch], t, prompt, cond,
+                                        slice(s, min(s + generator.max_batch, n)), request.guidance)
+                for s in range(0, n, generator.max_batch)
+            ]
+        )
+        if hook is not None:
+            a = alphas[t.long()].to(torch.float32)
+            lat32, eps32 = latents.float(), eps.float()
+            x0 = (lat32 - (1 - a).sqrt() * eps32) / a.sqrt()
+            x0 = hook(i, total, x0).to(dev, torch.float32)
+            eps = ((lat32 - a.sqrt() * x0) / (1 - a).sqrt()).to(dt)
+        latents = sched.step(eps, t, latents).prev_sample
+        if blend is not None and i + 1 < total:
+            noised = sched.add_noise(known, noise, timesteps[i + 1 : i + 2].repeat(n))
+            latents = blend * noised + (1 - blend) * latents
+    report("denoise", total, total)
+    if blend is not None:
+        latents = blend * known + (1 - blend) * latents
+    if return_latents:
+        return latents
+    images = generator.decode(latents).float().clamp(0, 1).cpu()
+    if request.inpaint_mask is not None and request.init_images is not None:
+        # Known pixels come back exactly as given (the codec is lossy; the caller asked to keep them).
+        m = _resize(request.inpaint_mask.float().cpu(), (h, w), "nearest")
+        images = m * images + (1 - m) * request.init_images.float().cpu()
+    return images

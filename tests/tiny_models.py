@@ -1,0 +1,118 @@
+"""Tiny random-weight diffusers pipelines, built and saved locally so loading is tested exactly as a user's model
+loads, without downloads. Shapes follow the real families (VAE factor 8, 4 latent channels, CLIP text encoders);
+widths are tiny so a denoising step takes milliseconds on a CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+WORDS = ["a", "red", "green", "blue", "brick", "wood", "marble", "wall", "cow", "front", "side", "back", "top",
+         "bottom", "view", "shadow", "highlight", "oak", "metal", "stone"]
+
+
+def write_tokenizer(folder: Path) -> None:
+    """A byte-level BPE vocabulary small enough to write by hand: the 256 byte symbols (plain and word-final) and
+    a few whole words, so prompts tokenize to words rather than letters."""
+    folder.mkdir(parents=True, exist_ok=True)
+    # GPT-2/CLIP byte-to-symbol table: printable bytes map to themselves, the rest to code points from 256 up.
+    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    extra = [b for b in range(256) if b not in printable]
+    table = dict(zip(printable, printable)) | {b: 256 + k for k, b in enumerate(extra)}
+    symbols = [chr(table[b]) for b in range(256)]
+    vocab = {s: i for i, s in enumerate(symbols)}
+    for s in symbols:
+        vocab[s + "</w>"] = len(vocab)
+    merges = []
+    for w in WORDS:
+        parts = list(w[:-1]) + [w[-1] + "</w>"]
+        while len(parts) > 1:
+            a, b = parts[0], parts[1]
+            merges.append(f"{a} {b}")
+            parts = [a + b] + parts[2:]
+            vocab.setdefault(parts[0], len(vocab))
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(dict.fromkeys(merges)) + "\n")
+
+
+def tokenizer(folder: Path):
+    from transformers import CLIPTokenizer
+
+    write_tokenizer(folder)
+    return CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"), model_max_length=77)
+
+
+def text_encoder(vocab: int, projection: bool = False):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    cfg = CLIPTextConfig(vocab_size=vocab, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=77, projection_dim=32,
+                         bos_token_id=vocab - 2, eos_token_id=vocab - 1, pad_token_id=vocab - 1)
+    return (CLIPTextModelWithProjection if projection else CLIPTextModel)(cfg)
+
+
+def vae():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8, 16, 16),
+                         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                         layers_per_block=1, norm_num_groups=8, sample_size=64)
+
+
+def unet(in_channels: int = 4, xl: bool = False):
+    from diffusers import UNet2DConditionModel
+
+    kw = dict(sample_size=8, in_channels=in_channels, out_channels=4, layers_per_block=1,
+              block_out_channels=(16, 32), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+              up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), norm_num_groups=8, attention_head_dim=4)
+    if xl:
+        kw.update(cross_attention_dim=64, addition_embed_type="text_time", addition_time_embed_dim=8,
+                  projection_class_embeddings_input_dim=6 * 8 + 32)
+    else:
+        kw.update(cross_attention_dim=32)
+    return UNet2DConditionModel(**kw)
+
+
+def scheduler():
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                         set_alpha_to_one=False, steps_offset=1)
+
+
+def build(folder: Path, kind: str, seed: int = 0) -> Path:
+    """Save a tiny pipeline of `kind` (sd15_controlnet, sdxl_controlnet, sd2_depth, sd_inpaint, sd15_plain)."""
+    import diffusers
+
+    torch.manual_seed(seed)
+    folder = Path(folder)
+    tok = tokenizer(folder / "_tok")
+    vocab = len(tok)
+    common = dict(vae=vae(), text_encoder=text_encoder(vocab), tokenizer=tok, scheduler=scheduler())
+    if kind == "sd15_controlnet":
+        u = unet()
+        pipe = diffusers.StableDiffusionControlNetPipeline(
+            unet=u, controlnet=diffusers.ControlNetModel.from_unet(u), safety_checker=None,
+            feature_extractor=None, requires_safety_checker=False, **common)
+    elif kind == "sdxl_controlnet":
+        u = unet(xl=True)
+        pipe = diffusers.StableDiffusionXLControlNetPipeline(
+            unet=u, controlnet=diffusers.ControlNetModel.from_unet(u), text_encoder_2=text_encoder(vocab, True),
+            tokenizer_2=tok, **common)
+    elif kind == "sd2_depth":
+        pipe = diffusers.StableDiffusionDepth2ImgPipeline(unet=unet(5), depth_estimator=None, feature_extractor=None,
+                                                          **common)
+    elif kind == "sd_inpaint":
+        pipe = diffusers.StableDiffusionInpaintPipeline(unet=unet(9), safety_checker=None, feature_extractor=None,
+                                                        requires_safety_checker=False, **common)
+    elif kind == "sd15_plain":
+        pipe = diffusers.StableDiffusionPipeline(unet=unet(), safety_checker=None, feature_extractor=None,
+                                                 requires_safety_checker=False, **common)
+    else:
+        raise ValueError(kind)
+    pipe.save_pretrained(folder)
+    return folder
