@@ -36,7 +36,9 @@ class GenerationRequest:
     depth: Optional[torch.Tensor] = None  # (B, 1, H, W) near = 1, far ~0.2, background 0
     init_images: Optional[torch.Tensor] = None  # (B, 3, H, W) start (img2img) or known pixels (inpaint)
     strength: float = 1.0  # img2img: fraction of the noise schedule re-run (1 = from pure noise)
-    inpaint_mask: Optional[torch.Tensor] = None  # (B, 1, H, W) 1 = generate, 0 = keep init_images
+    # (B, 1, H, W) in [0, 1]: 1 = generate, 0 = keep init_images, m between = keep for the first (1 - m) of the
+    # steps, then refine (models with inpainting UNets treat every m > 0 as generate)
+    inpaint_mask: Optional[torch.Tensor] = None
     steps: int = 20
     guidance: float = 7.5
     seed: int = 0

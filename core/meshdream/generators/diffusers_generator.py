@@ -113,7 +113,7 @@ class DiffusersGenerator(Generator):
             n = len(request.prompts)
             mask = request.inpaint_mask if request.inpaint_mask is not None else torch.ones(n, 1, h, w)
             init = request.init_images if request.init_images is not None else torch.zeros(n, 3, h, w)
-            mask = (mask.to(self.device, torch.float32) > 0.5).float()
+            mask = (mask.to(self.device, torch.float32) > 0).float()
             cond["native_inpaint"] = True
             cond["mask_latent"] = _resize(mask, (lh, lw), "nearest").to(self.dtype)
             cond["masked_latents"] = self.encode(init.to(self.device) * (1 - mask))

@@ -71,11 +71,11 @@ def sample(
         latents = sched.add_noise(known, noise, timesteps[:1].repeat(n))
     else:
         latents = noise * sched.init_noise_sigma
-    blend = None
+    release = None
     if request.inpaint_mask is not None and "native_inpaint" not in cond:
-        # Blended latent diffusion: pin the known region to the known latents noised to the current level.
-        blend = 1.0 - _resize(request.inpaint_mask.to(dev, dt), (lh, lw), "nearest")
-        blend = (blend > 0.5).to(dt)
+        # Blended latent diffusion: a pixel with mask m is pinned to the known latents (noised to the current
+        # level) while the step fraction is below 1 - m: m = 1 generates, 0 keeps, 0.5 refines the second half.
+        release = _resize(request.inpaint_mask.to(dev, torch.float32), (lh, lw), "nearest")
     alphas = sched.alphas_cumprod.to(dev)
     if hook is not None and getattr(sched, "init_noise_sigma", 1.0) != 1.0:
         raise InvalidParameterError("Per-step hooks need a variance-preserving scheduler (dpm++, unipc or ddim).")
@@ -98,17 +98,19 @@ def sample(
             x0 = hook(i, total, x0).to(dev, torch.float32)
             eps = ((lat32 - a.sqrt() * x0) / (1 - a).sqrt()).to(dt)
         latents = sched.step(eps, t, latents).prev_sample
-        if blend is not None and i + 1 < total:
+        if release is not None and i + 1 < total:
+            pinned = (release < 1.0 - (i + 1) / total).to(dt)
             noised = sched.add_noise(known, noise, timesteps[i + 1 : i + 2].repeat(n))
-            latents = blend * noised + (1 - blend) * latents
+            latents = pinned * noised + (1 - pinned) * latents
     report("denoise", total, total)
-    if blend is not None:
-        latents = blend * known + (1 - blend) * latents
+    if release is not None:
+        kept = (release <= 0).to(dt)
+        latents = kept * known + (1 - kept) * latents
     if return_latents:
         return latents
     images = generator.decode(latents).float().clamp(0, 1).cpu()
     if request.inpaint_mask is not None and request.init_images is not None:
-        # Known pixels come back exactly as given (the codec is lossy; the caller asked to keep them).
-        m = _resize(request.inpaint_mask.float().cpu(), (h, w), "nearest")
+        # Kept pixels (mask 0) come back exactly as given: the latent codec is lossy.
+        m = (_resize(request.inpaint_mask.float().cpu(), (h, w), "nearest") > 0).float()
         images = m * images + (1 - m) * request.init_images.float().cpu()
     return images

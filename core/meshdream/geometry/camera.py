@@ -120,6 +120,13 @@ class Camera:
         w2c[:3, 3] = s * self.world_to_camera[:3, 3] - w2c[:3, :3] @ trans
         return Camera(w2c, self.fx, self.fy, self.cx, self.cy, self.width, self.height)
 
+    def scaled(self, factor: int) -> "Camera":
+        """The same view at 1/factor of the resolution (e.g. a diffusion model's latent grid)."""
+        if self.width % factor or self.height % factor:
+            raise InvalidParameterError(f"A {self.width}x{self.height} view cannot be divided by {factor}.")
+        return Camera(self.world_to_camera, self.fx / factor, self.fy / factor, self.cx / factor, self.cy / factor,
+                      self.width // factor, self.height // factor)
+
     def to_dict(self) -> dict:
         return {
             "world_to_camera": self.world_to_camera.tolist(),

@@ -1,0 +1,87 @@
+"""`texture_mesh`: the entry point shared by the Python API, the CLI, the server and the Blender add-on."""
+
+from __future__ import annotations
+
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+import trimesh
+
+from ..errors import InvalidParameterError
+from ..geometry import Camera, load_mesh, orbit_cameras
+from ..geometry.texture import check_texture_size
+from ..progress import CancelToken, ProgressCallback
+from .common import Settings, Timer
+from .project import texture_project
+from .result import TextureResult
+from .sequential import texture_sequential
+from .sync import texture_sync
+from .views import LIGHTING_NEGATIVE, prepare_views
+
+STRATEGIES = ("sync", "sequential", "project")
+
+
+def texture_mesh(
+    mesh,
+    prompt: str,
+    generator=None,
+    strategy: str = "sync",
+    n_views: int = 8,
+    view_resolution: int = 512,
+    texture_size: int = 1024,
+    seed: int = 0,
+    steps: Optional[int] = None,
+    guidance: Optional[float] = None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+    cameras: Optional[Sequence[Camera]] = None,
+    negative_prompt: str = LIGHTING_NEGATIVE,
+    init_image: Optional[np.ndarray] = None,
+    strength: float = 0.6,
+    directions: bool = True,
+) -> TextureResult:
+    """Texture `mesh` (a path, or a trimesh; normalized with load_mesh unless it came from there) from `prompt`.
+
+    strategy: "sync" (all views denoised together through one shared texture), "sequential" (view after view,
+    keep/refine/generate), or "project" (one camera, e.g. the viewport; optional `init_image` for img2img at
+    `strength`). cameras: in the normalized frame (see Camera.transformed); default orbit_cameras(n_views).
+    generator: from load_generator(); None loads the built-in model.
+    """
+    t0 = time.perf_counter()
+    if strategy not in STRATEGIES:
+        raise InvalidParameterError(f"Strategy {strategy!r} is unknown; use one of {', '.join(STRATEGIES)}.")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidParameterError("The prompt is empty; describe the texture, e.g. 'weathered red brick'.")
+    check_texture_size(texture_size)
+    if generator is None:
+        from ..generators import load_generator
+
+        generator = load_generator("builtin")
+    if view_resolution % generator.latent_factor:
+        raise InvalidParameterError(
+            f"View resolution {view_resolution} must be a multiple of {generator.latent_factor} for {generator.name}."
+        )
+    if not (isinstance(mesh, trimesh.Trimesh) and "meshdream" in mesh.metadata):
+        mesh = load_mesh(mesh)
+    timer = Timer()
+    with timer("geometry"):
+        if cameras is None:
+            cameras = orbit_cameras(1 if strategy == "project" else n_views, resolution=view_resolution, mesh=mesh)
+        cameras = list(cameras)
+        if strategy == "project" and len(cameras) != 1:
+            raise InvalidParameterError(f"The project strategy takes exactly one camera, got {len(cameras)}.")
+        views = prepare_views(mesh, cameras, prompt.strip(), directions)
+    settings = Settings(prompt=prompt.strip(), texture_size=texture_size, seed=seed,
+                        steps=steps or generator.default_steps, guidance=generator.default_guidance
+                        if guidance is None else guidance, negative_prompt=negative_prompt,
+                        progress=progress, cancel=cancel)
+    if strategy == "sync":
+        result = texture_sync(mesh, views, generator, settings, timer)
+    elif strategy == "sequential":
+        result = texture_sequential(mesh, views, generator, settings, timer)
+    else:
+        result = texture_project(mesh, views, generator, settings, timer, init_image, strength)
+    result.timings = {**{k: round(v, 4) for k, v in timer.seconds.items()},
+                      "total": round(time.perf_counter() - t0, 4)}
+    return result

@@ -1,0 +1,59 @@
+"""Per-view conditioning for texturing: depth images, object masks and direction-aware prompts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import trimesh
+
+from ..geometry import Camera, ViewMaps, render
+from ..images import depth_to_image
+
+# Words that keep generated views free of baked-in lighting (albedo only).
+LIGHTING_NEGATIVE = "shadow, highlight, reflection, glare, strong light, dark, blurry"
+
+
+def direction_word(camera: Camera, up=(0.0, 1.0, 0.0), front=(0.0, 0.0, 1.0)) -> str:
+    """"front", "side", "back", "top" or "bottom" view, from where the camera looks at the mesh."""
+    back = camera.rotation[2]  # unit vector from the scene towards the camera
+    up, front = np.asarray(up, float), np.asarray(front, float)
+    elevation = np.degrees(np.arcsin(np.clip(back @ up, -1, 1)))
+    if elevation > 60:
+        return "top"
+    if elevation < -60:
+        return "bottom"
+    flat = back - up * (back @ up)
+    azimuth = np.degrees(np.arccos(np.clip(flat @ front / max(np.linalg.norm(flat), 1e-9), -1, 1)))
+    return "front" if azimuth < 45 else "back" if azimuth > 135 else "side"
+
+
+def view_prompts(prompt: str, cameras: Sequence[Camera], directions: bool = True) -> list[str]:
+    return [f"{prompt}, {direction_word(c)} view" if directions else prompt for c in cameras]
+
+
+@dataclass
+class ViewSet:
+    cameras: list[Camera]
+    maps: list[ViewMaps]
+    prompts: list[str]
+
+    @property
+    def depth(self) -> torch.Tensor:
+        """(B, 1, H, W) per-view normalized depth: near 1, far 0.2, background 0 (the depth ControlNet convention)."""
+        return torch.from_numpy(np.stack([depth_to_image(m.depth) for m in self.maps]))[:, None]
+
+    @property
+    def masks(self) -> torch.Tensor:
+        return torch.from_numpy(np.stack([m.mask for m in self.maps]).astype(np.float32))[:, None]
+
+
+def prepare_views(mesh: trimesh.Trimesh, cameras: Sequence[Camera], prompt: str, directions: bool = True) -> ViewSet:
+    return ViewSet(list(cameras), [render(mesh, c) for c in cameras], view_prompts(prompt, cameras, directions))
+
+
+def to_images(batch: torch.Tensor) -> list[np.ndarray]:
+    """(B, C, H, W) tensor -> list of (H, W, C) float32 arrays."""
+    return list(batch.detach().float().cpu().permute(0, 2, 3, 1).numpy())
