@@ -54,7 +54,10 @@ class Reporter:
         self._cancel = cancel
 
     def __call__(self, stage: str, step: int, total: int, message: str = "") -> None:
+        """Report, and stop if cancelled (checked again after the callback, which may be what cancels)."""
         if self._cancel is not None:
             self._cancel.raise_if_cancelled()
         if self._progress is not None:
             self._progress(Progress(stage, step, total, message))
+            if self._cancel is not None:
+                self._cancel.raise_if_cancelled()

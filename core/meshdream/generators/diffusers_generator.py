@@ -107,7 +107,9 @@ class DiffusersGenerator(Generator):
         if self.family == "controlnet" and request.depth is not None:
             cond["control"] = request.depth.to(self.device, self.dtype).repeat(1, 3, 1, 1)
         if self.family == "depth_unet":
-            depth = request.depth.to(self.device, torch.float32)
+            # Without a depth map (e.g. inpainting a flat UV image) the model sees a flat surface.
+            depth = request.depth if request.depth is not None else torch.full((len(request.prompts), 1, h, w), 0.5)
+            depth = depth.to(self.device, torch.float32)
             cond["depth_latent"] = (_resize(depth, (lh, lw)) * 2 - 1).to(self.dtype)
         if self.family == "inpaint":
             n = len(request.prompts)

@@ -25,6 +25,7 @@ class Settings:
     guidance: float
     negative_prompt: str = LIGHTING_NEGATIVE
     bake_power: float = 6.0
+    inpaint_generator: object = None  # fills unseen texels in UV space; None: harmonic fill
     progress: Optional[ProgressCallback] = None
     cancel: Optional[CancelToken] = None
 
@@ -55,14 +56,15 @@ class Timer:
                 self._open[-1][1] = now
 
 
-def final_bake(mesh: trimesh.Trimesh, views, s: Settings, timer: Timer, generator=None,
+def final_bake(mesh: trimesh.Trimesh, views, s: Settings, timer: Timer,
                fill: bool = True) -> tuple[np.ndarray, BakeResult]:
-    """Bake the generated RGB views, then fill unseen texels and seams in UV space."""
+    """Bake the generated RGB views, then fill unseen texels and seams in UV space (with `s.inpaint_generator`
+    when one is given, else harmonically)."""
     with timer("geometry"):
         result = bake(mesh, views, s.texture_size, power=s.bake_power, padding=0, cancel=s.cancel)
     if not fill:
         return result.texture, result
-    with timer("model" if generator is not None and "inpaint" in generator.capabilities else "geometry"):
-        texture = inpaint_uv(mesh, result.texture, ~result.seen, generator=generator, prompt=s.prompt,
+    with timer("model" if s.inpaint_generator is not None else "geometry"):
+        texture = inpaint_uv(mesh, result.texture, ~result.seen, generator=s.inpaint_generator, prompt=s.prompt,
                              seed=s.seed, cancel=s.cancel)
     return texture, result

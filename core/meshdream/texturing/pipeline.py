@@ -40,6 +40,7 @@ def texture_mesh(
     init_image: Optional[np.ndarray] = None,
     strength: float = 0.6,
     directions: bool = True,
+    inpaint_generator=None,
 ) -> TextureResult:
     """Texture `mesh` (a path, or a trimesh; normalized with load_mesh unless it came from there) from `prompt`.
 
@@ -47,6 +48,7 @@ def texture_mesh(
     keep/refine/generate), or "project" (one camera, e.g. the viewport; optional `init_image` for img2img at
     `strength`). cameras: in the normalized frame (see Camera.transformed); default orbit_cameras(n_views).
     generator: from load_generator(); None loads the built-in model.
+    inpaint_generator: fills texels no view saw, in UV space (e.g. an SD inpainting model); None: harmonic fill.
     """
     t0 = time.perf_counter()
     if strategy not in STRATEGIES:
@@ -75,7 +77,7 @@ def texture_mesh(
     settings = Settings(prompt=prompt.strip(), texture_size=texture_size, seed=seed,
                         steps=steps or generator.default_steps, guidance=generator.default_guidance
                         if guidance is None else guidance, negative_prompt=negative_prompt,
-                        progress=progress, cancel=cancel)
+                        progress=progress, cancel=cancel, inpaint_generator=inpaint_generator)
     if strategy == "sync":
         result = texture_sync(mesh, views, generator, settings, timer)
     elif strategy == "sequential":

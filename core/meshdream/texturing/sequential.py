@@ -63,8 +63,7 @@ def texture_sequential(mesh: trimesh.Trimesh, views: ViewSet, generator, s: Sett
                            / np.maximum(acc_weight + w, 1e-12)[..., None], acc)
             acc_weight += w
             best_cos = np.maximum(best_cos, r.best_cos)
-    texture, result = final_bake(mesh, [(c, img, m.mask) for (c, img), m in zip(generated, views.maps)], s, timer,
-                                 generator)
+    texture, result = final_bake(mesh, [(c, img, m.mask) for (c, img), m in zip(generated, views.maps)], s, timer)
     return TextureResult(texture, result.weight, generated, strategy="sequential")
 
 

@@ -60,6 +60,5 @@ def texture_sync(mesh: trimesh.Trimesh, views: ViewSet, generator, s: Settings, 
         images = sample(generator, request, hook=hook, progress=s.progress, cancel=s.cancel)
     rgb = to_images(images)
     generated = list(zip(views.cameras, rgb))
-    texture, result = final_bake(mesh, [(c, img, m.mask) for (c, img), m in zip(generated, views.maps)], s, timer,
-                                 generator)
+    texture, result = final_bake(mesh, [(c, img, m.mask) for (c, img), m in zip(generated, views.maps)], s, timer)
     return TextureResult(texture, result.weight, generated, strategy="sync")
