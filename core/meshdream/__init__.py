@@ -29,14 +29,14 @@ from .geometry import (
 )
 from .generators import GenerationRequest, Generator, GeneratorKindError, ModelNotFoundError, load_generator
 from .progress import CancelToken, Progress
-from .texturing import TextureResult, inpaint_uv, texture_mesh
+from .texturing import TextureResult, inpaint_uv, seamless_texture, texture_mesh
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BakeOperator", "BakeResult", "Camera", "CameraError", "CancelToken", "CancelledError", "GenerationRequest",
     "Generator", "GeneratorKindError", "InvalidMeshError", "ModelNotFoundError", "TextureResult", "inpaint_uv",
-    "load_generator", "texture_mesh",
+    "load_generator", "seamless_texture", "texture_mesh",
     "InvalidParameterError", "MeshDreamError", "MeshDreamWarning", "MeshFileNotFoundError", "OutputExistsError",
     "Progress", "UVMaps", "UnsupportedFormatError", "ViewMaps", "bake", "bake_operator", "dilate", "load_mesh",
     "orbit_cameras", "render", "render_texture", "save_textured", "uv_maps",

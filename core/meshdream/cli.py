@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import __version__
-from .errors import MeshDreamError
+from .errors import CancelledError, MeshDreamError
 
 
 def _info(args) -> None:
@@ -44,6 +46,124 @@ def _views(args) -> None:
     print(f"Wrote {len(cameras)} views (depth, normal, mask) and cameras.json to {out}")
 
 
+class _ProgressBar:
+    """tqdm bar per stage, fed by MeshDream's progress callback."""
+
+    def __init__(self) -> None:
+        self._bar = None
+        self._stage = None
+
+    def __call__(self, p) -> None:
+        from tqdm import tqdm
+
+        if p.stage != self._stage:
+            self.close()
+            self._stage = p.stage
+            self._bar = tqdm(total=p.total, desc=p.stage, unit="step", leave=False, file=sys.stderr)
+        self._bar.total = p.total
+        self._bar.n = p.step
+        self._bar.set_postfix_str(p.message, refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+@contextmanager
+def _cancel_on_ctrl_c():
+    """First Ctrl-C asks the running job to stop at its next step (nothing is written); a second one kills."""
+    from .progress import CancelToken
+
+    token = CancelToken()
+
+    def handler(signum, frame):
+        if token.cancelled:
+            raise KeyboardInterrupt
+        print("\nmeshdream: stopping after this step (Ctrl-C again to kill)...", file=sys.stderr)
+        token.cancel()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield token
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _generator(spec, args):
+    from .generators import load_generator
+
+    return load_generator(spec, controlnet=getattr(args, "controlnet", None), base=getattr(args, "base", None),
+                          lora=getattr(args, "lora", None), device=args.device)
+
+
+def _refuse_existing(path: Path, overwrite: bool) -> None:
+    from .errors import OutputExistsError
+
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"'{path}' already exists; choose another name or pass --overwrite.")
+
+
+def _texture(args) -> None:
+    from .geometry import load_mesh, save_textured
+    from .images import contact_sheet, save_png
+    from .texturing import texture_mesh
+
+    out = Path(args.output)
+    _refuse_existing(out, args.overwrite)  # before minutes of work, not after
+    mesh = load_mesh(args.mesh)
+    generator = _generator(args.model, args)
+    inpainter = _generator(args.inpaint_model, args) if args.inpaint_model else None
+    bar = _ProgressBar()
+    with _cancel_on_ctrl_c() as token:
+        try:
+            result = texture_mesh(
+                mesh, args.prompt, generator, strategy=args.strategy, n_views=args.views,
+                view_resolution=args.view_resolution, texture_size=args.texture_size, seed=args.seed,
+                steps=args.steps, guidance=args.guidance, progress=bar, cancel=token, inpaint_generator=inpainter,
+            )
+        finally:
+            bar.close()
+    save_textured(mesh, result.texture, out, overwrite=args.overwrite)
+    if args.views_sheet:
+        save_png(contact_sheet([img for _, img in result.views], columns=len(result.views)), Path(args.views_sheet))
+    times = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
+    print(f"Wrote {out} ({args.strategy}, {len(result.views)} views, {args.texture_size}² texture; {times})")
+
+
+def _inpaint(args) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from .geometry import load_mesh
+    from .images import save_png
+    from .texturing import inpaint_uv
+
+    out = Path(args.output)
+    _refuse_existing(out, args.overwrite)
+    mesh = load_mesh(args.mesh)
+    rgba = np.asarray(Image.open(args.texture).convert("RGBA"), np.float32) / 255
+    if args.mask:
+        mask = np.asarray(Image.open(args.mask).convert("L").resize(rgba.shape[1::-1])) > 127
+    else:
+        mask = rgba[..., 3] < 0.5
+    generator = _generator(args.model, args) if args.model else None
+    with _cancel_on_ctrl_c() as token:
+        filled = inpaint_uv(mesh, rgba[..., :3], mask, generator=generator, prompt=args.prompt, seed=args.seed,
+                            cancel=token)
+    save_png(filled, out)
+    print(f"Wrote {out} ({int(mask.sum())} texels filled{' by ' + args.model if args.model else ''})")
+
+
+def _models(args) -> None:
+    from .generators import list_cached_models
+
+    print("builtin\tthe built-in offline texture model")
+    for m in list_cached_models():
+        print(f"{m['id']}\t{m['kind']}\t{m['bytes'] / 2**30:.1f} GB")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshdream", description="Texture meshes and generate shapes with diffusion.")
     parser.add_argument("--version", action="version", version=f"meshdream {__version__}")
@@ -60,6 +180,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, default=512)
     p.add_argument("--fov", type=float, default=40.0)
     p.set_defaults(run=_views)
+
+    def model_options(p, default):
+        p.add_argument("--model", default=default, help="builtin, a cached Hugging Face id, a folder or a .safetensors")
+        p.add_argument("--controlnet", help="depth ControlNet for a plain text-to-image model")
+        p.add_argument("--base", help="base model for a single-file checkpoint")
+        p.add_argument("--lora", action="append", help="LoRA file (repeatable)")
+        p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cuda, mps or cpu")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+    p = sub.add_parser("texture", help="texture a mesh from a prompt and write a textured GLB/OBJ")
+    p.add_argument("mesh")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("-o", "--output", required=True, help="output .glb or .obj")
+    model_options(p, "builtin")
+    p.add_argument("--strategy", default="sync", choices=("sync", "sequential", "project"))
+    p.add_argument("--views", type=int, default=8)
+    p.add_argument("--view-resolution", type=int, default=512)
+    p.add_argument("--texture-size", type=int, default=1024)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--guidance", type=float)
+    p.add_argument("--inpaint-model", help="model that fills texels no view saw (default: harmonic fill)")
+    p.add_argument("--views-sheet", help="also write the generated views side by side to this PNG")
+    p.set_defaults(run=_texture)
+
+    p = sub.add_parser("inpaint", help="fill texels of a UV texture (alpha 0 or --mask) and smooth its seams")
+    p.add_argument("mesh")
+    p.add_argument("texture", help="texture PNG; transparent texels are filled unless --mask is given")
+    p.add_argument("-o", "--output", required=True, help="output PNG")
+    p.add_argument("--mask", help="PNG, white = fill")
+    p.add_argument("--prompt", default="")
+    model_options(p, None)
+    p.set_defaults(run=_inpaint)
+
+    p = sub.add_parser("models", help="list the models available offline")
+    p.set_defaults(run=_models)
     return parser
 
 
@@ -67,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
+    except CancelledError:
+        print("meshdream: cancelled; nothing was written.", file=sys.stderr)
+        return 130
     except MeshDreamError as exc:
         print(f"meshdream: error: {exc}", file=sys.stderr)
         return 2

@@ -130,3 +130,107 @@ def test_inpaint_uv_with_a_diffusion_inpainting_model(spot, tiny):
     np.testing.assert_array_equal(out[keep], texture[keep])
     with pytest.raises(meshdream.InvalidParameterError, match="same size"):
         meshdream.inpaint_uv(spot, texture, hole[:64])
+
+
+def _cli(*args, **kw):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "meshdream.cli", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_cli_texture_writes_a_glb_and_refuses_to_overwrite(tiny, tmp_path):
+    from tests.conftest import asset
+
+    out = tmp_path / "cow.glb"
+    args = ["texture", asset("spot.obj"), "--prompt", "red brick", "-o", out, "--model", tiny("sd15_controlnet"),
+            "--views", "2", "--view-resolution", "64", "--texture-size", "64", "--steps", "2"]
+    proc = _cli(*args)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    import trimesh
+
+    back = trimesh.load(out, force="mesh")
+    assert back.visual.material.baseColorTexture.size == (64, 64)
+    proc = _cli(*args)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "--overwrite" in err and "Traceback" not in err
+
+
+def test_cli_ctrl_c_stops_cleanly_and_writes_nothing(tiny, tmp_path):
+    import signal
+    import time
+
+    from tests.conftest import asset
+
+    out = tmp_path / "never.glb"
+    proc = _cli("texture", asset("spot.obj"), "--prompt", "wood", "-o", out, "--model", tiny("sd15_controlnet"),
+                "--views", "8", "--view-resolution", "256", "--texture-size", "256", "--steps", "200")
+    # Wait for the denoising bar, then press Ctrl-C once.
+    deadline = time.time() + 120
+    seen = ""
+    while time.time() < deadline and "denoise" not in seen:
+        seen += proc.stderr.read(1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, seen + err
+    assert "nothing was written" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_cli_models_and_inpaint(spot, tmp_path):
+    from PIL import Image
+
+    from tests.conftest import asset
+
+    proc = _cli("models")
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and out.startswith("builtin")
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[..., :3] = 200
+    rgba[..., 3] = 255
+    rgba[20:40, 20:40, 3] = 0  # transparent: to fill
+    Image.fromarray(rgba).save(tmp_path / "tex.png")
+    proc = _cli("inpaint", asset("spot.obj"), tmp_path / "tex.png", "-o", tmp_path / "filled.png")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    filled = np.asarray(Image.open(tmp_path / "filled.png"))
+    covered = meshdream.uv_maps(spot, 64).coverage
+    assert np.abs(filled[20:40, 20:40][covered[20:40, 20:40]].astype(int) - 200).max() <= 1
+
+
+def test_refine_pass_doubles_the_view_resolution_over_tiles(spot, sd15):
+    r = meshdream.texture_mesh(spot, "red brick", sd15, n_views=2, view_resolution=64, texture_size=128, steps=2,
+                               refine_scale=2)
+    assert r.texture.shape == (128, 128, 3)
+    assert all(img.shape == (128, 128, 3) for _, img in r.views)  # 2x views, made of 64 px (native) tiles
+    assert r.strategy == "sync+refine"
+    with pytest.raises(meshdream.InvalidParameterError, match="refine_scale"):
+        meshdream.texture_mesh(spot, "wood", sd15, refine_scale=3, **SMALL)
+
+
+def _wrap_ratio(img):
+    """Colour jump across the wrap-around edges relative to the mean jump between neighbouring pixels."""
+    inner = (np.abs(np.diff(img, axis=1)).mean() + np.abs(np.diff(img, axis=0)).mean()) / 2
+    wrap = (np.abs(img[:, 0] - img[:, -1]).mean() + np.abs(img[0] - img[-1]).mean()) / 2
+    return wrap / inner
+
+
+def test_seamless_texture_wraps_around(sd15):
+    from meshdream.texturing.tiling import circular_padding
+
+    tile = meshdream.seamless_texture("marble", sd15, size=64, steps=3)
+    assert tile.shape == (64, 64, 3)
+    # The same generation without circular padding has a clearly larger jump at the wrap-around edges.
+    from meshdream.generators import GenerationRequest, sample
+    import torch
+
+    plain = sample(sd15, GenerationRequest(prompts=["marble, seamless tileable texture, flat, top-down"],
+                                           depth=torch.full((1, 1, 64, 64), 0.5), steps=3))[0].permute(1, 2, 0).numpy()
+    assert _wrap_ratio(tile) < 1.5
+    assert _wrap_ratio(tile) < _wrap_ratio(plain)
+    # Padding modes are restored afterwards.
+    assert all(c.padding_mode == "zeros" for c in sd15.parts.unet.modules() if isinstance(c, torch.nn.Conv2d))
+    with circular_padding(sd15.modules()):
+        assert any(c.padding_mode == "circular" for c in sd15.parts.unet.modules() if isinstance(c, torch.nn.Conv2d))

@@ -99,6 +99,10 @@ class Generator(ABC):
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents -> (B, 3, H, W) in [0, 1]."""
 
+    def modules(self) -> list[torch.nn.Module]:
+        """The networks that see images (for tiling, which switches their convolutions to circular padding)."""
+        return []
+
     def prepare(self, request: GenerationRequest) -> dict:
         """Per-request conditioning computed once before the loop (e.g. depth latents, masked-image latents)."""
         return {}

@@ -62,6 +62,9 @@ class DiffusersGenerator(Generator):
         if parts.vae.dtype != self._vae_dtype:
             parts.vae.to(dtype=self._vae_dtype)
 
+    def modules(self) -> list[torch.nn.Module]:
+        return [m for m in (self.parts.unet, self.parts.vae, self.parts.controlnet) if m is not None]
+
     # --- prompts --------------------------------------------------------------------------------------------
     def _encode_with(self, tokenizer, encoder, texts: list[str], xl: bool):
         ids = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,

@@ -120,6 +120,12 @@ class Camera:
         w2c[:3, 3] = s * self.world_to_camera[:3, 3] - w2c[:3, :3] @ trans
         return Camera(w2c, self.fx, self.fy, self.cx, self.cy, self.width, self.height)
 
+    def resized(self, scale: float) -> "Camera":
+        """The same view with `scale` times as many pixels along each side (same field of view)."""
+        w, h = int(round(self.width * scale)), int(round(self.height * scale))
+        sx, sy = w / self.width, h / self.height
+        return Camera(self.world_to_camera, self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, w, h)
+
     def scaled(self, factor: int) -> "Camera":
         """The same view at 1/factor of the resolution (e.g. a diffusion model's latent grid)."""
         if self.width % factor or self.height % factor:

@@ -3,5 +3,6 @@
 from .inpaint import inpaint_uv
 from .pipeline import STRATEGIES, texture_mesh
 from .result import TextureResult
+from .tiling import seamless_texture
 
-__all__ = ["STRATEGIES", "TextureResult", "inpaint_uv", "texture_mesh"]
+__all__ = ["STRATEGIES", "TextureResult", "inpaint_uv", "seamless_texture", "texture_mesh"]

@@ -13,6 +13,7 @@ from ..geometry import Camera, load_mesh, orbit_cameras
 from ..geometry.texture import check_texture_size
 from ..progress import CancelToken, ProgressCallback
 from .common import Settings, Timer
+from .multiscale import refine
 from .project import texture_project
 from .result import TextureResult
 from .sequential import texture_sequential
@@ -41,6 +42,8 @@ def texture_mesh(
     strength: float = 0.6,
     directions: bool = True,
     inpaint_generator=None,
+    refine_scale: int = 1,
+    refine_strength: float = 0.35,
 ) -> TextureResult:
     """Texture `mesh` (a path, or a trimesh; normalized with load_mesh unless it came from there) from `prompt`.
 
@@ -49,6 +52,8 @@ def texture_mesh(
     `strength`). cameras: in the normalized frame (see Camera.transformed); default orbit_cameras(n_views).
     generator: from load_generator(); None loads the built-in model.
     inpaint_generator: fills texels no view saw, in UV space (e.g. an SD inpainting model); None: harmonic fill.
+    refine_scale: > 1 adds a pass that refines the views at that many times their resolution (img2img over tiles
+        of the model's native size, `refine_strength`); the first pass then bakes at texture_size / refine_scale.
     """
     t0 = time.perf_counter()
     if strategy not in STRATEGIES:
@@ -56,6 +61,8 @@ def texture_mesh(
     if not isinstance(prompt, str) or not prompt.strip():
         raise InvalidParameterError("The prompt is empty; describe the texture, e.g. 'weathered red brick'.")
     check_texture_size(texture_size)
+    if refine_scale not in (1, 2, 4) or texture_size // refine_scale < 16:
+        raise InvalidParameterError(f"refine_scale {refine_scale} must be 1, 2 or 4 (and leave a texture of >= 16).")
     if generator is None:
         from ..generators import load_generator
 
@@ -74,7 +81,7 @@ def texture_mesh(
         if strategy == "project" and len(cameras) != 1:
             raise InvalidParameterError(f"The project strategy takes exactly one camera, got {len(cameras)}.")
         views = prepare_views(mesh, cameras, prompt.strip(), directions)
-    settings = Settings(prompt=prompt.strip(), texture_size=texture_size, seed=seed,
+    settings = Settings(prompt=prompt.strip(), texture_size=texture_size // refine_scale, seed=seed,
                         steps=steps or generator.default_steps, guidance=generator.default_guidance
                         if guidance is None else guidance, negative_prompt=negative_prompt,
                         progress=progress, cancel=cancel, inpaint_generator=inpaint_generator)
@@ -84,6 +91,8 @@ def texture_mesh(
         result = texture_sequential(mesh, views, generator, settings, timer)
     else:
         result = texture_project(mesh, views, generator, settings, timer, init_image, strength)
+    if refine_scale > 1:
+        result = refine(mesh, result, generator, settings, timer, scale=refine_scale, strength=refine_strength)
     result.timings = {**{k: round(v, 4) for k, v in timer.seconds.items()},
                       "total": round(time.perf_counter() - t0, 4)}
     return result
