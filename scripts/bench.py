@@ -159,7 +159,104 @@ def bench_scale() -> dict:
     }
 
 
-BENCHES = {"roundtrip": bench_roundtrip, "speed": bench_speed, "scale": bench_scale}
+def _tiny_generator(kind: str = "sd15_controlnet"):
+    """A tiny random-weight pipeline (the tests' builder), saved and loaded like a user's model."""
+    import tempfile
+
+    sys.path.insert(0, str(ROOT))
+    from tests.tiny_models import build
+
+    folder = build(Path(tempfile.mkdtemp(prefix="meshdream_bench_")) / kind, kind)
+    return meshdream.load_generator(folder)
+
+
+def _view_psnr(mesh, result) -> float:
+    """Mean PSNR between each generated view and the final texture rendered back into it (object pixels)."""
+    scores = []
+    for cam, image in result.views:
+        maps = meshdream.render(mesh, cam)
+        back = meshdream.render_texture(mesh, result.texture, cam, maps=maps)
+        scores.append(psnr(back[maps.mask], image[maps.mask]))
+    return round(float(np.mean(scores)), 2)
+
+
+def bench_texturing() -> dict:
+    """Tiny SD1.5 + ControlNet pipeline, spot.obj, the texture_mesh defaults (8 views at 512 px, 1024², 20 steps)."""
+    from meshdream.texturing.inpaint import inpaint_uv
+
+    gen = _tiny_generator()
+    out = {}
+    for strategy in ("sync", "sequential"):
+        mesh = meshdream.load_mesh(mesh_path("spot.obj"))
+        t = time.perf_counter()
+        result = meshdream.texture_mesh(mesh, "red brick wall", gen, strategy=strategy, seed=0)
+        wall = time.perf_counter() - t
+        geometry = result.timings.get("geometry", 0.0)
+        # Seam error: mean colour jump across UV seam pairs in the raw bake, then after UV inpainting.
+        raw = meshdream.bake(mesh, [(c, i) for c, i in result.views], 1024, padding=0)
+        seams = meshdream.uv_maps(mesh, 1024).seams
+        both = raw.seen.ravel()[seams].all(axis=1)
+        pairs = seams[both]
+        fixed = inpaint_uv(mesh, raw.texture, ~raw.seen)
+        err = lambda tex: float(np.abs(tex.reshape(-1, 3)[pairs[:, 0]] - tex.reshape(-1, 3)[pairs[:, 1]]).mean())
+        out[strategy] = {
+            "view_consistency_psnr_db": _view_psnr(mesh, result),
+            "seam_error_before": round(err(raw.texture), 4),
+            "seam_error_after_inpaint": round(err(fixed), 4),
+            "wall_s": round(wall, 2),
+            "model_s": round(result.timings.get("model", 0.0), 2),
+            "geometry_s": round(geometry, 2),
+            "geometry_pct": round(100 * geometry / result.timings["total"], 1),
+        }
+    out["setup"] = "tiny random SD1.5+ControlNet (tests/tiny_models.py), spot.obj, 8 views@512, 1024², 20 steps, CPU"
+    return out
+
+
+def bench_fullsize() -> dict:
+    """Full-size SD 1.5 + depth ControlNet architecture with random weights (speed does not depend on weights).
+
+    With CUDA: the issue's target run (8 views at 512 px, 20 steps, fp16, sync). Without: one view, two steps, to
+    show the per-step cost of the real architecture on this CPU."""
+    import tempfile
+
+    import diffusers
+    import torch
+    import transformers
+
+    sys.path.insert(0, str(ROOT))
+    from meshdream.generators.diffusers_generator import Components, DiffusersGenerator
+    from meshdream.generators.schedulers import make_scheduler
+    from tests.tiny_models import scheduler, tokenizer
+
+    cuda = torch.cuda.is_available()
+    dev, dt = torch.device("cuda" if cuda else "cpu"), torch.float16 if cuda else torch.float32
+    tok = tokenizer(Path(tempfile.mkdtemp()) / "tok")
+    unet = diffusers.UNet2DConditionModel(cross_attention_dim=768, attention_head_dim=8, sample_size=64)
+    parts = Components(
+        unet=unet, controlnet=diffusers.ControlNetModel.from_unet(unet),
+        vae=diffusers.AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
+                                    down_block_types=("DownEncoderBlock2D",) * 4,
+                                    up_block_types=("UpDecoderBlock2D",) * 4, sample_size=512),
+        text_encoder=transformers.CLIPTextModel(transformers.CLIPTextConfig(
+            vocab_size=len(tok), hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+            max_position_embeddings=77, bos_token_id=len(tok) - 2, eos_token_id=len(tok) - 1)),
+        tokenizer=tok, scheduler=make_scheduler("dpm++", scheduler().config),
+    )
+    for m in (parts.unet, parts.controlnet, parts.vae, parts.text_encoder):
+        m.to(dev, dt).eval()
+    gen = DiffusersGenerator(parts, "controlnet", "sd15-fullsize-random", dev, dt)
+    params = sum(p.numel() for m in (parts.unet, parts.controlnet) for p in m.parameters())
+    mesh = meshdream.load_mesh(mesh_path("spot.obj"))
+    views, steps = (8, 20) if cuda else (1, 2)
+    t = time.perf_counter()
+    r = meshdream.texture_mesh(mesh, "red brick", gen, n_views=views, view_resolution=512, steps=steps)
+    return {"device": torch.cuda.get_device_name() if cuda else "cpu", "dtype": str(dt), "unet_controlnet_params_m":
+            round(params / 1e6, 1), "views": views, "steps": steps, "wall_s": round(time.perf_counter() - t, 2),
+            "timings": r.timings}
+
+
+BENCHES = {"roundtrip": bench_roundtrip, "speed": bench_speed, "scale": bench_scale, "texturing": bench_texturing,
+           "fullsize": bench_fullsize}
 
 
 def main(argv: list[str]) -> None:

@@ -67,8 +67,8 @@ def unet(in_channels: int = 4, xl: bool = False):
     from diffusers import UNet2DConditionModel
 
     kw = dict(sample_size=8, in_channels=in_channels, out_channels=4, layers_per_block=1,
-              block_out_channels=(16, 32), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-              up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), norm_num_groups=8, attention_head_dim=4)
+              block_out_channels=(16, 32), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+              up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), norm_num_groups=8, attention_head_dim=4)
     if xl:
         kw.update(cross_attention_dim=64, addition_embed_type="text_time", addition_time_embed_dim=8,
                   projection_class_embeddings_input_dim=6 * 8 + 32)
