@@ -116,3 +116,38 @@ def build(folder: Path, kind: str, seed: int = 0) -> Path:
         raise ValueError(kind)
     pipe.save_pretrained(folder)
     return folder
+
+
+def build_ip_adapter(folder: Path, pipeline_folder: Path, seed: int = 0) -> Path:
+    """A random IP-Adapter for the tiny SD 1.5 UNet: image_encoder/ (CLIP vision) + ip-adapter.safetensors, laid
+    out like h94/IP-Adapter (flat keys "image_proj.*" and "ip_adapter.{k}.to_k_ip.weight", k = 1, 3, 5, ...)."""
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    folder = Path(folder)
+    unet = UNet2DConditionModel.from_pretrained(pipeline_folder, subfolder="unet")
+    cross = unet.config.cross_attention_dim
+    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        image_size=32, patch_size=8, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+        num_attention_heads=4, projection_dim=32))
+    encoder.save_pretrained(folder / "image_encoder")
+    state = {"image_proj.proj.weight": torch.randn(4 * cross, 32) * 0.2, "image_proj.proj.bias": torch.zeros(4 * cross),
+             "image_proj.norm.weight": torch.ones(cross), "image_proj.norm.bias": torch.zeros(cross)}
+    key = 1
+    for name in unet.attn_processors:
+        if name.endswith("attn2.processor"):
+            block = name.split(".")[0]
+            if block == "mid_block":
+                hidden = unet.config.block_out_channels[-1]
+            elif block == "up_blocks":
+                hidden = list(reversed(unet.config.block_out_channels))[int(name.split(".")[1])]
+            else:
+                hidden = unet.config.block_out_channels[int(name.split(".")[1])]
+            state[f"ip_adapter.{key}.to_k_ip.weight"] = torch.randn(hidden, cross) * 0.5
+            state[f"ip_adapter.{key}.to_v_ip.weight"] = torch.randn(hidden, cross) * 0.5
+            key += 2
+    path = folder / "ip-adapter.safetensors"
+    save_file(state, str(path))
+    return path

@@ -95,7 +95,8 @@ def _generator(spec, args):
     from .generators import load_generator
 
     return load_generator(spec, controlnet=getattr(args, "controlnet", None), base=getattr(args, "base", None),
-                          lora=getattr(args, "lora", None), device=args.device)
+                          lora=getattr(args, "lora", None), ip_adapter=getattr(args, "ip_adapter", None),
+                          device=args.device)
 
 
 def _refuse_existing(path: Path, overwrite: bool) -> None:
@@ -115,6 +116,12 @@ def _texture(args) -> None:
     mesh = load_mesh(args.mesh)
     generator = _generator(args.model, args)
     inpainter = _generator(args.inpaint_model, args) if args.inpaint_model else None
+    reference = None
+    if args.reference:
+        import numpy as np
+        from PIL import Image
+
+        reference = np.asarray(Image.open(args.reference).convert("RGB"), np.float32) / 255
     bar = _ProgressBar()
     with _cancel_on_ctrl_c() as token:
         try:
@@ -122,6 +129,7 @@ def _texture(args) -> None:
                 mesh, args.prompt, generator, strategy=args.strategy, n_views=args.views,
                 view_resolution=args.view_resolution, texture_size=args.texture_size, seed=args.seed,
                 steps=args.steps, guidance=args.guidance, progress=bar, cancel=token, inpaint_generator=inpainter,
+                reference_image=reference,
             )
         finally:
             bar.close()
@@ -203,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float)
     p.add_argument("--inpaint-model", help="model that fills texels no view saw (default: harmonic fill)")
     p.add_argument("--views-sheet", help="also write the generated views side by side to this PNG")
+    p.add_argument("--ip-adapter", help="IP-Adapter .safetensors, so --reference can steer the style")
+    p.add_argument("--reference", help="reference picture whose style the texture follows (needs --ip-adapter)")
     p.set_defaults(run=_texture)
 
     p = sub.add_parser("inpaint", help="fill texels of a UV texture (alpha 0 or --mask) and smooth its seams")

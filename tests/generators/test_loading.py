@@ -140,3 +140,25 @@ def test_step_hook_and_progress_and_cancel(tiny):
     with pytest.raises(meshdream.CancelledError):
         sample(gen, _request(n=1), hook=lambda i, n, x: steps_run.append(i) or x, progress=stop_at_one, cancel=token)
     assert steps_run == [0]  # stopped within one step of the request
+
+
+def test_ip_adapter_reference_image_steers_generation(tiny, tmp_path):
+    from tests.tiny_models import build_ip_adapter
+
+    adapter = build_ip_adapter(tmp_path / "ip", tiny("sd15_controlnet"))
+    gen = meshdream.load_generator(tiny("sd15_controlnet"), ip_adapter=adapter)
+    assert gen.parts.image_encoder is not None
+    red = torch.zeros(1, 3, 48, 48)
+    red[:, 0] = 1
+    blue = torch.zeros(1, 3, 48, 48)
+    blue[:, 2] = 1
+    a = sample(gen, _request(n=1, reference_image=red))
+    b = sample(gen, _request(n=1, reference_image=blue))
+    assert (a - b).abs().max() > 1e-3
+    torch.testing.assert_close(sample(gen, _request(n=1, reference_image=red)), a)
+    sample(gen, _request(n=1))  # no reference: neutral image embedding
+    plain = meshdream.load_generator(tiny("sd15_controlnet"))
+    with pytest.raises(meshdream.GeneratorKindError, match="IP-Adapter"):
+        sample(plain, _request(n=1, reference_image=red))
+    with pytest.raises(meshdream.ModelNotFoundError, match="image encoder"):
+        meshdream.load_generator(tiny("sd15_controlnet"), ip_adapter=adapter, image_encoder=tmp_path / "none")

@@ -34,6 +34,7 @@ class GenerationRequest:
     prompts: list[str]  # one per image
     negative_prompt: str = ""
     depth: Optional[torch.Tensor] = None  # (B, 1, H, W) near = 1, far ~0.2, background 0
+    normal: Optional[torch.Tensor] = None  # (B, 3, H, W) camera-space unit normals (models that use them)
     init_images: Optional[torch.Tensor] = None  # (B, 3, H, W) start (img2img) or known pixels (inpaint)
     strength: float = 1.0  # img2img: fraction of the noise schedule re-run (1 = from pure noise)
     # (B, 1, H, W) in [0, 1]: 1 = generate, 0 = keep init_images, m between = keep for the first (1 - m) of the
@@ -42,6 +43,7 @@ class GenerationRequest:
     steps: int = 20
     guidance: float = 7.5
     seed: int = 0
+    reference_image: Optional[torch.Tensor] = None  # (1, 3, H, W) style reference for models with an IP-Adapter
     extra: dict = field(default_factory=dict)  # strategy-specific conditioning a generator may use
 
     @property

@@ -12,10 +12,12 @@ from typing import Any, Optional
 
 import torch
 
-from .base import GenerationRequest, Generator
+from .base import GenerationRequest, Generator, GeneratorKindError
 from .sampling import _resize
 
 FAMILIES = ("controlnet", "depth_unet", "inpaint")
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @dataclass
@@ -28,6 +30,7 @@ class Components:
     text_encoder_2: Any = None
     tokenizer_2: Any = None
     controlnet: Any = None
+    image_encoder: Any = None  # CLIP vision model of a loaded IP-Adapter
 
 
 @dataclass
@@ -125,7 +128,28 @@ class DiffusersGenerator(Generator):
         if self.xl:
             ids = torch.tensor([[h, w, 0, 0, h, w]], device=self.device, dtype=self.dtype)
             cond["time_ids"] = ids
+        if self.parts.image_encoder is not None:
+            cond["image_embeds"] = self._image_embeds(request.reference_image, len(request.prompts))
+        elif request.reference_image is not None:
+            raise GeneratorKindError(
+                f"{self.name} has no IP-Adapter to use a reference image with; load one with ip_adapter=...")
         return cond
+
+    @torch.no_grad()
+    def _image_embeds(self, reference: Optional[torch.Tensor], n: int) -> torch.Tensor:
+        """(2n, 1, D): zeros for the negative half; the reference picture's CLIP embedding (or zeros) for the rest."""
+        enc = self.parts.image_encoder
+        dim = enc.config.projection_dim
+        pos = torch.zeros(1, dim, device=self.device, dtype=self.dtype)
+        if reference is not None:
+            size = enc.config.image_size
+            x = torch.nn.functional.interpolate(reference[:1].float(), size=(size, size), mode="bicubic",
+                                                align_corners=False, antialias=True).clamp(0, 1)
+            mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+            std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+            x = ((x - mean) / std).to(self.device, enc.dtype)
+            pos = enc(pixel_values=x).image_embeds.to(self.dtype)
+        return torch.cat([torch.zeros_like(pos).expand(n, -1), pos.expand(n, -1)])[:, None, :]
 
     def predict_noise(self, latents, t, prompt: PromptEmbeds, cond: dict, index: slice, guidance: float):
         n_all = prompt.embeds.shape[0] // 2
@@ -136,12 +160,10 @@ class DiffusersGenerator(Generator):
         x = torch.cat([latents, latents]) if use_cfg else latents
         reps = 2 if use_cfg else 1
         emb = prompt.embeds[rows]
-        kwargs: dict = {}
+        added: dict = {}
         if self.xl:
-            kwargs["added_cond_kwargs"] = {
-                "text_embeds": prompt.pooled[rows],
-                "time_ids": cond["time_ids"].repeat(len(rows), 1),
-            }
+            added = {"text_embeds": prompt.pooled[rows], "time_ids": cond["time_ids"].repeat(len(rows), 1)}
+        kwargs: dict = {"added_cond_kwargs": added} if added else {}
         if self.family == "depth_unet":
             x = torch.cat([x, cond["depth_latent"][index].repeat(reps, 1, 1, 1)], dim=1)
         elif self.family == "inpaint":
@@ -154,6 +176,8 @@ class DiffusersGenerator(Generator):
             )
             kwargs["down_block_additional_residuals"] = down
             kwargs["mid_block_additional_residual"] = mid
+        if "image_embeds" in cond:  # the UNet (not the ControlNet) also attends to the reference image
+            kwargs["added_cond_kwargs"] = {**added, "image_embeds": [cond["image_embeds"][rows]]}
         out = self.parts.unet(x, t, encoder_hidden_states=emb, return_dict=False, **kwargs)[0]
         if use_cfg:
             uncond, text = out.chunk(2)

@@ -173,6 +173,8 @@ def load_generator(
     base: Optional[str] = None,
     lora: Optional[str | os.PathLike | Sequence[str | os.PathLike]] = None,
     lora_scale: float = 1.0,
+    ip_adapter: Optional[str | os.PathLike] = None,
+    image_encoder: Optional[str | os.PathLike] = None,
     device: str | torch.device = "auto",
     dtype: Optional[torch.dtype] = None,
     memory: str = "auto",
@@ -183,6 +185,9 @@ def load_generator(
     controlnet: a depth ControlNet (folder or cached id) for a plain text-to-image model.
     base: for single-file checkpoints, the model whose configs (or non-UNet parts) to use.
     lora: LoRA weight file(s) or folder(s) applied to the UNet at `lora_scale`.
+    ip_adapter: an IP-Adapter .safetensors (e.g. ip-adapter_sd15.safetensors) so a reference picture can steer
+        the style (texture_mesh(reference_image=...)); image_encoder: its CLIP vision model folder (default: the
+        "image_encoder" folder next to the file or one level up, as in the h94/IP-Adapter layout).
     memory: "none" (fastest), "low" (attention slicing + VAE tiling), "minimal" (+ model CPU offload, CUDA only);
         "auto" picks "low" below 10 GB of GPU memory.
     """
@@ -224,9 +229,13 @@ def load_generator(
         for k, item in enumerate([lora] if isinstance(lora, (str, os.PathLike)) else list(lora)):
             _apply_lora(parts.unet, Path(os.fspath(item)).expanduser(), f"lora{k}", lora_scale)
 
+    if ip_adapter is not None:
+        _apply_ip_adapter(parts, Path(os.fspath(ip_adapter)).expanduser(), image_encoder, dtype)
+
     prediction = parts.scheduler.config.get("prediction_type", "epsilon")
     parts.scheduler = make_scheduler(scheduler, parts.scheduler.config)
-    for module in (parts.unet, parts.vae, parts.text_encoder, parts.text_encoder_2, parts.controlnet):
+    for module in (parts.unet, parts.vae, parts.text_encoder, parts.text_encoder_2, parts.controlnet,
+                   parts.image_encoder):
         if module is not None:
             module.to(dev).eval()
     _apply_memory_preset(parts, dev, memory)
@@ -252,6 +261,30 @@ def _apply_lora(unet, path: Path, name: str, scale: float) -> None:
     unet.load_lora_adapter(state, prefix=prefix, adapter_name=name)
     names = list(getattr(unet, "peft_config", {}).keys())
     unet.set_adapters(names, [scale] * len(names))
+
+
+def _apply_ip_adapter(parts, path: Path, image_encoder, dtype: torch.dtype) -> None:
+    if not path.is_file():
+        raise ModelNotFoundError(f"No IP-Adapter file at '{path}'; give its .safetensors file.")
+    from safetensors.torch import load_file
+    from transformers import CLIPVisionModelWithProjection
+
+    flat = load_file(str(path))
+    state = {"image_proj": {}, "ip_adapter": {}}
+    for key, value in flat.items():
+        head, _, rest = key.partition(".")
+        if head not in state:
+            raise GeneratorKindError(f"'{path.name}' is not an IP-Adapter file (unexpected key '{key}').")
+        state[head][rest] = value
+    candidates = [Path(os.fspath(image_encoder)).expanduser()] if image_encoder else [
+        path.parent / "image_encoder", path.parent.parent / "image_encoder"]
+    folder = next((c for c in candidates if (c / "config.json").exists()), None)
+    if folder is None:
+        raise ModelNotFoundError(
+            f"No CLIP image encoder for '{path.name}' in {', '.join(map(str, candidates))}; pass image_encoder=<folder>."
+        )
+    parts.unet._load_ip_adapter_weights([state])
+    parts.image_encoder = CLIPVisionModelWithProjection.from_pretrained(folder, torch_dtype=dtype).eval()
 
 
 def _apply_memory_preset(parts, dev: torch.device, memory: str) -> None:

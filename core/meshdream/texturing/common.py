@@ -26,6 +26,7 @@ class Settings:
     negative_prompt: str = LIGHTING_NEGATIVE
     bake_power: float = 6.0
     inpaint_generator: object = None  # fills unseen texels in UV space; None: harmonic fill
+    reference_image: object = None  # (1, 3, H, W) tensor for generators with an IP-Adapter
     progress: Optional[ProgressCallback] = None
     cancel: Optional[CancelToken] = None
 

@@ -6,11 +6,12 @@ import time
 from typing import Optional, Sequence
 
 import numpy as np
+import torch
 import trimesh
 
 from ..errors import InvalidParameterError
 from ..geometry import Camera, load_mesh, orbit_cameras
-from ..geometry.texture import check_texture_size
+from ..geometry.texture import as_float_image, check_texture_size
 from ..progress import CancelToken, ProgressCallback
 from .common import Settings, Timer
 from .multiscale import refine
@@ -44,6 +45,7 @@ def texture_mesh(
     inpaint_generator=None,
     refine_scale: int = 1,
     refine_strength: float = 0.35,
+    reference_image: Optional[np.ndarray] = None,
 ) -> TextureResult:
     """Texture `mesh` (a path, or a trimesh; normalized with load_mesh unless it came from there) from `prompt`.
 
@@ -52,6 +54,7 @@ def texture_mesh(
     `strength`). cameras: in the normalized frame (see Camera.transformed); default orbit_cameras(n_views).
     generator: from load_generator(); None loads the built-in model.
     inpaint_generator: fills texels no view saw, in UV space (e.g. an SD inpainting model); None: harmonic fill.
+    reference_image: (H, W, 3) picture whose style the texture follows (generators loaded with an IP-Adapter).
     refine_scale: > 1 adds a pass that refines the views at that many times their resolution (img2img over tiles
         of the model's native size, `refine_strength`); the first pass then bakes at texture_size / refine_scale.
     """
@@ -84,7 +87,9 @@ def texture_mesh(
     settings = Settings(prompt=prompt.strip(), texture_size=texture_size // refine_scale, seed=seed,
                         steps=steps or generator.default_steps, guidance=generator.default_guidance
                         if guidance is None else guidance, negative_prompt=negative_prompt,
-                        progress=progress, cancel=cancel, inpaint_generator=inpaint_generator)
+                        progress=progress, cancel=cancel, inpaint_generator=inpaint_generator,
+                        reference_image=None if reference_image is None else torch.from_numpy(
+                            as_float_image(reference_image, 3, "reference image")).permute(2, 0, 1)[None])
     if strategy == "sync":
         result = texture_sync(mesh, views, generator, settings, timer)
     elif strategy == "sequential":

@@ -29,9 +29,9 @@ def texture_project(mesh: trimesh.Trimesh, views: ViewSet, generator, s: Setting
                 f"{cam.width}x{cam.height}; pass a camera of the image's size."
             )
         init = torch.from_numpy(img).permute(2, 0, 1)[None]
-    request = GenerationRequest(prompts=views.prompts[:1], negative_prompt=s.negative_prompt, depth=views.depth[:1],
+    request = GenerationRequest(prompts=views.prompts[:1], negative_prompt=s.negative_prompt, depth=views.depth[:1], normal=views.normal[:1],
                                 init_images=init, strength=strength if init is not None else 1.0,
-                                steps=s.steps, guidance=s.guidance, seed=s.seed)
+                                steps=s.steps, guidance=s.guidance, seed=s.seed, reference_image=s.reference_image)
     with timer("model"):
         image = to_images(sample(generator, request, progress=s.progress, cancel=s.cancel))[0]
     texture, result = final_bake(mesh, [(cam, image, maps.mask)], s, timer, fill=False)

@@ -46,10 +46,10 @@ def texture_sequential(mesh: trimesh.Trimesh, views: ViewSet, generator, s: Sett
                 init = np.ones(maps.mask.shape + (3,), np.float32)
             mask[~maps.mask] = 1.0  # background is free
         request = GenerationRequest(
-            prompts=[views.prompts[k]], negative_prompt=s.negative_prompt, depth=views.depth[k : k + 1],
+            prompts=[views.prompts[k]], negative_prompt=s.negative_prompt, depth=views.depth[k : k + 1], normal=views.normal[k : k + 1],
             init_images=torch.from_numpy(init).permute(2, 0, 1)[None] if painted.any() else None,
             inpaint_mask=torch.from_numpy(mask)[None, None] if painted.any() else None,
-            steps=s.steps, guidance=s.guidance, seed=s.seed + k,
+            steps=s.steps, guidance=s.guidance, seed=s.seed + k, reference_image=s.reference_image,
         )
         with timer("model"):
             image = to_images(sample(generator, request, cancel=s.cancel,

@@ -54,8 +54,8 @@ def texture_sync(mesh: trimesh.Trimesh, views: ViewSet, generator, s: Settings, 
                 out[b][:, mask] = torch.from_numpy(values.T.copy()).to(out.dtype)
         return out
 
-    request = GenerationRequest(prompts=views.prompts, negative_prompt=s.negative_prompt, depth=views.depth,
-                                steps=s.steps, guidance=s.guidance, seed=s.seed)
+    request = GenerationRequest(prompts=views.prompts, negative_prompt=s.negative_prompt, depth=views.depth, normal=views.normal,
+                                steps=s.steps, guidance=s.guidance, seed=s.seed, reference_image=s.reference_image)
     with timer("model"):
         images = sample(generator, request, hook=hook, progress=s.progress, cancel=s.cancel)
     rgb = to_images(images)

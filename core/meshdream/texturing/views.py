@@ -46,6 +46,12 @@ class ViewSet:
         return torch.from_numpy(np.stack([depth_to_image(m.depth) for m in self.maps]))[:, None]
 
     @property
+    def normal(self) -> torch.Tensor:
+        """(B, 3, H, W) camera-space normals (x right, y up, z towards the camera), 0 on the background."""
+        return torch.from_numpy(np.stack([m.normal @ c.rotation.T for c, m in zip(self.cameras, self.maps)])
+                                .astype(np.float32)).permute(0, 3, 1, 2)
+
+    @property
     def masks(self) -> torch.Tensor:
         return torch.from_numpy(np.stack([m.mask for m in self.maps]).astype(np.float32))[:, None]
 

@@ -1,0 +1,104 @@
+"""The built-in offline texture model (trained by scripts/train_texture_model.py; see weights/texture_model.json)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import torch
+
+from ...errors import MeshDreamWarning
+from ..base import GenerationRequest, Generator, ModelNotFoundError
+from ..loading import pick_device
+from ..schedulers import make_scheduler
+from .model import TextureModel, geometry_channels, pad_ids
+from .vocab import WORDS, parse
+
+WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "texture_model.safetensors"
+CARD = WEIGHTS.with_suffix(".json")
+
+
+class BuiltinGenerator(Generator):
+    """Pixel-space generator: the "latents" are the image itself in [-1, 1]."""
+
+    name = "builtin"
+    capabilities = frozenset({"depth", "img2img", "inpaint"})
+    latent_factor = 1
+    latent_channels = 3
+    native_resolution = 128
+    default_steps = 20
+    default_guidance = 3.0
+
+    def __init__(self, model: TextureModel, scheduler, device: torch.device):
+        self.model = model.to(device).eval()
+        self.scheduler = scheduler
+        self.device = device
+        self.dtype = torch.float32
+        self.unknown_words: list[str] = []
+
+    def modules(self) -> list[torch.nn.Module]:
+        return [self.model.unet]
+
+    def encode_prompt(self, request: GenerationRequest) -> torch.Tensor:
+        parsed = [parse(p) for p in request.prompts]
+        unknown = sorted({w for _, u in parsed for w in u})
+        self.unknown_words = unknown
+        if unknown:
+            warnings.warn(
+                f"The built-in model does not know {', '.join(repr(w) for w in unknown)} and ignores it; it knows "
+                f"these words: {', '.join(WORDS[1:])}.", MeshDreamWarning, stacklevel=4)
+        ids = [i for i, _ in parsed]
+        neg = [[] for _ in ids]  # the empty prompt is the unconditional branch
+        with torch.no_grad():
+            return self.model.prompt(pad_ids(neg + ids, self.device))
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return images.to(self.device, torch.float32) * 2 - 1
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return (latents.float() + 1) / 2
+
+    def prepare(self, request: GenerationRequest) -> dict:
+        n = len(request.prompts)
+        h, w = request.size
+        depth = request.depth if request.depth is not None else torch.full((n, 1, h, w), 0.5)
+        geo = geometry_channels(depth.to(self.device, torch.float32),
+                                None if request.normal is None else request.normal.to(self.device, torch.float32))
+        known_mask = torch.zeros(n, 1, h, w, device=self.device)
+        known = torch.zeros(n, 3, h, w, device=self.device)
+        if request.inpaint_mask is not None and request.init_images is not None:
+            known_mask = (request.inpaint_mask.to(self.device) <= 0).float()
+            known = (request.init_images.to(self.device, torch.float32) * 2 - 1) * known_mask
+        return {"cond": torch.cat([geo, known, known_mask], dim=1), "native_inpaint": True}
+
+    @torch.no_grad()
+    def predict_noise(self, latents, t, prompt, cond, index, guidance):
+        n_all = prompt.shape[0] // 2
+        rows = list(range(index.start, index.stop))
+        c = cond["cond"][index]
+        use_cfg = guidance != 1.0
+        x = torch.cat([latents, latents]) if use_cfg else latents
+        emb = prompt[rows + [n_all + r for r in rows]] if use_cfg else prompt[[n_all + r for r in rows]]
+        tt = t.expand(x.shape[0]).to(self.device)
+        v = self.model(x, tt, torch.cat([c, c]) if use_cfg else c, emb)
+        if use_cfg:
+            uncond, text = v.chunk(2)
+            v = uncond + guidance * (text - uncond)
+        a = self.scheduler.alphas_cumprod.to(self.device)[t.long()]
+        return a.sqrt() * v + (1 - a).sqrt() * latents  # v -> epsilon
+
+
+def load_builtin(device="auto", scheduler="dpm++") -> BuiltinGenerator:
+    if not WEIGHTS.exists() or not CARD.exists():
+        raise ModelNotFoundError(
+            f"The built-in model's weights are missing ({WEIGHTS}); reinstall meshdream or retrain them with "
+            "scripts/train_texture_model.py (see weights/texture_model.json for the command)."
+        )
+    from safetensors.torch import load_file
+
+    card = json.loads(CARD.read_text())
+    model = TextureModel(card["config"])
+    model.load_state_dict(load_file(str(WEIGHTS)))
+    sched = make_scheduler(scheduler, card["scheduler"])
+    return BuiltinGenerator(model, sched, pick_device(device))

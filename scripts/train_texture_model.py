@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Train MeshDream's built-in texture model from procedural data (no downloads).
+
+    .venv/bin/python scripts/train_texture_model.py            # the defaults reproduce the shipped weights
+
+Writes core/meshdream/weights/texture_model.safetensors (EMA weights) and texture_model.json (the model card:
+configuration, scheduler, data, command, wall time; scripts/eval_texture_model.py adds its metrics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "core"))
+
+from meshdream.generators.builtin.dataset import make_renders, training_meshes  # noqa: E402
+from meshdream.generators.builtin.materials import FAMILIES  # noqa: E402
+from meshdream.generators.builtin.model import DEFAULT_CONFIG, TextureModel, geometry_channels, pad_ids  # noqa: E402
+from meshdream.generators.builtin.vocab import WORD_ID  # noqa: E402
+
+SCHEDULER = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "prediction_type": "v_prediction"}
+
+
+def to_tensors(r):
+    albedo = torch.from_numpy(r.albedo).permute(0, 3, 1, 2).float() / 127.5 - 1
+    depth = torch.from_numpy(r.depth.astype(np.float32))[:, None]
+    normal = torch.from_numpy(r.normal.astype(np.float32)).permute(0, 3, 1, 2) / 127
+    return albedo, depth, normal
+
+
+def prompt_ids(r, idx, drop: float, rng: np.random.Generator) -> list[list[int]]:
+    out = []
+    for i in idx:
+        ids = [WORD_ID[FAMILIES[r.family[i]]]]
+        if r.colour[i] >= 0:
+            ids.append(WORD_ID[r.colour_names[r.colour[i]]])
+        out.append([] if rng.random() < drop else ids)
+    return out
+
+
+def crops(tensors, idx, size, gen):
+    """The same random size² window of each selected render, from every tensor."""
+    full = tensors[0].shape[-1]
+    oy = torch.randint(0, full - size + 1, (len(idx),), generator=gen)
+    ox = torch.randint(0, full - size + 1, (len(idx),), generator=gen)
+    ar = torch.arange(size)
+    iy = (oy[:, None] + ar)[:, :, None]
+    ix = (ox[:, None] + ar)[:, None, :]
+    b = torch.as_tensor(idx)[:, None, None]
+    return [t[b, :, iy, ix].permute(0, 3, 1, 2).contiguous() for t in tensors]
+
+
+def known_masks(n, size, gen):
+    """Half the batch learns plain generation (nothing known); the rest inpaints around random blobs."""
+    coarse = torch.rand(n, 1, 4, 4, generator=gen)
+    blobs = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+    level = torch.rand(n, 1, 1, 1, generator=gen)
+    mask = (blobs < level).float()
+    mask[torch.rand(n, generator=gen) < 0.5] = 0
+    return mask
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--steps", type=int, default=1600)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--textures", type=int, default=480)
+    p.add_argument("--views", type=int, default=4)
+    p.add_argument("--resolution", type=int, default=128)
+    p.add_argument("--crop", type=int, default=64)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "assets" / "meshes")
+    p.add_argument("--out", type=Path, default=ROOT / "core" / "meshdream" / "weights")
+    p.add_argument("--save-every", type=int, default=250, help="also write the weights every N steps")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    t0 = time.time()
+
+    meshes = training_meshes(args.shared if args.shared.exists() else None)
+    renders = make_renders(args.textures, args.views, args.resolution, args.seed, meshes)
+    albedo, depth, normal = to_tensors(renders)
+    t_data = time.time() - t0
+    print(f"data: {len(albedo)} renders of {len(meshes)} meshes in {t_data:.0f} s", flush=True)
+
+    from diffusers import DDPMScheduler
+
+    sched = DDPMScheduler(**SCHEDULER)
+    dev = torch.device(args.device)
+    model = TextureModel(DEFAULT_CONFIG).to(dev)
+    ema = TextureModel(DEFAULT_CONFIG).to(dev)
+    ema.load_state_dict(model.state_dict())
+    ema.requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    lr_at = lambda s: args.lr * min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * s / args.steps))
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"model: {n_params / 1e6:.2f} M parameters", flush=True)
+    losses = []
+    for step in range(args.steps):
+        idx = rng.integers(0, len(albedo), args.batch)
+        x0, d, n = crops([albedo, depth, normal], idx, args.crop, gen)
+        x0, d, n = x0.to(dev), d.to(dev), n.to(dev)
+        km = known_masks(args.batch, args.crop, gen).to(dev)
+        cond = torch.cat([geometry_channels(d, n), x0 * km, km], dim=1)
+        noise = torch.randn(x0.shape, generator=gen).to(dev)
+        t = torch.randint(0, SCHEDULER["num_train_timesteps"], (args.batch,), generator=gen).to(dev)
+        xt = sched.add_noise(x0, noise, t)
+        target = sched.get_velocity(x0, noise, t)
+        emb = model.prompt(pad_ids(prompt_ids(renders, idx, 0.1, rng), dev))
+        loss = torch.nn.functional.mse_loss(model(xt, t, cond, emb), target)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        decay = min(0.999, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.lerp_(pm, 1 - decay)
+        losses.append(loss.item())
+        if step % 100 == 0 or step == args.steps - 1:
+            print(f"step {step} loss {np.mean(losses[-100:]):.4f} ({time.time() - t0:.0f} s)", flush=True)
+        if (step + 1) % args.save_every == 0 or step == args.steps - 1:
+            save(args, ema, n_params, len(albedo), len(meshes), step + 1, losses, t0, t_data)
+
+
+def save(args, ema, n_params, n_renders, n_meshes, steps_done, losses, t0, t_data) -> None:
+    from safetensors.torch import save_file
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items()}
+    save_file(state, str(args.out / "texture_model.safetensors"))
+    card_path = args.out / "texture_model.json"
+    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    card.update({
+        "model": "MeshDream built-in texture model: pixel-space UNet2DModel (diffusers), v-prediction",
+        "config": DEFAULT_CONFIG, "scheduler": SCHEDULER, "parameters": n_params,
+        "data": {"textures": args.textures, "views_per_texture": args.views, "renders": n_renders,
+                 "resolution": args.resolution, "crop": args.crop, "families": list(FAMILIES), "meshes": n_meshes},
+        "training": {"command": "python scripts/train_texture_model.py " + " ".join(sys.argv[1:]),
+                     "steps": steps_done, "batch": args.batch, "seed": args.seed, "lr": args.lr,
+                     "device": args.device, "threads": torch.get_num_threads(),
+                     "wall_s": round(time.time() - t0, 1), "data_s": round(t_data, 1),
+                     "final_loss_100": round(float(np.mean(losses[-100:])), 4)},
+    })
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    print(f"wrote {args.out / 'texture_model.safetensors'} and {card_path} at step {steps_done}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
