@@ -39,7 +39,9 @@ def setup() -> None:
     if sys.version_info[:2] == (3, 11):
         pins.append(BLENDER_PIN)
     else:
-        print(f"note: {BLENDER_PIN} needs Python 3.11 (this is {sys.version.split()[0]}); Blender tests will be skipped.")
+        print(
+            f"note: {BLENDER_PIN} needs Python 3.11 (this is {sys.version.split()[0]}); Blender tests will be skipped."
+        )
     stamp_text = "\n".join(pins + [GLTF_VALIDATOR, (ROOT / "core/pyproject.toml").read_text()])
     stamp = VENV / ".meshdream-setup"
     digest = hashlib.sha256(stamp_text.encode()).hexdigest()

@@ -15,11 +15,10 @@ import sys
 import time
 from pathlib import Path
 
+import meshdream
 import numpy as np
 import trimesh
 from scipy import ndimage
-
-import meshdream
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "assets" / "meshes"
@@ -113,7 +112,9 @@ def bench_speed() -> dict:
         op = meshdream.bake_operator(mesh, cams, size)
         apply_s = timed(lambda: op.apply([v[1] for v in views]))
         out[f"bake_{n_views}views_{res}px_into_{size}"] = {
-            "seconds_cold": cold_s, "seconds_warm_mesh_cache": warm_s, "seconds_rebake_same_cameras": apply_s,
+            "seconds_cold": cold_s,
+            "seconds_warm_mesh_cache": warm_s,
+            "seconds_rebake_same_cameras": apply_s,
         }
     return out
 
@@ -198,7 +199,8 @@ def bench_texturing() -> dict:
         both = raw.seen.ravel()[seams].all(axis=1)
         pairs = seams[both]
         fixed = inpaint_uv(mesh, raw.texture, ~raw.seen)
-        err = lambda tex: float(np.abs(tex.reshape(-1, 3)[pairs[:, 0]] - tex.reshape(-1, 3)[pairs[:, 1]]).mean())
+        def err(tex):
+            return float(np.abs(tex.reshape(-1, 3)[pairs[:, 0]] - tex.reshape(-1, 3)[pairs[:, 1]]).mean())
         out[strategy] = {
             "view_consistency_psnr_db": _view_psnr(mesh, result),
             "seam_error_before": round(err(raw.texture), 4),
@@ -226,6 +228,7 @@ def bench_fullsize() -> dict:
     sys.path.insert(0, str(ROOT))
     from meshdream.generators.diffusers_generator import Components, DiffusersGenerator
     from meshdream.generators.schedulers import make_scheduler
+
     from tests.tiny_models import scheduler, tokenizer
 
     cuda = torch.cuda.is_available()
@@ -233,14 +236,30 @@ def bench_fullsize() -> dict:
     tok = tokenizer(Path(tempfile.mkdtemp()) / "tok")
     unet = diffusers.UNet2DConditionModel(cross_attention_dim=768, attention_head_dim=8, sample_size=64)
     parts = Components(
-        unet=unet, controlnet=diffusers.ControlNetModel.from_unet(unet),
-        vae=diffusers.AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
-                                    down_block_types=("DownEncoderBlock2D",) * 4,
-                                    up_block_types=("UpDecoderBlock2D",) * 4, sample_size=512),
-        text_encoder=transformers.CLIPTextModel(transformers.CLIPTextConfig(
-            vocab_size=len(tok), hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-            max_position_embeddings=77, bos_token_id=len(tok) - 2, eos_token_id=len(tok) - 1)),
-        tokenizer=tok, scheduler=make_scheduler("dpm++", scheduler().config),
+        unet=unet,
+        controlnet=diffusers.ControlNetModel.from_unet(unet),
+        vae=diffusers.AutoencoderKL(
+            block_out_channels=(128, 256, 512, 512),
+            layers_per_block=2,
+            latent_channels=4,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            sample_size=512,
+        ),
+        text_encoder=transformers.CLIPTextModel(
+            transformers.CLIPTextConfig(
+                vocab_size=len(tok),
+                hidden_size=768,
+                intermediate_size=3072,
+                num_hidden_layers=12,
+                num_attention_heads=12,
+                max_position_embeddings=77,
+                bos_token_id=len(tok) - 2,
+                eos_token_id=len(tok) - 1,
+            )
+        ),
+        tokenizer=tok,
+        scheduler=make_scheduler("dpm++", scheduler().config),
     )
     for m in (parts.unet, parts.controlnet, parts.vae, parts.text_encoder):
         m.to(dev, dt).eval()
@@ -250,13 +269,43 @@ def bench_fullsize() -> dict:
     views, steps = (8, 20) if cuda else (1, 2)
     t = time.perf_counter()
     r = meshdream.texture_mesh(mesh, "red brick", gen, n_views=views, view_resolution=512, steps=steps)
-    return {"device": torch.cuda.get_device_name() if cuda else "cpu", "dtype": str(dt), "unet_controlnet_params_m":
-            round(params / 1e6, 1), "views": views, "steps": steps, "wall_s": round(time.perf_counter() - t, 2),
-            "timings": r.timings}
+    return {
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "dtype": str(dt),
+        "unet_controlnet_params_m": round(params / 1e6, 1),
+        "views": views,
+        "steps": steps,
+        "wall_s": round(time.perf_counter() - t, 2),
+        "timings": r.timings,
+    }
 
 
-BENCHES = {"roundtrip": bench_roundtrip, "speed": bench_speed, "scale": bench_scale, "texturing": bench_texturing,
-           "fullsize": bench_fullsize}
+def bench_texture_model() -> dict:
+    """The built-in model's evaluation (scripts/eval_texture_model.py) and the demo's timing."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from eval_texture_model import evaluate
+
+    result = evaluate()
+    t = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "demo.py"), "--out", str(ROOT / "out" / "bench_demo")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result["demo_wall_s"] = round(time.perf_counter() - t, 1)
+    result["demo_says"] = proc.stdout.strip().splitlines()[0][:200]
+    return result
+
+
+BENCHES = {
+    "roundtrip": bench_roundtrip,
+    "speed": bench_speed,
+    "scale": bench_scale,
+    "texturing": bench_texturing,
+    "fullsize": bench_fullsize,
+    "texture_model": bench_texture_model,
+}
 
 
 def main(argv: list[str]) -> None:

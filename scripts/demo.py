@@ -11,9 +11,8 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-
 import meshdream
+import numpy as np
 from meshdream.images import contact_sheet, save_png
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,14 +43,25 @@ def main() -> None:
     t0 = time.perf_counter()
     mesh = meshdream.load_mesh(Path(meshdream.__file__).parent / "assets" / "suzanne.obj")
     generator = meshdream.load_generator("builtin")
-    result = meshdream.texture_mesh(mesh, args.prompt, generator, strategy=args.strategy, n_views=args.views,
-                                    view_resolution=args.view_resolution, texture_size=args.texture_size,
-                                    steps=args.steps, seed=args.seed)
+    result = meshdream.texture_mesh(
+        mesh,
+        args.prompt,
+        generator,
+        strategy=args.strategy,
+        n_views=args.views,
+        view_resolution=args.view_resolution,
+        texture_size=args.texture_size,
+        steps=args.steps,
+        seed=args.seed,
+    )
     glb = meshdream.save_textured(mesh, result.texture, args.out / "demo.glb", overwrite=True)
     save_png(result.texture, args.out / "demo_texture.png")
-    turntable = [shaded(mesh, result.texture, c) for c in
-                 meshdream.orbit_cameras(args.views, resolution=args.view_resolution, mesh=mesh,
-                                         elevations=[20.0] * args.views)]
+    turntable = [
+        shaded(mesh, result.texture, c)
+        for c in meshdream.orbit_cameras(
+            args.views, resolution=args.view_resolution, mesh=mesh, elevations=[20.0] * args.views
+        )
+    ]
     views = [np.asarray(img) for _, img in result.views]
     save_png(contact_sheet(views + turntable, columns=args.views), args.out / "demo_preview.png")
     t = result.timings

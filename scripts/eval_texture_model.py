@@ -90,27 +90,23 @@ def features(clf, crops):
 def kid(a: torch.Tensor, b: torch.Tensor) -> float:
     """Unbiased MMD² with the cubic polynomial kernel (the KID estimator)."""
     d = a.shape[1]
-    k = lambda x, y: (x @ y.T / d + 1) ** 3
+    def k(x, y):
+        return (x @ y.T / d + 1) ** 3
     m, n = len(a), len(b)
     kaa, kbb, kab = k(a, a), k(b, b), k(a, b)
-    return float((kaa.sum() - kaa.diag().sum()) / (m * (m - 1)) + (kbb.sum() - kbb.diag().sum()) / (n * (n - 1))
-                 - 2 * kab.mean())
+    return float(
+        (kaa.sum() - kaa.diag().sum()) / (m * (m - 1)) + (kbb.sum() - kbb.diag().sum()) / (n * (n - 1)) - 2 * kab.mean()
+    )
 
 
-def main() -> dict:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--per-family", type=int, default=6)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--write-card", action="store_true")
-    args = p.parse_args()
+def evaluate(per_family: int = 6, steps: int = 20, seed: int = 0) -> dict:
     t0 = time.time()
     shared = ROOT.parent / "shared" / "assets" / "meshes"
     meshes = training_meshes(shared if shared.exists() else None)
     # Seeds differ from the training data's (seed 0): these textures and views were never trained on.
     train = tensors(make_renders(360, 2, 128, seed=1001, meshes=meshes))
-    held = tensors(make_renders(len(FAMILIES) * args.per_family, 1, 128, seed=2002, meshes=meshes))
-    clf = train_classifier(train, 600, args.seed)
+    held = tensors(make_renders(len(FAMILIES) * per_family, 1, 128, seed=2002, meshes=meshes))
+    clf = train_classifier(train, 600, seed)
     h_img, h_depth, h_normal, h_fam = held
     h_mask = (h_depth > 0).float()
     h_crops = centre_crops(h_img, h_mask)
@@ -120,8 +116,9 @@ def main() -> dict:
     gen = load_generator("builtin")
     # One view per held-out geometry; the prompt names that view's family only.
     prompts = [FAMILIES[f] for f in h_fam.tolist()]
-    request = GenerationRequest(prompts=prompts, depth=h_depth, normal=h_normal, steps=args.steps,
-                                guidance=gen.default_guidance, seed=args.seed)
+    request = GenerationRequest(
+        prompts=prompts, depth=h_depth, normal=h_normal, steps=steps, guidance=gen.default_guidance, seed=seed
+    )
     t_gen = time.time()
     out = sample(gen, request)
     t_gen = time.time() - t_gen
@@ -134,8 +131,12 @@ def main() -> dict:
     # Baseline: each family's mean colour (from the classifier's training renders) painted flat inside the mask.
     t_img, t_depth, _, t_fam = train
     t_mask = (t_depth > 0).float()
-    means = torch.stack([(t_img * t_mask)[t_fam == f].sum((0, 2, 3)) / t_mask[t_fam == f].sum().clamp(min=1)
-                         for f in range(len(FAMILIES))])
+    means = torch.stack(
+        [
+            (t_img * t_mask)[t_fam == f].sum((0, 2, 3)) / t_mask[t_fam == f].sum().clamp(min=1)
+            for f in range(len(FAMILIES))
+        ]
+    )
     flat = means[h_fam][:, :, None, None] * h_mask + (1 - h_mask)
     f_held, f_gen, f_flat = features(clf, h_crops), features(clf, g_crops), features(clf, centre_crops(flat, h_mask))
     bg = 1 - h_mask
@@ -150,15 +151,28 @@ def main() -> dict:
         "background_mean_deviation": round(float((dev * bg).sum() / bg.sum()), 4),
         "background_pixels_off_by_0.1": round(float(((dev > 0.1).float() * bg).sum() / bg.sum()), 4),
         "silhouette_ring_mean_deviation": round(float((dev * ring).sum() / ring.sum()), 4),
-        "views": len(prompts), "view_px": 128, "steps": args.steps,
-        "generation_s_per_view": round(t_gen / len(prompts), 3), "eval_wall_s": round(time.time() - t0, 1),
+        "views": len(prompts),
+        "view_px": 128,
+        "steps": steps,
+        "generation_s_per_view": round(t_gen / len(prompts), 3),
+        "eval_wall_s": round(time.time() - t0, 1),
     }
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--per-family", type=int, default=6)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--write-card", action="store_true")
+    args = p.parse_args()
+    result = evaluate(args.per_family, args.steps, args.seed)
     print(json.dumps(result, indent=2))
     if args.write_card:
         card = json.loads(CARD.read_text())
         card["metrics"] = {**result, "command": "python scripts/eval_texture_model.py --write-card"}
         CARD.write_text(json.dumps(card, indent=2) + "\n")
-    return result
 
 
 if __name__ == "__main__":

@@ -107,7 +107,8 @@ def main() -> None:
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    lr_at = lambda s: args.lr * min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * s / args.steps))
+    def lr_at(s):
+        return args.lr * min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * s / args.steps))
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {n_params / 1e6:.2f} M parameters", flush=True)
     losses = []
@@ -148,17 +149,35 @@ def save(args, ema, n_params, n_renders, n_meshes, steps_done, losses, t0, t_dat
     save_file(state, str(args.out / "texture_model.safetensors"))
     card_path = args.out / "texture_model.json"
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
-    card.update({
-        "model": "MeshDream built-in texture model: pixel-space UNet2DModel (diffusers), v-prediction",
-        "config": DEFAULT_CONFIG, "scheduler": SCHEDULER, "parameters": n_params,
-        "data": {"textures": args.textures, "views_per_texture": args.views, "renders": n_renders,
-                 "resolution": args.resolution, "crop": args.crop, "families": list(FAMILIES), "meshes": n_meshes},
-        "training": {"command": "python scripts/train_texture_model.py " + " ".join(sys.argv[1:]),
-                     "steps": steps_done, "batch": args.batch, "seed": args.seed, "lr": args.lr,
-                     "device": args.device, "threads": torch.get_num_threads(),
-                     "wall_s": round(time.time() - t0, 1), "data_s": round(t_data, 1),
-                     "final_loss_100": round(float(np.mean(losses[-100:])), 4)},
-    })
+    card.update(
+        {
+            "model": "MeshDream built-in texture model: pixel-space UNet2DModel (diffusers), v-prediction",
+            "config": DEFAULT_CONFIG,
+            "scheduler": SCHEDULER,
+            "parameters": n_params,
+            "data": {
+                "textures": args.textures,
+                "views_per_texture": args.views,
+                "renders": n_renders,
+                "resolution": args.resolution,
+                "crop": args.crop,
+                "families": list(FAMILIES),
+                "meshes": n_meshes,
+            },
+            "training": {
+                "command": "python scripts/train_texture_model.py " + " ".join(sys.argv[1:]),
+                "steps": steps_done,
+                "batch": args.batch,
+                "seed": args.seed,
+                "lr": args.lr,
+                "device": args.device,
+                "threads": torch.get_num_threads(),
+                "wall_s": round(time.time() - t0, 1),
+                "data_s": round(t_data, 1),
+                "final_loss_100": round(float(np.mean(losses[-100:])), 4),
+            },
+        }
+    )
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     print(f"wrote {args.out / 'texture_model.safetensors'} and {card_path} at step {steps_done}", flush=True)
 

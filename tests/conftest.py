@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import meshdream
 import numpy as np
 import pytest
-
-import meshdream
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_MESHES = ROOT.parent / "shared" / "assets" / "meshes"

@@ -9,8 +9,28 @@ from pathlib import Path
 
 import torch
 
-WORDS = ["a", "red", "green", "blue", "brick", "wood", "marble", "wall", "cow", "front", "side", "back", "top",
-         "bottom", "view", "shadow", "highlight", "oak", "metal", "stone"]
+WORDS = [
+    "a",
+    "red",
+    "green",
+    "blue",
+    "brick",
+    "wood",
+    "marble",
+    "wall",
+    "cow",
+    "front",
+    "side",
+    "back",
+    "top",
+    "bottom",
+    "view",
+    "shadow",
+    "highlight",
+    "oak",
+    "metal",
+    "stone",
+]
 
 
 def write_tokenizer(folder: Path) -> None:
@@ -49,29 +69,58 @@ def tokenizer(folder: Path):
 def text_encoder(vocab: int, projection: bool = False):
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    cfg = CLIPTextConfig(vocab_size=vocab, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=77, projection_dim=32,
-                         bos_token_id=vocab - 2, eos_token_id=vocab - 1, pad_token_id=vocab - 1)
+    cfg = CLIPTextConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        projection_dim=32,
+        bos_token_id=vocab - 2,
+        eos_token_id=vocab - 1,
+        pad_token_id=vocab - 1,
+    )
     return (CLIPTextModelWithProjection if projection else CLIPTextModel)(cfg)
 
 
 def vae():
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8, 16, 16),
-                         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                         layers_per_block=1, norm_num_groups=8, sample_size=64)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(8, 8, 16, 16),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=64,
+    )
 
 
 def unet(in_channels: int = 4, xl: bool = False):
     from diffusers import UNet2DConditionModel
 
-    kw = dict(sample_size=8, in_channels=in_channels, out_channels=4, layers_per_block=1,
-              block_out_channels=(16, 32), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-              up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), norm_num_groups=8, attention_head_dim=4)
+    kw = dict(
+        sample_size=8,
+        in_channels=in_channels,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=8,
+        attention_head_dim=4,
+    )
     if xl:
-        kw.update(cross_attention_dim=64, addition_embed_type="text_time", addition_time_embed_dim=8,
-                  projection_class_embeddings_input_dim=6 * 8 + 32)
+        kw.update(
+            cross_attention_dim=64,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=8,
+            projection_class_embeddings_input_dim=6 * 8 + 32,
+        )
     else:
         kw.update(cross_attention_dim=32)
     return UNet2DConditionModel(**kw)
@@ -80,8 +129,14 @@ def unet(in_channels: int = 4, xl: bool = False):
 def scheduler():
     from diffusers import DDIMScheduler
 
-    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                         set_alpha_to_one=False, steps_offset=1)
+    return DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
 
 
 def build(folder: Path, kind: str, seed: int = 0) -> Path:
@@ -96,22 +151,34 @@ def build(folder: Path, kind: str, seed: int = 0) -> Path:
     if kind == "sd15_controlnet":
         u = unet()
         pipe = diffusers.StableDiffusionControlNetPipeline(
-            unet=u, controlnet=diffusers.ControlNetModel.from_unet(u), safety_checker=None,
-            feature_extractor=None, requires_safety_checker=False, **common)
+            unet=u,
+            controlnet=diffusers.ControlNetModel.from_unet(u),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+            **common,
+        )
     elif kind == "sdxl_controlnet":
         u = unet(xl=True)
         pipe = diffusers.StableDiffusionXLControlNetPipeline(
-            unet=u, controlnet=diffusers.ControlNetModel.from_unet(u), text_encoder_2=text_encoder(vocab, True),
-            tokenizer_2=tok, **common)
+            unet=u,
+            controlnet=diffusers.ControlNetModel.from_unet(u),
+            text_encoder_2=text_encoder(vocab, True),
+            tokenizer_2=tok,
+            **common,
+        )
     elif kind == "sd2_depth":
-        pipe = diffusers.StableDiffusionDepth2ImgPipeline(unet=unet(5), depth_estimator=None, feature_extractor=None,
-                                                          **common)
+        pipe = diffusers.StableDiffusionDepth2ImgPipeline(
+            unet=unet(5), depth_estimator=None, feature_extractor=None, **common
+        )
     elif kind == "sd_inpaint":
-        pipe = diffusers.StableDiffusionInpaintPipeline(unet=unet(9), safety_checker=None, feature_extractor=None,
-                                                        requires_safety_checker=False, **common)
+        pipe = diffusers.StableDiffusionInpaintPipeline(
+            unet=unet(9), safety_checker=None, feature_extractor=None, requires_safety_checker=False, **common
+        )
     elif kind == "sd15_plain":
-        pipe = diffusers.StableDiffusionPipeline(unet=unet(), safety_checker=None, feature_extractor=None,
-                                                 requires_safety_checker=False, **common)
+        pipe = diffusers.StableDiffusionPipeline(
+            unet=unet(), safety_checker=None, feature_extractor=None, requires_safety_checker=False, **common
+        )
     else:
         raise ValueError(kind)
     pipe.save_pretrained(folder)
@@ -129,12 +196,24 @@ def build_ip_adapter(folder: Path, pipeline_folder: Path, seed: int = 0) -> Path
     folder = Path(folder)
     unet = UNet2DConditionModel.from_pretrained(pipeline_folder, subfolder="unet")
     cross = unet.config.cross_attention_dim
-    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
-        image_size=32, patch_size=8, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-        num_attention_heads=4, projection_dim=32))
+    encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            image_size=32,
+            patch_size=8,
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            projection_dim=32,
+        )
+    )
     encoder.save_pretrained(folder / "image_encoder")
-    state = {"image_proj.proj.weight": torch.randn(4 * cross, 32) * 0.2, "image_proj.proj.bias": torch.zeros(4 * cross),
-             "image_proj.norm.weight": torch.ones(cross), "image_proj.norm.bias": torch.zeros(cross)}
+    state = {
+        "image_proj.proj.weight": torch.randn(4 * cross, 32) * 0.2,
+        "image_proj.proj.bias": torch.zeros(4 * cross),
+        "image_proj.norm.weight": torch.ones(cross),
+        "image_proj.norm.bias": torch.zeros(cross),
+    }
     key = 1
     for name in unet.attn_processors:
         if name.endswith("attn2.processor"):

@@ -11,6 +11,7 @@ from .errors import (
     OutputExistsError,
     UnsupportedFormatError,
 )
+from .generators import GenerationRequest, Generator, GeneratorKindError, ModelNotFoundError, load_generator
 from .geometry import (
     BakeOperator,
     BakeResult,
@@ -27,17 +28,44 @@ from .geometry import (
     save_textured,
     uv_maps,
 )
-from .generators import GenerationRequest, Generator, GeneratorKindError, ModelNotFoundError, load_generator
 from .progress import CancelToken, Progress
 from .texturing import TextureResult, inpaint_uv, seamless_texture, texture_mesh
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BakeOperator", "BakeResult", "Camera", "CameraError", "CancelToken", "CancelledError", "GenerationRequest",
-    "Generator", "GeneratorKindError", "InvalidMeshError", "ModelNotFoundError", "TextureResult", "inpaint_uv",
-    "load_generator", "seamless_texture", "texture_mesh",
-    "InvalidParameterError", "MeshDreamError", "MeshDreamWarning", "MeshFileNotFoundError", "OutputExistsError",
-    "Progress", "UVMaps", "UnsupportedFormatError", "ViewMaps", "bake", "bake_operator", "dilate", "load_mesh",
-    "orbit_cameras", "render", "render_texture", "save_textured", "uv_maps",
+    "BakeOperator",
+    "BakeResult",
+    "Camera",
+    "CameraError",
+    "CancelToken",
+    "CancelledError",
+    "GenerationRequest",
+    "Generator",
+    "GeneratorKindError",
+    "InvalidMeshError",
+    "ModelNotFoundError",
+    "TextureResult",
+    "inpaint_uv",
+    "load_generator",
+    "seamless_texture",
+    "texture_mesh",
+    "InvalidParameterError",
+    "MeshDreamError",
+    "MeshDreamWarning",
+    "MeshFileNotFoundError",
+    "OutputExistsError",
+    "Progress",
+    "UVMaps",
+    "UnsupportedFormatError",
+    "ViewMaps",
+    "bake",
+    "bake_operator",
+    "dilate",
+    "load_mesh",
+    "orbit_cameras",
+    "render",
+    "render_texture",
+    "save_textured",
+    "uv_maps",
 ]

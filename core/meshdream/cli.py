@@ -18,14 +18,19 @@ def _info(args) -> None:
 
     mesh = load_mesh(args.mesh)
     meta = mesh.metadata["meshdream"]
-    print(json.dumps({
-        "file": str(args.mesh),
-        "vertices": len(mesh.vertices),
-        "faces": len(mesh.faces),
-        "uvs": "unwrapped by xatlas" if meta["unwrapped"] else "kept from the file",
-        "watertight": bool(mesh.is_watertight),
-        "to_normalized": meta["to_normalized"],
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "file": str(args.mesh),
+                "vertices": len(mesh.vertices),
+                "faces": len(mesh.faces),
+                "uvs": "unwrapped by xatlas" if meta["unwrapped"] else "kept from the file",
+                "watertight": bool(mesh.is_watertight),
+                "to_normalized": meta["to_normalized"],
+            },
+            indent=2,
+        )
+    )
 
 
 def _views(args) -> None:
@@ -94,9 +99,14 @@ def _cancel_on_ctrl_c():
 def _generator(spec, args):
     from .generators import load_generator
 
-    return load_generator(spec, controlnet=getattr(args, "controlnet", None), base=getattr(args, "base", None),
-                          lora=getattr(args, "lora", None), ip_adapter=getattr(args, "ip_adapter", None),
-                          device=args.device)
+    return load_generator(
+        spec,
+        controlnet=getattr(args, "controlnet", None),
+        base=getattr(args, "base", None),
+        lora=getattr(args, "lora", None),
+        ip_adapter=getattr(args, "ip_adapter", None),
+        device=args.device,
+    )
 
 
 def _refuse_existing(path: Path, overwrite: bool) -> None:
@@ -126,9 +136,19 @@ def _texture(args) -> None:
     with _cancel_on_ctrl_c() as token:
         try:
             result = texture_mesh(
-                mesh, args.prompt, generator, strategy=args.strategy, n_views=args.views,
-                view_resolution=args.view_resolution, texture_size=args.texture_size, seed=args.seed,
-                steps=args.steps, guidance=args.guidance, progress=bar, cancel=token, inpaint_generator=inpainter,
+                mesh,
+                args.prompt,
+                generator,
+                strategy=args.strategy,
+                n_views=args.views,
+                view_resolution=args.view_resolution,
+                texture_size=args.texture_size,
+                seed=args.seed,
+                steps=args.steps,
+                guidance=args.guidance,
+                progress=bar,
+                cancel=token,
+                inpaint_generator=inpainter,
                 reference_image=reference,
             )
         finally:
@@ -158,8 +178,9 @@ def _inpaint(args) -> None:
         mask = rgba[..., 3] < 0.5
     generator = _generator(args.model, args) if args.model else None
     with _cancel_on_ctrl_c() as token:
-        filled = inpaint_uv(mesh, rgba[..., :3], mask, generator=generator, prompt=args.prompt, seed=args.seed,
-                            cancel=token)
+        filled = inpaint_uv(
+            mesh, rgba[..., :3], mask, generator=generator, prompt=args.prompt, seed=args.seed, cancel=token
+        )
     save_png(filled, out)
     print(f"Wrote {out} ({int(mask.sum())} texels filled{' by ' + args.model if args.model else ''})")
 

@@ -1,10 +1,9 @@
 """The core's cameras and renderer agree with real Blender (bpy 5.0 as a module, Cycles on the CPU)."""
 
+import meshdream
 import numpy as np
 import pytest
 import trimesh
-
-import meshdream
 
 bpy = pytest.importorskip("bpy")
 

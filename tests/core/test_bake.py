@@ -1,9 +1,9 @@
+import meshdream
 import numpy as np
 import pytest
 import trimesh
-
-import meshdream
 from meshdream.progress import CancelToken
+
 from tests.conftest import psnr
 
 

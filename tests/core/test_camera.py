@@ -1,8 +1,7 @@
+import meshdream
 import numpy as np
 import pytest
 import trimesh
-
-import meshdream
 from meshdream import Camera
 
 

@@ -1,11 +1,10 @@
-import warnings
 
+import meshdream
 import numpy as np
 import pytest
 import trimesh
-
-import meshdream
 from meshdream.geometry.unwrap import uvs_usable
+
 from tests.conftest import asset
 
 
@@ -41,8 +40,12 @@ def test_overlapping_uvs_are_replaced():
     box = trimesh.creation.box()
     # Every face mapped onto the same triangle: 100% overlap.
     uv = np.tile([[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]], (len(box.faces), 1))
-    mirrored = trimesh.Trimesh(box.vertices[box.faces].reshape(-1, 3), np.arange(len(box.faces) * 3).reshape(-1, 3),
-                               visual=trimesh.visual.TextureVisuals(uv=uv), process=False)
+    mirrored = trimesh.Trimesh(
+        box.vertices[box.faces].reshape(-1, 3),
+        np.arange(len(box.faces) * 3).reshape(-1, 3),
+        visual=trimesh.visual.TextureVisuals(uv=uv),
+        process=False,
+    )
     mesh = meshdream.load_mesh(mirrored)
     assert mesh.metadata["meshdream"]["unwrapped"] is True
     assert uvs_usable(mesh.visual.uv, mesh.faces)
@@ -174,7 +177,10 @@ def test_glb_passes_the_khronos_validator(spot, tmp_path):
     path = meshdream.save_textured(spot, np.random.default_rng(0).random((64, 64, 3)), tmp_path / "spot.glb")
     proc = subprocess.run(
         ["node", str(ROOT / "tests" / "tools" / "validate_gltf.js"), str(path)],
-        capture_output=True, text=True, env={**os.environ, "NODE_PATH": str(modules)}, check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NODE_PATH": str(modules)},
+        check=True,
     )
     issues = json.loads(proc.stdout)
     assert issues["numErrors"] == 0, issues["messages"]

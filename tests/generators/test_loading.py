@@ -1,10 +1,8 @@
 import shutil
 
-import numpy as np
+import meshdream
 import pytest
 import torch
-
-import meshdream
 from meshdream.generators import GenerationRequest, sample
 
 
@@ -14,11 +12,14 @@ def _request(n=2, size=32, **kw):
     return GenerationRequest(prompts=["red brick wall"] * n, depth=depth, steps=3, **kw)
 
 
-@pytest.mark.parametrize("kind, family, xl", [
-    ("sd15_controlnet", "controlnet", False),
-    ("sdxl_controlnet", "controlnet", True),
-    ("sd2_depth", "depth_unet", False),
-])
+@pytest.mark.parametrize(
+    "kind, family, xl",
+    [
+        ("sd15_controlnet", "controlnet", False),
+        ("sdxl_controlnet", "controlnet", True),
+        ("sd2_depth", "depth_unet", False),
+    ],
+)
 def test_depth_families_load_and_generate(tiny, kind, family, xl):
     gen = meshdream.load_generator(tiny(kind))
     assert gen.family == family and gen.xl == xl and "depth" in gen.capabilities
@@ -101,8 +102,9 @@ def test_lora_changes_the_output_by_its_scale(tiny, tmp_path):
 
     torch.manual_seed(3)
     unet = diffusers.UNet2DConditionModel.from_pretrained(tiny("sd15_controlnet"), subfolder="unet")
-    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
-                                target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    unet.add_adapter(
+        LoraConfig(r=4, lora_alpha=4, init_lora_weights=False, target_modules=["to_q", "to_k", "to_v", "to_out.0"])
+    )
     lora_dir = tmp_path / "lora"
     diffusers.StableDiffusionPipeline.save_lora_weights(lora_dir, unet_lora_layers=get_peft_model_state_dict(unet))
     lora_file = next(lora_dir.glob("*.safetensors"))

@@ -1,7 +1,6 @@
+import meshdream
 import numpy as np
 import pytest
-
-import meshdream
 from meshdream.texturing.inpaint import seam_band
 
 SMALL = dict(n_views=4, view_resolution=64, texture_size=128, steps=3)
@@ -78,16 +77,33 @@ def test_wrong_model_kind_and_bad_arguments(spot, tiny, sd15):
 def test_project_from_a_viewport_camera_with_img2img(spot, sd15):
     cam = meshdream.Camera.look_at((0.0, 0.3, 3.5), resolution=64)
     viewport = np.full((64, 64, 3), 0.5, np.float32)
-    r = meshdream.texture_mesh(spot, "wood", sd15, strategy="project", cameras=[cam], init_image=viewport,
-                               strength=0.5, texture_size=128, steps=4)
+    r = meshdream.texture_mesh(
+        spot,
+        "wood",
+        sd15,
+        strategy="project",
+        cameras=[cam],
+        init_image=viewport,
+        strength=0.5,
+        texture_size=128,
+        steps=4,
+    )
     maps = meshdream.uv_maps(spot, 128)
     painted = r.weight > 0
     to_cam = cam.position - maps.position[painted]
     assert (np.einsum("nc,nc->n", maps.normal[painted], to_cam) > 0).mean() > 0.99  # faces the camera
     assert 0.2 < painted[maps.coverage].mean() < 0.6  # the far side stays unpainted
     with pytest.raises(meshdream.InvalidParameterError, match="viewport image"):
-        meshdream.texture_mesh(spot, "wood", sd15, strategy="project", cameras=[cam],
-                               init_image=np.zeros((32, 32, 3)), texture_size=128, steps=2)
+        meshdream.texture_mesh(
+            spot,
+            "wood",
+            sd15,
+            strategy="project",
+            cameras=[cam],
+            init_image=np.zeros((32, 32, 3)),
+            texture_size=128,
+            steps=2,
+        )
 
 
 def _seam_error(texture, seams):
@@ -136,16 +152,37 @@ def _cli(*args, **kw):
     import subprocess
     import sys
 
-    return subprocess.Popen([sys.executable, "-m", "meshdream.cli", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "meshdream.cli", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def test_cli_texture_writes_a_glb_and_refuses_to_overwrite(tiny, tmp_path):
     from tests.conftest import asset
 
     out = tmp_path / "cow.glb"
-    args = ["texture", asset("spot.obj"), "--prompt", "red brick", "-o", out, "--model", tiny("sd15_controlnet"),
-            "--views", "2", "--view-resolution", "64", "--texture-size", "64", "--steps", "2"]
+    args = [
+        "texture",
+        asset("spot.obj"),
+        "--prompt",
+        "red brick",
+        "-o",
+        out,
+        "--model",
+        tiny("sd15_controlnet"),
+        "--views",
+        "2",
+        "--view-resolution",
+        "64",
+        "--texture-size",
+        "64",
+        "--steps",
+        "2",
+    ]
     proc = _cli(*args)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
@@ -165,8 +202,24 @@ def test_cli_ctrl_c_stops_cleanly_and_writes_nothing(tiny, tmp_path):
     from tests.conftest import asset
 
     out = tmp_path / "never.glb"
-    proc = _cli("texture", asset("spot.obj"), "--prompt", "wood", "-o", out, "--model", tiny("sd15_controlnet"),
-                "--views", "8", "--view-resolution", "256", "--texture-size", "256", "--steps", "200")
+    proc = _cli(
+        "texture",
+        asset("spot.obj"),
+        "--prompt",
+        "wood",
+        "-o",
+        out,
+        "--model",
+        tiny("sd15_controlnet"),
+        "--views",
+        "8",
+        "--view-resolution",
+        "256",
+        "--texture-size",
+        "256",
+        "--steps",
+        "200",
+    )
     # Wait for the denoising bar, then press Ctrl-C once.
     deadline = time.time() + 120
     seen = ""
@@ -201,8 +254,9 @@ def test_cli_models_and_inpaint(spot, tmp_path):
 
 
 def test_refine_pass_doubles_the_view_resolution_over_tiles(spot, sd15):
-    r = meshdream.texture_mesh(spot, "red brick", sd15, n_views=2, view_resolution=64, texture_size=128, steps=2,
-                               refine_scale=2)
+    r = meshdream.texture_mesh(
+        spot, "red brick", sd15, n_views=2, view_resolution=64, texture_size=128, steps=2, refine_scale=2
+    )
     assert r.texture.shape == (128, 128, 3)
     assert all(img.shape == (128, 128, 3) for _, img in r.views)  # 2x views, made of 64 px (native) tiles
     assert r.strategy == "sync+refine"
@@ -223,11 +277,21 @@ def test_seamless_texture_wraps_around(sd15):
     tile = meshdream.seamless_texture("marble", sd15, size=64, steps=3)
     assert tile.shape == (64, 64, 3)
     # The same generation without circular padding has a clearly larger jump at the wrap-around edges.
-    from meshdream.generators import GenerationRequest, sample
     import torch
+    from meshdream.generators import GenerationRequest, sample
 
-    plain = sample(sd15, GenerationRequest(prompts=["marble, seamless tileable texture, flat, top-down"],
-                                           depth=torch.full((1, 1, 64, 64), 0.5), steps=3))[0].permute(1, 2, 0).numpy()
+    plain = (
+        sample(
+            sd15,
+            GenerationRequest(
+                prompts=["marble, seamless tileable texture, flat, top-down"],
+                depth=torch.full((1, 1, 64, 64), 0.5),
+                steps=3,
+            ),
+        )[0]
+        .permute(1, 2, 0)
+        .numpy()
+    )
     assert _wrap_ratio(tile) < 1.5
     assert _wrap_ratio(tile) < _wrap_ratio(plain)
     # Padding modes are restored afterwards.

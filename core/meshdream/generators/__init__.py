@@ -5,6 +5,12 @@ from .loading import list_cached_models, load_generator, pick_device
 from .sampling import sample
 
 __all__ = [
-    "GenerationRequest", "Generator", "GeneratorKindError", "ModelNotFoundError", "list_cached_models",
-    "load_generator", "pick_device", "sample",
+    "GenerationRequest",
+    "Generator",
+    "GeneratorKindError",
+    "ModelNotFoundError",
+    "list_cached_models",
+    "load_generator",
+    "pick_device",
+    "sample",
 ]

@@ -40,8 +40,16 @@ class PromptEmbeds:
 
 
 class DiffusersGenerator(Generator):
-    def __init__(self, parts: Components, family: str, name: str, device: torch.device, dtype: torch.dtype,
-                 prediction_type: str = "epsilon", controlnet_scale: float = 1.0):
+    def __init__(
+        self,
+        parts: Components,
+        family: str,
+        name: str,
+        device: torch.device,
+        dtype: torch.dtype,
+        prediction_type: str = "epsilon",
+        controlnet_scale: float = 1.0,
+    ):
         self.parts = parts
         # The model's own output type; the scheduler is always run on epsilon (see predict_noise).
         self.prediction_type = prediction_type
@@ -56,8 +64,11 @@ class DiffusersGenerator(Generator):
         self.latent_channels = vae_cfg.latent_channels
         self.native_resolution = int(parts.unet.config.sample_size) * self.latent_factor
         self.capabilities = frozenset(
-            {"controlnet": ("depth", "img2img", "inpaint"), "depth_unet": ("depth", "img2img", "inpaint"),
-             "inpaint": ("img2img", "inpaint")}[family]
+            {
+                "controlnet": ("depth", "img2img", "inpaint"),
+                "depth_unet": ("depth", "img2img", "inpaint"),
+                "inpaint": ("img2img", "inpaint"),
+            }[family]
         )
         self.default_guidance = 5.0 if self.xl else 7.5
         # SDXL's VAE overflows in fp16 (config.force_upcast): run it in float32.
@@ -70,8 +81,9 @@ class DiffusersGenerator(Generator):
 
     # --- prompts --------------------------------------------------------------------------------------------
     def _encode_with(self, tokenizer, encoder, texts: list[str], xl: bool):
-        ids = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                        return_tensors="pt").input_ids.to(self.device)
+        ids = tokenizer(
+            texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+        ).input_ids.to(self.device)
         out = encoder(ids, output_hidden_states=xl)
         if not xl:
             return out[0], None
@@ -101,8 +113,10 @@ class DiffusersGenerator(Generator):
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         vae, dt = self.parts.vae, self._vae_dtype
         shift = getattr(vae.config, "shift_factor", None) or 0.0
-        out = [vae.decode(latents[s : s + self.max_batch].to(dt) / vae.config.scaling_factor + shift).sample
-               for s in range(0, len(latents), self.max_batch)]
+        out = [
+            vae.decode(latents[s : s + self.max_batch].to(dt) / vae.config.scaling_factor + shift).sample
+            for s in range(0, len(latents), self.max_batch)
+        ]
         return (torch.cat(out).float() + 1) / 2
 
     # --- conditioning and noise prediction ------------------------------------------------------------------
@@ -132,7 +146,8 @@ class DiffusersGenerator(Generator):
             cond["image_embeds"] = self._image_embeds(request.reference_image, len(request.prompts))
         elif request.reference_image is not None:
             raise GeneratorKindError(
-                f"{self.name} has no IP-Adapter to use a reference image with; load one with ip_adapter=...")
+                f"{self.name} has no IP-Adapter to use a reference image with; load one with ip_adapter=..."
+            )
         return cond
 
     @torch.no_grad()
@@ -143,8 +158,9 @@ class DiffusersGenerator(Generator):
         pos = torch.zeros(1, dim, device=self.device, dtype=self.dtype)
         if reference is not None:
             size = enc.config.image_size
-            x = torch.nn.functional.interpolate(reference[:1].float(), size=(size, size), mode="bicubic",
-                                                align_corners=False, antialias=True).clamp(0, 1)
+            x = torch.nn.functional.interpolate(
+                reference[:1].float(), size=(size, size), mode="bicubic", align_corners=False, antialias=True
+            ).clamp(0, 1)
             mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
             std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
             x = ((x - mean) / std).to(self.device, enc.dtype)
@@ -167,12 +183,23 @@ class DiffusersGenerator(Generator):
         if self.family == "depth_unet":
             x = torch.cat([x, cond["depth_latent"][index].repeat(reps, 1, 1, 1)], dim=1)
         elif self.family == "inpaint":
-            x = torch.cat([x, cond["mask_latent"][index].repeat(reps, 1, 1, 1),
-                           cond["masked_latents"][index].repeat(reps, 1, 1, 1)], dim=1)
+            x = torch.cat(
+                [
+                    x,
+                    cond["mask_latent"][index].repeat(reps, 1, 1, 1),
+                    cond["masked_latents"][index].repeat(reps, 1, 1, 1),
+                ],
+                dim=1,
+            )
         if "control" in cond:
             down, mid = self.parts.controlnet(
-                x, t, encoder_hidden_states=emb, controlnet_cond=cond["control"][index].repeat(reps, 1, 1, 1),
-                conditioning_scale=self.controlnet_scale, return_dict=False, **kwargs,
+                x,
+                t,
+                encoder_hidden_states=emb,
+                controlnet_cond=cond["control"][index].repeat(reps, 1, 1, 1),
+                conditioning_scale=self.controlnet_scale,
+                return_dict=False,
+                **kwargs,
             )
             kwargs["down_block_additional_residuals"] = down
             kwargs["mid_block_additional_residual"] = mid

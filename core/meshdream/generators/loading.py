@@ -64,7 +64,9 @@ def resolve_folder(spec: str | os.PathLike) -> Path:
         return resolve_repo(spec)
     path = Path(spec).expanduser()
     if not path.exists():
-        raise ModelNotFoundError(f"No model at '{path}'; give a diffusers folder, a .safetensors file or a cached repo id.")
+        raise ModelNotFoundError(
+            f"No model at '{path}'; give a diffusers folder, a .safetensors file or a cached repo id."
+        )
     return path
 
 
@@ -83,7 +85,7 @@ def list_cached_models() -> list[dict]:
         if kind is None:
             continue
         size = sum(f.stat().st_size for f in repo.rglob("*") if f.is_file())
-        out.append({"id": repo.name[len("models--"):].replace("--", "/"), "kind": kind, "bytes": size})
+        out.append({"id": repo.name[len("models--") :].replace("--", "/"), "kind": kind, "bytes": size})
     return out
 
 
@@ -127,8 +129,11 @@ def _load_components(folder: Path, dtype: torch.dtype, unet_file: Optional[Path]
         tokenizer=transformers.CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer"),
         scheduler=scheduler_cls.from_pretrained(folder, subfolder="scheduler"),
         text_encoder_2=load("text_encoder_2", transformers.CLIPTextModelWithProjection),
-        tokenizer_2=(transformers.CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer_2")
-                     if "tokenizer_2" in index else None),
+        tokenizer_2=(
+            transformers.CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer_2")
+            if "tokenizer_2" in index
+            else None
+        ),
         controlnet=load("controlnet", diffusers.ControlNetModel),
     )
 
@@ -161,9 +166,15 @@ def _single_file(path: Path, base: Optional[str], dtype: torch.dtype):
             f"Could not load '{path.name}' offline ({exc}). Pass base=<a cached or local copy of the model family it "
             "belongs to>, e.g. base='stable-diffusion-v1-5/stable-diffusion-v1-5', so its configs can be read."
         ) from exc
-    return Components(unet=pipe.unet, vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
-                      scheduler=pipe.scheduler, text_encoder_2=getattr(pipe, "text_encoder_2", None),
-                      tokenizer_2=getattr(pipe, "tokenizer_2", None))
+    return Components(
+        unet=pipe.unet,
+        vae=pipe.vae,
+        text_encoder=pipe.text_encoder,
+        tokenizer=pipe.tokenizer,
+        scheduler=pipe.scheduler,
+        text_encoder_2=getattr(pipe, "text_encoder_2", None),
+        tokenizer_2=getattr(pipe, "tokenizer_2", None),
+    )
 
 
 def load_generator(
@@ -234,15 +245,22 @@ def load_generator(
 
     prediction = parts.scheduler.config.get("prediction_type", "epsilon")
     parts.scheduler = make_scheduler(scheduler, parts.scheduler.config)
-    for module in (parts.unet, parts.vae, parts.text_encoder, parts.text_encoder_2, parts.controlnet,
-                   parts.image_encoder):
+    for module in (
+        parts.unet,
+        parts.vae,
+        parts.text_encoder,
+        parts.text_encoder_2,
+        parts.controlnet,
+        parts.image_encoder,
+    ):
         if module is not None:
             module.to(dev).eval()
     _apply_memory_preset(parts, dev, memory)
     from .diffusers_generator import DiffusersGenerator
 
-    return DiffusersGenerator(parts, family, name=Path(spec_str).name or spec_str, device=dev, dtype=dtype,
-                              prediction_type=prediction)
+    return DiffusersGenerator(
+        parts, family, name=Path(spec_str).name or spec_str, device=dev, dtype=dtype, prediction_type=prediction
+    )
 
 
 def _apply_lora(unet, path: Path, name: str, scale: float) -> None:
@@ -276,12 +294,16 @@ def _apply_ip_adapter(parts, path: Path, image_encoder, dtype: torch.dtype) -> N
         if head not in state:
             raise GeneratorKindError(f"'{path.name}' is not an IP-Adapter file (unexpected key '{key}').")
         state[head][rest] = value
-    candidates = [Path(os.fspath(image_encoder)).expanduser()] if image_encoder else [
-        path.parent / "image_encoder", path.parent.parent / "image_encoder"]
+    candidates = (
+        [Path(os.fspath(image_encoder)).expanduser()]
+        if image_encoder
+        else [path.parent / "image_encoder", path.parent.parent / "image_encoder"]
+    )
     folder = next((c for c in candidates if (c / "config.json").exists()), None)
     if folder is None:
         raise ModelNotFoundError(
-            f"No CLIP image encoder for '{path.name}' in {', '.join(map(str, candidates))}; pass image_encoder=<folder>."
+            f"No CLIP image encoder for '{path.name}' in {', '.join(map(str, candidates))}; "
+            "pass image_encoder=<folder>."
         )
     parts.unet._load_ip_adapter_weights([state])
     parts.image_encoder = CLIPVisionModelWithProjection.from_pretrained(folder, torch_dtype=dtype).eval()

@@ -27,7 +27,9 @@ def _noise(shape, seed: int, device, dtype) -> torch.Tensor:
 def _resize(t: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
     if t.shape[-2:] == size:
         return t
-    return torch.nn.functional.interpolate(t, size=size, mode=mode, **({} if mode == "nearest" else {"antialias": True}))
+    return torch.nn.functional.interpolate(
+        t, size=size, mode=mode, **({} if mode == "nearest" else {"antialias": True})
+    )
 
 
 @torch.no_grad()
@@ -86,8 +88,14 @@ def sample(
         model_in = sched.scale_model_input(latents, t)
         eps = torch.cat(
             [
-                generator.predict_noise(model_in[s : s + generator.max_batch], t, prompt, cond,
-                                        slice(s, min(s + generator.max_batch, n)), request.guidance)
+                generator.predict_noise(
+                    model_in[s : s + generator.max_batch],
+                    t,
+                    prompt,
+                    cond,
+                    slice(s, min(s + generator.max_batch, n)),
+                    request.guidance,
+                )
                 for s in range(0, n, generator.max_batch)
             ]
         )

@@ -9,6 +9,20 @@ from .texture import sample_texture
 from .uvmaps import UVMaps, uv_maps
 
 __all__ = [
-    "BakeOperator", "BakeResult", "Camera", "UVMaps", "ViewMaps", "bake", "bake_operator", "dilate", "load_mesh",
-    "orbit_cameras", "render", "render_texture", "sample_texture", "save_textured", "to_user_frame", "uv_maps",
+    "BakeOperator",
+    "BakeResult",
+    "Camera",
+    "UVMaps",
+    "ViewMaps",
+    "bake",
+    "bake_operator",
+    "dilate",
+    "load_mesh",
+    "orbit_cameras",
+    "render",
+    "render_texture",
+    "sample_texture",
+    "save_textured",
+    "to_user_frame",
+    "uv_maps",
 ]

@@ -62,7 +62,9 @@ class BakeOperator:
     def apply(self, images: Sequence[np.ndarray], padding: int = 4) -> BakeResult:
         """Bake one image per view (same order and sizes as the cameras) into a texture."""
         if len(images) != len(self.shapes):
-            raise InvalidParameterError(f"Got {len(images)} images for {len(self.shapes)} cameras; give one per camera.")
+            raise InvalidParameterError(
+                f"Got {len(images)} images for {len(self.shapes)} cameras; give one per camera."
+            )
         stacked = []
         for k, (img, shape) in enumerate(zip(images, self.shapes)):
             img = as_float_image(img, name=f"image of view {k}")
@@ -155,8 +157,11 @@ def bake_operator(
                 ok &= face >= 0
                 ok &= md.face_chart[np.maximum(face, 0)] == chart[idx]
                 # Depth where this pixel's ray (unit depth: z = -1) meets the texel's tangent plane.
-                denom = (n_cam[:, 0] * (xi + 0.5 - cam.cx) / cam.fx - n_cam[:, 1] * (yi + 0.5 - cam.cy) / cam.fy
-                         - n_cam[:, 2])
+                denom = (
+                    n_cam[:, 0] * (xi + 0.5 - cam.cx) / cam.fx
+                    - n_cam[:, 1] * (yi + 0.5 - cam.cy) / cam.fy
+                    - n_cam[:, 2]
+                )
                 with np.errstate(divide="ignore", invalid="ignore"):
                     predicted = plane / denom
                 ok &= np.abs(vm.depth.ravel()[pix] - predicted) <= DEPTH_TOLERANCE * predicted

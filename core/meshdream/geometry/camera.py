@@ -106,9 +106,7 @@ class Camera:
         if xy is None:
             j, i = np.meshgrid(np.arange(self.width) + 0.5, np.arange(self.height) + 0.5)
             xy = np.stack([j.ravel(), i.ravel()], axis=-1)
-        return np.stack(
-            [(xy[:, 0] - self.cx) / self.fx, -(xy[:, 1] - self.cy) / self.fy, -np.ones(len(xy))], axis=-1
-        )
+        return np.stack([(xy[:, 0] - self.cx) / self.fx, -(xy[:, 1] - self.cy) / self.fy, -np.ones(len(xy))], axis=-1)
 
     def transformed(self, similarity: np.ndarray) -> "Camera":
         """The same view of a scene that `similarity` (uniform scale, rotation, translation) moved: use it to bring a
@@ -130,20 +128,38 @@ class Camera:
         """The same view at 1/factor of the resolution (e.g. a diffusion model's latent grid)."""
         if self.width % factor or self.height % factor:
             raise InvalidParameterError(f"A {self.width}x{self.height} view cannot be divided by {factor}.")
-        return Camera(self.world_to_camera, self.fx / factor, self.fy / factor, self.cx / factor, self.cy / factor,
-                      self.width // factor, self.height // factor)
+        return Camera(
+            self.world_to_camera,
+            self.fx / factor,
+            self.fy / factor,
+            self.cx / factor,
+            self.cy / factor,
+            self.width // factor,
+            self.height // factor,
+        )
 
     def to_dict(self) -> dict:
         return {
             "world_to_camera": self.world_to_camera.tolist(),
-            "fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy,
-            "width": self.width, "height": self.height,
+            "fx": self.fx,
+            "fy": self.fy,
+            "cx": self.cx,
+            "cy": self.cy,
+            "width": self.width,
+            "height": self.height,
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "Camera":
-        return cls(np.asarray(d["world_to_camera"], dtype=np.float64), float(d["fx"]), float(d["fy"]),
-                   float(d["cx"]), float(d["cy"]), int(d["width"]), int(d["height"]))
+        return cls(
+            np.asarray(d["world_to_camera"], dtype=np.float64),
+            float(d["fx"]),
+            float(d["fy"]),
+            float(d["cx"]),
+            float(d["cy"]),
+            int(d["width"]),
+            int(d["height"]),
+        )
 
 
 def default_elevations(n: int) -> list[float]:
@@ -208,7 +224,9 @@ def orbit_cameras(
         cam_up = np.cross(back, right)
         x, y, z = rel @ right, rel @ cam_up, rel @ back
         # |x - a| <= tx * (D - z) for all points  <=>  D >= (max(x + tx z) - min(x - tx z)) / (2 tx)
-        dist = max((np.max(x + tx * z) - np.min(x - tx * z)) / (2 * tx), (np.max(y + ty * z) - np.min(y - ty * z)) / (2 * ty))
+        dist = max(
+            (np.max(x + tx * z) - np.min(x - tx * z)) / (2 * tx), (np.max(y + ty * z) - np.min(y - ty * z)) / (2 * ty)
+        )
         a = 0.5 * (np.max(x + tx * z) + np.min(x - tx * z))
         b = 0.5 * (np.max(y + ty * z) + np.min(y - ty * z))
         target = center + a * right + b * cam_up

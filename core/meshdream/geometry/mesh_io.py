@@ -16,7 +16,13 @@ import numpy as np
 import trimesh
 from PIL import Image
 
-from ..errors import InvalidMeshError, MeshDreamWarning, MeshFileNotFoundError, OutputExistsError, UnsupportedFormatError
+from ..errors import (
+    InvalidMeshError,
+    MeshDreamWarning,
+    MeshFileNotFoundError,
+    OutputExistsError,
+    UnsupportedFormatError,
+)
 from .texture import as_float_image
 from .unwrap import fit_unit_square, unwrapped, uvs_usable
 
@@ -31,7 +37,9 @@ def _read(source) -> trimesh.Trimesh:
         return source.to_geometry() if len(source.geometry) else trimesh.Trimesh()
     path = Path(os.fspath(source)).expanduser()
     if not path.is_file():
-        raise MeshFileNotFoundError(f"No mesh file at '{path}'; check the path (relative paths start at {os.getcwd()}).")
+        raise MeshFileNotFoundError(
+            f"No mesh file at '{path}'; check the path (relative paths start at {os.getcwd()})."
+        )
     if path.suffix.lower() not in READ_FORMATS:
         raise UnsupportedFormatError(
             f"'{path.name}' is not a format MeshDream reads; convert it to one of {', '.join(READ_FORMATS)}."
@@ -57,7 +65,9 @@ def _clean(mesh: trimesh.Trimesh, name: str) -> trimesh.Trimesh:
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     faces = np.asarray(mesh.faces, dtype=np.int64).reshape(-1, 3)
     if len(faces) == 0:
-        raise InvalidMeshError(f"{name} has no faces; MeshDream needs a surface (for point clouds use points_to_mesh()).")
+        raise InvalidMeshError(
+            f"{name} has no faces; MeshDream needs a surface (for point clouds use points_to_mesh())."
+        )
     if not np.isfinite(vertices).all():
         bad = int((~np.isfinite(vertices).all(axis=1)).sum())
         raise InvalidMeshError(f"{name} has {bad} vertices with NaN or infinite coordinates; fix or delete them first.")

@@ -6,7 +6,9 @@ import numpy as np
 from scipy import ndimage
 
 
-def dilate(texture: np.ndarray, known: np.ndarray, radius: float | None = None, where: np.ndarray | None = None) -> np.ndarray:
+def dilate(
+    texture: np.ndarray, known: np.ndarray, radius: float | None = None, where: np.ndarray | None = None
+) -> np.ndarray:
     """Copy of `texture` where unknown texels take the colour of the nearest known texel (a Voronoi fill).
 
     radius: only texels at most this many texels from known ones are filled (None: all).

@@ -42,9 +42,7 @@ class RayCaster:
         t = np.empty(n, np.float32)
         for s in range(0, n, CHUNK):
             e = min(s + CHUNK, n)
-            r = self._scene.run(
-                np.ascontiguousarray(origins[s:e]), np.ascontiguousarray(directions[s:e]), output=1
-            )
+            r = self._scene.run(np.ascontiguousarray(origins[s:e]), np.ascontiguousarray(directions[s:e]), output=1)
             hit = r["geomID"] >= 0
             face[s:e] = np.where(hit, r["primID"], -1)
             # Embree's (u, v) weight corners 1 and 2; corner 0 gets the rest.

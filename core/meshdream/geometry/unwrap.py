@@ -76,8 +76,6 @@ def unwrap(vertices: np.ndarray, faces: np.ndarray, resolution: int = 1024, padd
 def unwrapped(mesh: trimesh.Trimesh, resolution: int = 1024, padding: int = 4) -> trimesh.Trimesh:
     """A copy of `mesh` with a fresh xatlas UV layout (vertices split along the new seams)."""
     vmap, faces, uv = unwrap(mesh.vertices, mesh.faces, resolution, padding)
-    out = trimesh.Trimesh(
-        mesh.vertices[vmap], faces, visual=trimesh.visual.TextureVisuals(uv=uv), process=False
-    )
+    out = trimesh.Trimesh(mesh.vertices[vmap], faces, visual=trimesh.visual.TextureVisuals(uv=uv), process=False)
     out.metadata.update(mesh.metadata)
     return out

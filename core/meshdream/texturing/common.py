@@ -57,8 +57,9 @@ class Timer:
                 self._open[-1][1] = now
 
 
-def final_bake(mesh: trimesh.Trimesh, views, s: Settings, timer: Timer,
-               fill: bool = True) -> tuple[np.ndarray, BakeResult]:
+def final_bake(
+    mesh: trimesh.Trimesh, views, s: Settings, timer: Timer, fill: bool = True
+) -> tuple[np.ndarray, BakeResult]:
     """Bake the generated RGB views, then fill unseen texels and seams in UV space (with `s.inpaint_generator`
     when one is given, else harmonically)."""
     with timer("geometry"):
@@ -66,6 +67,13 @@ def final_bake(mesh: trimesh.Trimesh, views, s: Settings, timer: Timer,
     if not fill:
         return result.texture, result
     with timer("model" if s.inpaint_generator is not None else "geometry"):
-        texture = inpaint_uv(mesh, result.texture, ~result.seen, generator=s.inpaint_generator, prompt=s.prompt,
-                             seed=s.seed, cancel=s.cancel)
+        texture = inpaint_uv(
+            mesh,
+            result.texture,
+            ~result.seen,
+            generator=s.inpaint_generator,
+            prompt=s.prompt,
+            seed=s.seed,
+            cancel=s.cancel,
+        )
     return texture, result

@@ -135,8 +135,11 @@ def _diffusion_fill(generator, texture, holes, prompt, steps, seed, report) -> n
     small = torch.nn.functional.interpolate(img, size=(res, res), mode="area")
     small_mask = (torch.nn.functional.interpolate(msk, size=(res, res), mode="area") > 0).float()
     request = GenerationRequest(
-        prompts=[f"{prompt}, seamless texture" if prompt else "seamless texture"], init_images=small,
-        inpaint_mask=small_mask, steps=steps or generator.default_steps, guidance=generator.default_guidance,
+        prompts=[f"{prompt}, seamless texture" if prompt else "seamless texture"],
+        init_images=small,
+        inpaint_mask=small_mask,
+        steps=steps or generator.default_steps,
+        guidance=generator.default_guidance,
         seed=seed,
     )
     out = sample(generator, request)

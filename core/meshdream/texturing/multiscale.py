@@ -12,8 +12,8 @@ import numpy as np
 import torch
 import trimesh
 
-from ..geometry import bake, render, render_texture
 from ..generators import GenerationRequest, sample
+from ..geometry import bake, render, render_texture
 from ..images import depth_to_image
 from .common import Settings, Timer
 from .result import TextureResult
@@ -34,8 +34,15 @@ def _feather(tile: int, overlap: int) -> np.ndarray:
     return np.outer(ramp, ramp).astype(np.float32)
 
 
-def refine(mesh: trimesh.Trimesh, result: TextureResult, generator, s: Settings, timer: Timer, scale: int = 2,
-           strength: float = 0.35) -> TextureResult:
+def refine(
+    mesh: trimesh.Trimesh,
+    result: TextureResult,
+    generator,
+    s: Settings,
+    timer: Timer,
+    scale: int = 2,
+    strength: float = 0.35,
+) -> TextureResult:
     tile = generator.native_resolution
     overlap = max(tile // 8, 8)
     size = s.texture_size * scale
@@ -52,10 +59,14 @@ def refine(mesh: trimesh.Trimesh, result: TextureResult, generator, s: Settings,
                 where.append((v, y, x))
     prompts = [s.prompt] * len(crops)
     request = GenerationRequest(
-        prompts=prompts, negative_prompt=s.negative_prompt,
+        prompts=prompts,
+        negative_prompt=s.negative_prompt,
         init_images=torch.from_numpy(np.stack([c[0] for c in crops])).permute(0, 3, 1, 2),
-        depth=torch.from_numpy(np.stack([c[1] for c in crops]))[:, None], strength=strength,
-        steps=s.steps, guidance=s.guidance, seed=s.seed,
+        depth=torch.from_numpy(np.stack([c[1] for c in crops]))[:, None],
+        strength=strength,
+        steps=s.steps,
+        guidance=s.guidance,
+        seed=s.seed,
     )
     with timer("model"):
         tiles = to_images(sample(generator, request, progress=s.progress, cancel=s.cancel))
@@ -68,10 +79,14 @@ def refine(mesh: trimesh.Trimesh, result: TextureResult, generator, s: Settings,
             acc[v][y : y + th, x : x + tw] += img * f[..., None]
             weight[v][y : y + th, x : x + tw] += f
         views = [(c, a / np.maximum(w, 1e-8)[..., None]) for c, a, w in zip(cams, acc, weight)]
-        baked = bake(mesh, [(c, img, m.mask) for (c, img), m in zip(views, maps)], size, power=s.bake_power,
-                     padding=0)
-        up = np.asarray(torch.nn.functional.interpolate(
-            torch.from_numpy(result.texture).permute(2, 0, 1)[None], size=(size, size), mode="bilinear",
-            align_corners=False)[0].permute(1, 2, 0))
+        baked = bake(mesh, [(c, img, m.mask) for (c, img), m in zip(views, maps)], size, power=s.bake_power, padding=0)
+        up = np.asarray(
+            torch.nn.functional.interpolate(
+                torch.from_numpy(result.texture).permute(2, 0, 1)[None],
+                size=(size, size),
+                mode="bilinear",
+                align_corners=False,
+            )[0].permute(1, 2, 0)
+        )
         texture = np.where(baked.seen[..., None], baked.texture, up).astype(np.float32)
     return TextureResult(texture, baked.weight, views, strategy=result.strategy + "+refine")

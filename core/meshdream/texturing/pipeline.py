@@ -84,12 +84,20 @@ def texture_mesh(
         if strategy == "project" and len(cameras) != 1:
             raise InvalidParameterError(f"The project strategy takes exactly one camera, got {len(cameras)}.")
         views = prepare_views(mesh, cameras, prompt.strip(), directions)
-    settings = Settings(prompt=prompt.strip(), texture_size=texture_size // refine_scale, seed=seed,
-                        steps=steps or generator.default_steps, guidance=generator.default_guidance
-                        if guidance is None else guidance, negative_prompt=negative_prompt,
-                        progress=progress, cancel=cancel, inpaint_generator=inpaint_generator,
-                        reference_image=None if reference_image is None else torch.from_numpy(
-                            as_float_image(reference_image, 3, "reference image")).permute(2, 0, 1)[None])
+    settings = Settings(
+        prompt=prompt.strip(),
+        texture_size=texture_size // refine_scale,
+        seed=seed,
+        steps=steps or generator.default_steps,
+        guidance=generator.default_guidance if guidance is None else guidance,
+        negative_prompt=negative_prompt,
+        progress=progress,
+        cancel=cancel,
+        inpaint_generator=inpaint_generator,
+        reference_image=None
+        if reference_image is None
+        else torch.from_numpy(as_float_image(reference_image, 3, "reference image")).permute(2, 0, 1)[None],
+    )
     if strategy == "sync":
         result = texture_sync(mesh, views, generator, settings, timer)
     elif strategy == "sequential":
@@ -98,6 +106,5 @@ def texture_mesh(
         result = texture_project(mesh, views, generator, settings, timer, init_image, strength)
     if refine_scale > 1:
         result = refine(mesh, result, generator, settings, timer, scale=refine_scale, strength=refine_strength)
-    result.timings = {**{k: round(v, 4) for k, v in timer.seconds.items()},
-                      "total": round(time.perf_counter() - t0, 4)}
+    result.timings = {**{k: round(v, 4) for k, v in timer.seconds.items()}, "total": round(time.perf_counter() - t0, 4)}
     return result

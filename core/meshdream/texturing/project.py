@@ -8,16 +8,23 @@ import numpy as np
 import torch
 import trimesh
 
+from ..errors import InvalidParameterError
 from ..generators import GenerationRequest, sample
 from ..geometry.texture import as_float_image
-from ..errors import InvalidParameterError
 from .common import Settings, Timer, final_bake
 from .result import TextureResult
 from .views import ViewSet, to_images
 
 
-def texture_project(mesh: trimesh.Trimesh, views: ViewSet, generator, s: Settings, timer: Timer,
-                    init_image: Optional[np.ndarray] = None, strength: float = 0.6) -> TextureResult:
+def texture_project(
+    mesh: trimesh.Trimesh,
+    views: ViewSet,
+    generator,
+    s: Settings,
+    timer: Timer,
+    init_image: Optional[np.ndarray] = None,
+    strength: float = 0.6,
+) -> TextureResult:
     """Only texels the view sees get colour (weight > 0); the caller composes them over an existing texture."""
     cam, maps = views.cameras[0], views.maps[0]
     init = None
@@ -29,9 +36,18 @@ def texture_project(mesh: trimesh.Trimesh, views: ViewSet, generator, s: Setting
                 f"{cam.width}x{cam.height}; pass a camera of the image's size."
             )
         init = torch.from_numpy(img).permute(2, 0, 1)[None]
-    request = GenerationRequest(prompts=views.prompts[:1], negative_prompt=s.negative_prompt, depth=views.depth[:1], normal=views.normal[:1],
-                                init_images=init, strength=strength if init is not None else 1.0,
-                                steps=s.steps, guidance=s.guidance, seed=s.seed, reference_image=s.reference_image)
+    request = GenerationRequest(
+        prompts=views.prompts[:1],
+        negative_prompt=s.negative_prompt,
+        depth=views.depth[:1],
+        normal=views.normal[:1],
+        init_images=init,
+        strength=strength if init is not None else 1.0,
+        steps=s.steps,
+        guidance=s.guidance,
+        seed=s.seed,
+        reference_image=s.reference_image,
+    )
     with timer("model"):
         image = to_images(sample(generator, request, progress=s.progress, cancel=s.cancel))[0]
     texture, result = final_bake(mesh, [(cam, image, maps.mask)], s, timer, fill=False)

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 import trimesh
 
-from ..geometry import bake, render_texture, sample_texture
 from ..generators import GenerationRequest, sample
+from ..geometry import bake, render_texture, sample_texture
 from .common import Settings, Timer, final_bake
 from .result import TextureResult
 from .views import ViewSet, to_images
@@ -37,7 +37,9 @@ def texture_sequential(mesh: trimesh.Trimesh, views: ViewSet, generator, s: Sett
                 current = np.where(painted[..., None], acc, 0.0)
                 prev_cos = sample_texture(best_cos[..., None], maps.uv[maps.mask])[:, 0]
                 to_cam = cam.position - _pixel_points(cam, maps)
-                cos = np.einsum("nc,nc->n", maps.normal[maps.mask], to_cam / np.linalg.norm(to_cam, axis=1, keepdims=True))
+                cos = np.einsum(
+                    "nc,nc->n", maps.normal[maps.mask], to_cam / np.linalg.norm(to_cam, axis=1, keepdims=True)
+                )
                 state = np.where(prev_cos <= 0, 1.0, np.where(prev_cos >= KEEP_RATIO * cos, 0.0, REFINE_MASK))
                 mask[maps.mask] = state
                 init = render_texture(mesh, current, cam, background=1.0, maps=maps)
@@ -46,21 +48,29 @@ def texture_sequential(mesh: trimesh.Trimesh, views: ViewSet, generator, s: Sett
                 init = np.ones(maps.mask.shape + (3,), np.float32)
             mask[~maps.mask] = 1.0  # background is free
         request = GenerationRequest(
-            prompts=[views.prompts[k]], negative_prompt=s.negative_prompt, depth=views.depth[k : k + 1], normal=views.normal[k : k + 1],
+            prompts=[views.prompts[k]],
+            negative_prompt=s.negative_prompt,
+            depth=views.depth[k : k + 1],
+            normal=views.normal[k : k + 1],
             init_images=torch.from_numpy(init).permute(2, 0, 1)[None] if painted.any() else None,
             inpaint_mask=torch.from_numpy(mask)[None, None] if painted.any() else None,
-            steps=s.steps, guidance=s.guidance, seed=s.seed + k, reference_image=s.reference_image,
+            steps=s.steps,
+            guidance=s.guidance,
+            seed=s.seed + k,
+            reference_image=s.reference_image,
         )
         with timer("model"):
-            image = to_images(sample(generator, request, cancel=s.cancel,
-                                     progress=_offset(s.progress, k, n)))[0]
+            image = to_images(sample(generator, request, cancel=s.cancel, progress=_offset(s.progress, k, n)))[0]
         generated.append((cam, image))
         with timer("geometry"):
             paint = maps.mask & (mask > 0)
             r = bake(mesh, [(cam, image, paint)], size, power=s.bake_power, padding=0)
             w = r.weight
-            acc = np.where(w[..., None] > 0, (acc * acc_weight[..., None] + r.texture * w[..., None])
-                           / np.maximum(acc_weight + w, 1e-12)[..., None], acc)
+            acc = np.where(
+                w[..., None] > 0,
+                (acc * acc_weight[..., None] + r.texture * w[..., None]) / np.maximum(acc_weight + w, 1e-12)[..., None],
+                acc,
+            )
             acc_weight += w
             best_cos = np.maximum(best_cos, r.best_cos)
     texture, result = final_bake(mesh, [(c, img, m.mask) for (c, img), m in zip(generated, views.maps)], s, timer)

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import trimesh
 
-from ..geometry import bake_operator, dilate, render, sample_texture
 from ..generators import GenerationRequest, sample
+from ..geometry import bake_operator, dilate, render, sample_texture
 from .common import Settings, Timer, final_bake
 from .result import TextureResult
 from .views import ViewSet, to_images
@@ -27,8 +27,15 @@ def latent_texture_size(view_latent: int) -> int:
     return int(2 ** np.ceil(np.log2(max(view_latent, 8) * 1.5)))
 
 
-def texture_sync(mesh: trimesh.Trimesh, views: ViewSet, generator, s: Settings, timer: Timer,
-                 sync_fraction: float = 0.8, max_power: float = 6.0) -> TextureResult:
+def texture_sync(
+    mesh: trimesh.Trimesh,
+    views: ViewSet,
+    generator,
+    s: Settings,
+    timer: Timer,
+    sync_fraction: float = 0.8,
+    max_power: float = 6.0,
+) -> TextureResult:
     f = generator.latent_factor
     with timer("geometry"):
         cams = [c.scaled(f) for c in views.cameras]
@@ -54,8 +61,16 @@ def texture_sync(mesh: trimesh.Trimesh, views: ViewSet, generator, s: Settings, 
                 out[b][:, mask] = torch.from_numpy(values.T.copy()).to(out.dtype)
         return out
 
-    request = GenerationRequest(prompts=views.prompts, negative_prompt=s.negative_prompt, depth=views.depth, normal=views.normal,
-                                steps=s.steps, guidance=s.guidance, seed=s.seed, reference_image=s.reference_image)
+    request = GenerationRequest(
+        prompts=views.prompts,
+        negative_prompt=s.negative_prompt,
+        depth=views.depth,
+        normal=views.normal,
+        steps=s.steps,
+        guidance=s.guidance,
+        seed=s.seed,
+        reference_image=s.reference_image,
+    )
     with timer("model"):
         images = sample(generator, request, hook=hook, progress=s.progress, cancel=s.cancel)
     rgb = to_images(images)

@@ -19,8 +19,10 @@ def circular_padding(modules):
     changed = []
     for module in modules:
         for conv in module.modules():
-            if isinstance(conv, torch.nn.Conv2d) and conv.padding_mode != "circular" and any(
-                p > 0 for p in conv.padding if isinstance(p, int)
+            if (
+                isinstance(conv, torch.nn.Conv2d)
+                and conv.padding_mode != "circular"
+                and any(p > 0 for p in conv.padding if isinstance(p, int))
             ):
                 changed.append((conv, conv.padding_mode))
                 conv.padding_mode = "circular"
@@ -45,9 +47,12 @@ def seamless_texture(
     if size % (8 * generator.latent_factor):
         raise InvalidParameterError(f"Tile size {size} must be a multiple of {8 * generator.latent_factor}.")
     caps = generator.capabilities
-    request = GenerationRequest(prompts=[f"{prompt}, seamless tileable texture, flat, top-down"],
-                                steps=steps or generator.default_steps,
-                                guidance=generator.default_guidance if guidance is None else guidance, seed=seed)
+    request = GenerationRequest(
+        prompts=[f"{prompt}, seamless tileable texture, flat, top-down"],
+        steps=steps or generator.default_steps,
+        guidance=generator.default_guidance if guidance is None else guidance,
+        seed=seed,
+    )
     if "depth" in caps:
         request.depth = torch.full((1, 1, size, size), 0.5)  # a flat surface facing the camera
     elif "inpaint" in caps:

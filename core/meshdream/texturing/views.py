@@ -17,7 +17,7 @@ LIGHTING_NEGATIVE = "shadow, highlight, reflection, glare, strong light, dark, b
 
 
 def direction_word(camera: Camera, up=(0.0, 1.0, 0.0), front=(0.0, 0.0, 1.0)) -> str:
-    """"front", "side", "back", "top" or "bottom" view, from where the camera looks at the mesh."""
+    """ "front", "side", "back", "top" or "bottom" view, from where the camera looks at the mesh."""
     back = camera.rotation[2]  # unit vector from the scene towards the camera
     up, front = np.asarray(up, float), np.asarray(front, float)
     elevation = np.degrees(np.arcsin(np.clip(back @ up, -1, 1)))
@@ -48,8 +48,9 @@ class ViewSet:
     @property
     def normal(self) -> torch.Tensor:
         """(B, 3, H, W) camera-space normals (x right, y up, z towards the camera), 0 on the background."""
-        return torch.from_numpy(np.stack([m.normal @ c.rotation.T for c, m in zip(self.cameras, self.maps)])
-                                .astype(np.float32)).permute(0, 3, 1, 2)
+        return torch.from_numpy(
+            np.stack([m.normal @ c.rotation.T for c, m in zip(self.cameras, self.maps)]).astype(np.float32)
+        ).permute(0, 3, 1, 2)
 
     @property
     def masks(self) -> torch.Tensor:

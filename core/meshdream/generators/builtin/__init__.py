@@ -47,7 +47,10 @@ class BuiltinGenerator(Generator):
         if unknown:
             warnings.warn(
                 f"The built-in model does not know {', '.join(repr(w) for w in unknown)} and ignores it; it knows "
-                f"these words: {', '.join(WORDS[1:])}.", MeshDreamWarning, stacklevel=4)
+                f"these words: {', '.join(WORDS[1:])}.",
+                MeshDreamWarning,
+                stacklevel=4,
+            )
         ids = [i for i, _ in parsed]
         neg = [[] for _ in ids]  # the empty prompt is the unconditional branch
         with torch.no_grad():
@@ -63,8 +66,10 @@ class BuiltinGenerator(Generator):
         n = len(request.prompts)
         h, w = request.size
         depth = request.depth if request.depth is not None else torch.full((n, 1, h, w), 0.5)
-        geo = geometry_channels(depth.to(self.device, torch.float32),
-                                None if request.normal is None else request.normal.to(self.device, torch.float32))
+        geo = geometry_channels(
+            depth.to(self.device, torch.float32),
+            None if request.normal is None else request.normal.to(self.device, torch.float32),
+        )
         known_mask = torch.zeros(n, 1, h, w, device=self.device)
         known = torch.zeros(n, 3, h, w, device=self.device)
         if request.inpaint_mask is not None and request.init_images is not None:

@@ -35,9 +35,12 @@ class Renders:
 
 def training_meshes(shared: Path | None = None) -> list[trimesh.Trimesh]:
     meshes = [
-        trimesh.creation.box(extents=(1.0, 0.7, 0.5)), trimesh.creation.icosphere(3),
-        trimesh.creation.cylinder(0.5, 1.5, sections=48), trimesh.creation.capsule(1.0, 0.4),
-        trimesh.creation.torus(0.8, 0.3), trimesh.creation.cone(0.7, 1.4, sections=48),
+        trimesh.creation.box(extents=(1.0, 0.7, 0.5)),
+        trimesh.creation.icosphere(3),
+        trimesh.creation.cylinder(0.5, 1.5, sections=48),
+        trimesh.creation.capsule(1.0, 0.4),
+        trimesh.creation.torus(0.8, 0.3),
+        trimesh.creation.cone(0.7, 1.4, sections=48),
     ]
     assets = [Path(__file__).parents[2] / "assets" / "spot.obj"]
     if shared is not None:
@@ -46,8 +49,9 @@ def training_meshes(shared: Path | None = None) -> list[trimesh.Trimesh]:
     return loaded
 
 
-def make_renders(n_textures: int, views_per_texture: int, resolution: int, seed: int, meshes,
-                 texture_size: int = 256) -> Renders:
+def make_renders(
+    n_textures: int, views_per_texture: int, resolution: int, seed: int, meshes, texture_size: int = 256
+) -> Renders:
     rng = np.random.default_rng(seed)
     colours = tuple(COLOURS)
     albedo, depth, normal, fam_idx, col_idx = [], [], [], [], []
@@ -58,8 +62,9 @@ def make_renders(n_textures: int, views_per_texture: int, resolution: int, seed:
         tex = material(FAMILIES[fam], colours[col], texture_size, rng)
         mesh = meshes[int(rng.integers(len(meshes)))]
         elevations = rng.uniform(-30, 60, size=views_per_texture * 2)
-        cams = orbit_cameras(len(elevations), resolution=resolution, fov=float(rng.uniform(30, 50)), mesh=mesh,
-                             elevations=elevations)
+        cams = orbit_cameras(
+            len(elevations), resolution=resolution, fov=float(rng.uniform(30, 50)), mesh=mesh, elevations=elevations
+        )
         for cam in rng.choice(cams, views_per_texture, replace=False):
             maps = render(mesh, cam)
             albedo.append((render_texture(mesh, tex, cam, background=1.0, maps=maps) * 255 + 0.5).astype(np.uint8))
@@ -68,5 +73,4 @@ def make_renders(n_textures: int, views_per_texture: int, resolution: int, seed:
             normal.append(np.round(n_cam * 127).astype(np.int8))
             fam_idx.append(fam)
             col_idx.append(col if named else -1)
-    return Renders(np.stack(albedo), np.stack(depth), np.stack(normal), np.array(fam_idx), np.array(col_idx),
-                   colours)
+    return Renders(np.stack(albedo), np.stack(depth), np.stack(normal), np.array(fam_idx), np.array(col_idx), colours)

@@ -9,16 +9,34 @@ from __future__ import annotations
 import numpy as np
 
 COLOURS = {
-    "red": (0.72, 0.16, 0.12), "orange": (0.88, 0.45, 0.12), "yellow": (0.90, 0.78, 0.20),
-    "green": (0.22, 0.55, 0.20), "blue": (0.16, 0.32, 0.75), "purple": (0.45, 0.20, 0.60),
-    "pink": (0.92, 0.55, 0.68), "brown": (0.45, 0.28, 0.14), "white": (0.92, 0.91, 0.88),
-    "black": (0.10, 0.10, 0.11), "gray": (0.50, 0.50, 0.50), "beige": (0.82, 0.72, 0.55),
+    "red": (0.72, 0.16, 0.12),
+    "orange": (0.88, 0.45, 0.12),
+    "yellow": (0.90, 0.78, 0.20),
+    "green": (0.22, 0.55, 0.20),
+    "blue": (0.16, 0.32, 0.75),
+    "purple": (0.45, 0.20, 0.60),
+    "pink": (0.92, 0.55, 0.68),
+    "brown": (0.45, 0.28, 0.14),
+    "white": (0.92, 0.91, 0.88),
+    "black": (0.10, 0.10, 0.11),
+    "gray": (0.50, 0.50, 0.50),
+    "beige": (0.82, 0.72, 0.55),
     "gold": (0.83, 0.66, 0.25),
 }
 # The colour each family takes when the prompt names none.
 DEFAULT_COLOUR = {
-    "wood": "brown", "marble": "white", "brick": "red", "tiles": "white", "stone": "gray", "metal": "gray",
-    "fabric": "blue", "grass": "green", "camouflage": "green", "dots": "red", "stripes": "blue", "checker": "black",
+    "wood": "brown",
+    "marble": "white",
+    "brick": "red",
+    "tiles": "white",
+    "stone": "gray",
+    "metal": "gray",
+    "fabric": "blue",
+    "grass": "green",
+    "camouflage": "green",
+    "dots": "red",
+    "stripes": "blue",
+    "checker": "black",
 }
 FAMILIES = tuple(DEFAULT_COLOUR)
 

@@ -48,11 +48,16 @@ class TextureModel(nn.Module):
         self.config = cfg
         ch = cfg["block_out_channels"]
         self.unet = UNet2DModel(
-            sample_size=cfg["sample_size"], in_channels=3 + GEOMETRY_CHANNELS + KNOWN_CHANNELS, out_channels=3,
-            block_out_channels=tuple(ch), layers_per_block=cfg["layers_per_block"],
+            sample_size=cfg["sample_size"],
+            in_channels=3 + GEOMETRY_CHANNELS + KNOWN_CHANNELS,
+            out_channels=3,
+            block_out_channels=tuple(ch),
+            layers_per_block=cfg["layers_per_block"],
             down_block_types=("DownBlock2D",) * (len(ch) - 1) + ("AttnDownBlock2D",),
             up_block_types=("AttnUpBlock2D",) + ("UpBlock2D",) * (len(ch) - 1),
-            class_embed_type="identity", norm_num_groups=16, attention_head_dim=32,
+            class_embed_type="identity",
+            norm_num_groups=16,
+            attention_head_dim=32,
         )
         self.prompt = PromptEncoder(cfg["embed_dim"], ch[0] * 4)
 
