@@ -17,7 +17,8 @@ def test_shipped_weights_texture_a_mesh_by_default(spot):
     r = meshdream.texture_mesh(spot, "blue tiles", n_views=4, view_resolution=64, texture_size=128, steps=4)
     assert r.texture.shape == (128, 128, 3) and np.isfinite(r.texture).all()
     covered = meshdream.uv_maps(spot, 128).coverage
-    assert (r.weight[covered] > 0).mean() > 0.9
+    assert (r.weight[covered] > 0).mean() > 0.8  # four ring views at 64 px see most of the cow
+    assert 0 <= r.texture.min() and r.texture.max() <= 1
 
 
 def test_same_seed_same_output(builtin):

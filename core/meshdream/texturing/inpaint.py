@@ -120,7 +120,7 @@ def inpaint_uv(
     report("inpaint", 2, 3, "matching seams")
     out = harmonic_fill(filled, band, graph) if band.any() else filled
     report("inpaint", 3, 3)
-    return dilate(out, maps.coverage, radius=padding)
+    return np.clip(dilate(out, maps.coverage, radius=padding), 0.0, 1.0)
 
 
 def _diffusion_fill(generator, texture, holes, prompt, steps, seed, report) -> np.ndarray:
