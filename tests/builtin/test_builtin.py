@@ -62,3 +62,20 @@ def test_procedural_families_are_distinct():
     flat = np.stack([i.ravel() for i in images.values()])
     dist = np.abs(flat[:, None] - flat[None]).mean(-1)
     assert dist[~np.eye(len(flat), dtype=bool)].min() > 0.01
+
+
+@pytest.mark.parametrize("strategy", ["sequential", "project"])
+def test_plugs_into_the_other_strategies(spot, builtin, strategy):
+    r = meshdream.texture_mesh(spot, "green grass", builtin, strategy=strategy, n_views=2, view_resolution=64,
+                               texture_size=64, steps=2)
+    assert r.texture.shape == (64, 64, 3) and (r.weight > 0).any()
+
+
+def test_plugs_into_uv_inpainting(spot, builtin):
+    maps = meshdream.uv_maps(spot, 64)
+    texture = np.full((64, 64, 3), 0.5, np.float32)
+    hole = np.zeros((64, 64), bool)
+    hole[20:44, 20:44] = True
+    hole &= maps.coverage
+    out = meshdream.inpaint_uv(spot, texture, hole, generator=builtin, prompt="blue fabric", steps=2)
+    assert np.abs(out[hole] - 0.5).mean() > 0.01
