@@ -36,3 +36,19 @@ def astronaut():
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(1.0 / np.mean((a - b) ** 2)))
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """Folder of each tiny random-weight pipeline kind (tests/tiny_models.py), built once per test session."""
+    from tests.tiny_models import build
+
+    root = tmp_path_factory.mktemp("tiny_models")
+    cache = {}
+
+    def get(kind: str, seed: int = 0):
+        if (kind, seed) not in cache:
+            cache[(kind, seed)] = build(root / f"{kind}_{seed}", kind, seed=seed)
+        return cache[(kind, seed)]
+
+    return get
