@@ -106,7 +106,7 @@ def evaluate(per_family: int = 6, steps: int = 20, seed: int = 0) -> dict:
     # Seeds differ from the training data's (seed 0): these textures and views were never trained on.
     train = tensors(make_renders(360, 2, 128, seed=1001, meshes=meshes))
     held = tensors(make_renders(len(FAMILIES) * per_family, 1, 128, seed=2002, meshes=meshes))
-    clf = train_classifier(train, 600, seed)
+    clf = train_classifier(train, 400, seed)
     h_img, h_depth, h_normal, h_fam = held
     h_mask = (h_depth > 0).float()
     h_crops = centre_crops(h_img, h_mask)

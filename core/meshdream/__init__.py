@@ -29,11 +29,15 @@ from .geometry import (
     uv_maps,
 )
 from .progress import CancelToken, Progress
+from .shapes import generate_shape, points_to_mesh, shape_categories
 from .texturing import TextureResult, inpaint_uv, seamless_texture, texture_mesh
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "generate_shape",
+    "points_to_mesh",
+    "shape_categories",
     "BakeOperator",
     "BakeResult",
     "Camera",

@@ -185,6 +185,31 @@ def _inpaint(args) -> None:
     print(f"Wrote {out} ({int(mask.sum())} texels filled{' by ' + args.model if args.model else ''})")
 
 
+def _shape(args) -> None:
+    from .geometry import load_mesh, save_textured, to_user_frame
+    from .shapes import generate_shape, is_closed, points_to_mesh
+    from .texturing import texture_mesh
+
+    out = Path(args.output)
+    _refuse_existing(out, args.overwrite)
+    points = generate_shape(args.prompt, n_points=args.points, seed=args.seed, steps=args.steps,
+                            guidance=args.guidance)
+    mesh = load_mesh(points_to_mesh(points))
+    if args.texture:
+        bar = _ProgressBar()
+        with _cancel_on_ctrl_c() as token:
+            try:
+                result = texture_mesh(mesh, args.texture, strategy="sync", seed=args.seed, progress=bar, cancel=token)
+            finally:
+                bar.close()
+        save_textured(mesh, result.texture, out, overwrite=args.overwrite)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        to_user_frame(mesh).export(str(out))
+    print(f"Wrote {out} ({len(mesh.faces)} faces, closed: {is_closed(mesh)}"
+          f"{', textured: ' + args.texture if args.texture else ''})")
+
+
 def _models(args) -> None:
     from .generators import list_cached_models
 
@@ -244,6 +269,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", default="")
     model_options(p, None)
     p.set_defaults(run=_inpaint)
+
+    p = sub.add_parser("shape", help="generate a new watertight, UV-unwrapped mesh from a shape category")
+    p.add_argument("prompt", help="a category (meshdream.shape_categories()), e.g. chair")
+    p.add_argument("-o", "--output", required=True, help="output .glb, .obj, .ply or .stl (.glb/.obj with --texture)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--points", type=int, default=2048)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--guidance", type=float)
+    p.add_argument("--texture", help="also texture it with the built-in model, e.g. 'oak wood'")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(run=_shape)
 
     p = sub.add_parser("models", help="list the models available offline")
     p.set_defaults(run=_models)

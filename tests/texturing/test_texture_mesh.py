@@ -298,3 +298,17 @@ def test_seamless_texture_wraps_around(sd15):
     assert all(c.padding_mode == "zeros" for c in sd15.parts.unet.modules() if isinstance(c, torch.nn.Conv2d))
     with circular_padding(sd15.modules()):
         assert any(c.padding_mode == "circular" for c in sd15.parts.unet.modules() if isinstance(c, torch.nn.Conv2d))
+
+
+def test_cli_shape_writes_a_closed_mesh(tmp_path):
+    import trimesh
+
+    from meshdream.shapes import is_closed
+
+    proc = _cli("shape", "mug", "-o", tmp_path / "mug.glb", "--steps", "10")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert is_closed(trimesh.load(tmp_path / "mug.glb", force="mesh"))
+    proc = _cli("shape", "dragon", "-o", tmp_path / "x.glb")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "chair" in err and "Traceback" not in err

@@ -21,11 +21,15 @@ from ..errors import InvalidMeshError, InvalidParameterError
 MIN_POINTS = 16
 # A marching-cubes surface has about this many triangles per (voxel size)² of area; it sets the grid resolution.
 _FACES_PER_VOXEL_AREA = 3.0
+# Voxel size in units of the point spacing: finer grids only mesh sampling noise (and cost unwrap time).
+_SPACING_VOXELS = 1.0
 # Every part stays at least 2 x this many voxels thick (a board sampled on both faces keeps an inside).
-_THICK = 0.6
+_THICK = 1.0
 _MIN_VOXEL, _MAX_VOXEL = 2.0 / 128, 2.0 / 20  # in units of the cloud's radius
 # Components with fewer faces than this fraction of the largest are debris (stray points), not parts.
 _DEBRIS = 0.08
+# Vertices move onto this quantile of the normal offsets to their nearest points (the median resists noise).
+_PULL_QUANTILE = 0.5
 
 
 def check_points(points, name: str = "points") -> np.ndarray:
@@ -36,30 +40,36 @@ def check_points(points, name: str = "points") -> np.ndarray:
         raise InvalidParameterError(f"{name} must be an (N, 3) array of numbers ({exc}).") from exc
     if arr.ndim != 2 or arr.shape[1] != 3:
         raise InvalidParameterError(
-            f"{name} has shape {arr.shape}; pass an (N, 3) array of x, y, z rows (reshape(-1, 3) a flat array).")
+            f"{name} has shape {arr.shape}; pass an (N, 3) array of x, y, z rows (reshape(-1, 3) a flat array)."
+        )
     if len(arr) < MIN_POINTS:
         raise InvalidParameterError(
-            f"{name} has {len(arr)} points; at least {MIN_POINTS} are needed to recover a surface (2048 is typical).")
+            f"{name} has {len(arr)} points; at least {MIN_POINTS} are needed to recover a surface (2048 is typical)."
+        )
     bad = ~np.isfinite(arr).all(axis=1)
     if bad.any():
         raise InvalidParameterError(
             f"{name} has {int(bad.sum())} rows with NaN or infinite coordinates; drop them first "
-            "(points[np.isfinite(points).all(1)]).")
+            "(points[np.isfinite(points).all(1)])."
+        )
     if np.ptp(arr, axis=0).max() <= 1e-12:
         raise InvalidParameterError(f"All {len(arr)} {name} are at one spot; a surface needs points spread in space.")
     return arr
 
 
-def gap_radius(points: np.ndarray) -> float:
-    """How far apart neighbouring samples may be on this cloud's surface: the 95th percentile of each point's
-    distance to its 6th neighbour (robust to a few stray points, large enough to bridge random sampling gaps)."""
-    d, _ = cKDTree(points).query(points, k=min(7, len(points)))
-    return float(np.percentile(d[:, -1], 95))
+def sampling_scale(unit: np.ndarray, max_points: int = 20000) -> tuple[float, float]:
+    """(gap radius, surface area) of a cloud, from each point's distance d to its 6th neighbour (on at most
+    `max_points` of them): the gap radius, the 95th percentile of d, bridges random sampling gaps yet ignores a
+    few stray points; the area is N pi median(d)² / 6 (six neighbours within d at uniform density)."""
+    if len(unit) > max_points:
+        unit = unit[np.random.default_rng(0).choice(len(unit), max_points, replace=False)]
+    d = cKDTree(unit).query(unit, k=min(7, len(unit)))[0][:, -1]
+    return float(np.percentile(d, 95)), len(unit) * np.pi * float(np.median(d)) ** 2 / 6
 
 
-def _grid_field(unit: np.ndarray, voxel: float, r: float, thick: float):
-    """Smoothed closing field on a grid over the points' bounds plus a margin: > 0 inside.
-    Returns (field, origin (3,), voxel)."""
+def _grid_field(unit: np.ndarray, voxel: float, r: float, thick: float) -> tuple[np.ndarray, np.ndarray]:
+    """The smoothed closing field (> 0 inside) on a grid over the points' bounds plus a margin, and the grid's
+    origin (the voxel [0, 0, 0] centre)."""
     pad = r + 4 * voxel
     origin = unit.min(0) - pad
     dims = np.ceil((unit.max(0) + pad - origin) / voxel).astype(np.int64) + 1
@@ -68,54 +78,83 @@ def _grid_field(unit: np.ndarray, voxel: float, r: float, thick: float):
     occupied[tuple(ijk.T)] = True
     grown = ndimage.distance_transform_edt(~occupied) * voxel <= r
     labels, _ = ndimage.label(~grown)
-    border = np.unique(np.concatenate([labels[[0, -1]].ravel(), labels[:, [0, -1]].ravel(),
-                                       labels[..., [0, -1]].ravel()]))
+    faces = (labels[[0, -1]], labels[:, [0, -1]], labels[..., [0, -1]])
+    border = np.unique(np.concatenate([f.ravel() for f in faces]))
     outside = np.isin(labels, border[border > 0])
     depth = ndimage.distance_transform_edt(~outside) * voxel  # distance from the flooded outside
-    field = ndimage.gaussian_filter(depth - (r - thick), sigma=0.8)
-    return field, origin, voxel
+    return ndimage.gaussian_filter(depth - (r - thick), sigma=0.8), origin
 
 
-def points_to_mesh(points, face_budget: int = 20000, unwrap: bool = True, smooth: int = 10,
-                   resolution: int | None = None) -> trimesh.Trimesh:
+def points_to_mesh(
+    points,
+    face_budget: int = 20000,
+    unwrap: bool = True,
+    smooth: int = 10,
+    project: int = 3,
+    resolution: int | None = None,
+) -> trimesh.Trimesh:
     """A closed (watertight) mesh around `points` ((N, 3), any frame and scale; the mesh comes back in the same).
 
-    face_budget: upper bound on triangles; the grid resolution is chosen so the surface stays under it.
-    unwrap: give it an xatlas UV layout at once, ready to texture. Vertices are then split along the UV seams
-        as in every textured mesh, so check closedness on a copy welded by position (`is_closed`);
-        unwrap=False returns the welded mesh, for which trimesh's `is_watertight` holds.
-    smooth: Taubin smoothing iterations; resolution: voxels across the cloud's radius-1 frame (default: from
-        face_budget and the point spacing).
+    face_budget: most triangles allowed; the grid is coarsened until the surface fits.
+    unwrap: give the mesh an xatlas UV layout at once, ready to texture. Its vertices are then split along the
+        UV seams, as in every textured mesh, so trimesh's `is_watertight` (which compares vertex indices) says
+        False: check `is_closed(mesh)`. unwrap=False returns the welded mesh, whose `is_watertight` is True.
+    smooth: Taubin smoothing iterations. project: rounds that pull the vertices back onto the points.
+    resolution: voxels across the cloud's diameter (default: from the point spacing and face_budget).
     """
     pts = check_points(points)
     if face_budget < 100:
         raise InvalidParameterError(f"face_budget={face_budget} is too small for a closed surface; use >= 100.")
-    lo, hi = pts.min(0), pts.max(0)
-    centre = (lo + hi) / 2
+    centre = (pts.min(0) + pts.max(0)) / 2
     radius = float(np.linalg.norm(pts - centre, axis=1).max())
     unit = (pts - centre) / radius
-    r = gap_radius(unit)
-    voxel = 2.0 / resolution if resolution else _voxel_for(unit, face_budget)
-    for _ in range(4):  # coarsen the grid until the surface fits the budget
-        field, origin, voxel = _grid_field(unit, voxel, max(r, 1.6 * voxel), thick=_THICK * voxel)
+    gap, area = sampling_scale(unit)
+    voxel = 2.0 / resolution if resolution else _voxel_for(area, min(len(unit), 20000), face_budget)
+    for _ in range(5):  # coarsen the grid until the surface fits the budget
+        field, origin = _grid_field(unit, voxel, max(gap, 1.6 * voxel), thick=_THICK * voxel)
         mesh = _march(field, origin, voxel)
         if len(mesh.faces) <= face_budget or voxel >= _MAX_VOXEL:
             break
         voxel = min(_MAX_VOXEL, voxel * np.sqrt(len(mesh.faces) / face_budget) * 1.05)
     if len(mesh.faces) > face_budget:
         raise InvalidParameterError(
-            f"The surface of these points needs {len(mesh.faces)} faces even on a coarse grid; raise face_budget.")
+            f"The surface of these points needs {len(mesh.faces)} faces even on the coarsest grid; raise face_budget."
+        )
     if smooth:
         trimesh.smoothing.filter_taubin(mesh, lamb=0.5, nu=0.53, iterations=smooth)
-    if not mesh.is_watertight:
+    for _ in range(project):
+        _pull_onto_points(mesh, unit, voxel)
+        trimesh.smoothing.filter_taubin(mesh, lamb=0.5, nu=0.53, iterations=2)
+    if not mesh.is_watertight:  # marching cubes on a padded grid closes; this is a safety net
         trimesh.repair.fill_holes(mesh)
     if not mesh.is_watertight:
         raise InvalidMeshError(
-            "The mesh around these points is not closed; pass a denser cloud or a different face_budget.")
+            "The mesh around these points came out open; pass a denser cloud or another face_budget."
+        )
     if mesh.volume < 0:
         mesh.invert()
     mesh.apply_transform(_translate(centre) @ np.diag([radius, radius, radius, 1.0]))
+    mesh.metadata["points_to_mesh"] = {"points": len(pts), "voxel": voxel * radius, "closed": True}
     return unwrap_fast(mesh) if unwrap else mesh
+
+
+def _pull_onto_points(mesh: trimesh.Trimesh, unit: np.ndarray, voxel: float, k: int = 8) -> None:
+    """Move each vertex along its normal onto the sampled surface under it, undoing the closing's outward bias.
+
+    The step is a low quantile of the normal offsets to the k nearest points (on a board sampled on both faces
+    the vertex's own face is the nearer one). No step may thin the part under it (measured by a ray cast
+    through it) below half a voxel, so thin legs and boards keep their volume; outward steps are capped at
+    half a voxel. Only positions change, so the mesh stays closed."""
+    from ..geometry.raycast import RayCaster
+
+    v, n = mesh.vertices, mesh.vertex_normals
+    _, idx = cKDTree(unit).query(v, k=min(k, len(unit)))
+    offset = np.einsum("vkc,vc->vk", v[:, None, :] - unit[idx], n)  # > 0: vertex above the point
+    step = np.quantile(offset, _PULL_QUANTILE, axis=1)
+    hits = RayCaster(mesh.triangles).cast(v - n * (1e-3 * voxel), -n)
+    room = np.where(np.isfinite(hits.t), (hits.t - 0.5 * voxel) / 2, np.inf)  # both faces may move in
+    step = np.clip(step, -0.5 * voxel, np.clip(room, 0, (_THICK + 1.0) * voxel))
+    mesh.vertices = v - n * step[:, None]
 
 
 def _translate(t: np.ndarray) -> np.ndarray:
@@ -124,19 +163,15 @@ def _translate(t: np.ndarray) -> np.ndarray:
     return m
 
 
-def _voxel_for(unit: np.ndarray, face_budget: int) -> float:
-    """Voxel size (radius-1 frame) matched to the point spacing, coarsened where the face budget demands it.
-
-    The surface area comes from the sampling density (N points, median distance d to the 6th neighbour:
-    area ~ N pi d² / 6); a finer grid than 0.6 x the spacing between points would only mesh sampling noise."""
-    d, _ = cKDTree(unit).query(unit, k=min(7, len(unit)))
-    area = len(unit) * np.pi * float(np.median(d[:, -1])) ** 2 / 6
-    spacing = np.sqrt(area / len(unit))
-    voxel = max(0.6 * spacing, np.sqrt(_FACES_PER_VOXEL_AREA * area / (0.8 * face_budget)))
+def _voxel_for(area: float, n: int, face_budget: int) -> float:
+    """Voxel size (radius-1 frame) matched to the spacing of n points over `area` (a finer grid would only mesh
+    sampling noise), coarsened where the face budget demands it."""
+    spacing = np.sqrt(area / n)
+    voxel = max(_SPACING_VOXELS * spacing, np.sqrt(_FACES_PER_VOXEL_AREA * area / (0.8 * face_budget)))
     return float(np.clip(voxel, _MIN_VOXEL, _MAX_VOXEL))
 
 
-def _march(field: np.ndarray, origin: float, voxel: float) -> trimesh.Trimesh:
+def _march(field: np.ndarray, origin: np.ndarray, voxel: float) -> trimesh.Trimesh:
     from skimage.measure import marching_cubes
 
     if field.max() <= 0:
@@ -164,15 +199,20 @@ def unwrap_fast(mesh: trimesh.Trimesh, resolution: int = 1024, padding: int = 4)
 
     atlas = xatlas.Atlas()
     # xatlas wants float32 vertices and uint32 faces; other dtypes can crash the process.
-    atlas.add_mesh(np.ascontiguousarray(mesh.vertices, dtype=np.float32),
-                   np.ascontiguousarray(mesh.faces, dtype=np.uint32))
+    atlas.add_mesh(
+        np.ascontiguousarray(mesh.vertices, dtype=np.float32), np.ascontiguousarray(mesh.faces, dtype=np.uint32)
+    )
     charts = xatlas.ChartOptions()
     charts.max_chart_area = float(mesh.area) / 48
     pack = xatlas.PackOptions()
     pack.resolution, pack.padding, pack.bilinear = resolution, padding, True
     atlas.generate(charts, pack)
     vmap, faces, uv = atlas[0]
-    out = trimesh.Trimesh(mesh.vertices[vmap.astype(np.int64)], faces.astype(np.int64),
-                          visual=trimesh.visual.TextureVisuals(uv=uv.astype(np.float64)), process=False)
+    out = trimesh.Trimesh(
+        mesh.vertices[vmap.astype(np.int64)],
+        faces.astype(np.int64),
+        visual=trimesh.visual.TextureVisuals(uv=uv.astype(np.float64)),
+        process=False,
+    )
     out.metadata.update(mesh.metadata)
     return out

@@ -197,7 +197,9 @@ def chair(rng) -> Shape:
         for sx in (-1, 1):
             x = sx * (w / 2 - arm_t / 2)
             parts.append(box(arm_t, arm_t * 0.7, d, x=x, y=arm_y, z=0.0))
-            parts.append(box(arm_t * 0.7, arm_y - seat_y + 0.02, arm_t * 0.7, x=x, y=(arm_y + seat_y) / 2, z=d / 2 - arm_t))
+            parts.append(
+                box(arm_t * 0.7, arm_y - seat_y + 0.02, arm_t * 0.7, x=x, y=(arm_y + seat_y) / 2, z=d / 2 - arm_t)
+            )
     tags = _aspect_tags((seat_y + back_h) / max(w, d), 1.45, 1.8) + (("arms",) if arms else ())
     return Shape("chair", tuple(parts), tags)
 
@@ -286,8 +288,14 @@ def vase(rng) -> Shape:
 def bottle(rng) -> Shape:
     rb, hb = rng.uniform(0.03, 0.05), rng.uniform(0.1, 0.22)
     rn, hn, hs = rng.uniform(0.01, 0.016), rng.uniform(0.04, 0.09), rng.uniform(0.02, 0.06)
-    prof = [[rb, 0.0], [rb, hb], [rn, hb + hs], [rn, hb + hs + hn], [rn * 1.15, hb + hs + hn + 0.004],
-            [rn * 1.15, hb + hs + hn + 0.015]]
+    prof = [
+        [rb, 0.0],
+        [rb, hb],
+        [rn, hb + hs],
+        [rn, hb + hs + hn],
+        [rn * 1.15, hb + hs + hn + 0.004],
+        [rn * 1.15, hb + hs + hn + 0.015],
+    ]
     total = hb + hs + hn + 0.015
     return Shape("bottle", (vrev(prof),), _aspect_tags(total / (2 * rb), 3.3, 4.5))
 
@@ -348,7 +356,9 @@ def airplane(rng) -> Shape:
     if jets:
         er = fr * rng.uniform(0.45, 0.7)
         for z in (-span * 0.28, span * 0.28):
-            parts.append(Part("cylinder", (er, chord * 1.3), _at(x=wx + chord * 0.2, y=-fr * 0.3 - er, z=z, rot=_ALONG_X)))
+            parts.append(
+                Part("cylinder", (er, chord * 1.3), _at(x=wx + chord * 0.2, y=-fr * 0.3 - er, z=z, rot=_ALONG_X))
+            )
     return Shape("airplane", tuple(parts), _aspect_tags(span / fl, 0.85, 1.05))
 
 
@@ -378,8 +388,18 @@ def tree(rng) -> Shape:
 
 
 BUILDERS: dict[str, Callable[[np.random.Generator], Shape]] = {
-    "chair": chair, "table": table, "stool": stool, "lamp": lamp, "mug": mug, "vase": vase, "bottle": bottle,
-    "shelf": shelf, "rocket": rocket, "car": car, "airplane": airplane, "tree": tree,
+    "chair": chair,
+    "table": table,
+    "stool": stool,
+    "lamp": lamp,
+    "mug": mug,
+    "vase": vase,
+    "bottle": bottle,
+    "shelf": shelf,
+    "rocket": rocket,
+    "car": car,
+    "airplane": airplane,
+    "tree": tree,
 }
 CATEGORIES: tuple[str, ...] = tuple(BUILDERS)
 TAGS: tuple[str, ...] = ("tall", "short", "round", "square", "arms", "pine")
@@ -415,8 +435,13 @@ class CloudSet:
     seeds: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
-def build_set(per_category: int, split: str = "train", n_points: int = 2048,
-              categories: tuple[str, ...] = CATEGORIES, start: int = 0) -> CloudSet:
+def build_set(
+    per_category: int,
+    split: str = "train",
+    n_points: int = 2048,
+    categories: tuple[str, ...] = CATEGORIES,
+    start: int = 0,
+) -> CloudSet:
     """`per_category` shapes of each category, indices start .. start + per_category of the split."""
     pts, labels, tags, seeds = [], [], [], []
     for cat in categories:

@@ -1,8 +1,8 @@
 """Loading the shipped shape model and sampling point clouds from it with a fast multistep solver.
 
-Training noises clouds on a diffusers DDPM schedule (1000 steps); sampling runs DPM-Solver++ (2nd order) on the
-same schedule in 20-50 steps, with classifier-free guidance. Every cloud's starting noise comes from its own
-seed, so a shape depends on its seed alone, not on what else shares the batch.
+Training noises clouds on a diffusers DDPM schedule (1000 steps, v-prediction); sampling runs DPM-Solver++
+(2nd order) on the same schedule in 20-50 steps, with classifier-free guidance. Every cloud's starting noise
+comes from its own seed, so a shape depends on its seed alone, not on what else shares the batch.
 """
 
 from __future__ import annotations
@@ -22,8 +22,16 @@ from .model import DenoiserConfig, PointDenoiser
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "shape_model.safetensors"
 # The DDPM schedule the model was trained on (PVD's: linear betas over 1000 steps).
-SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02,
-            "prediction_type": "epsilon", "clip_sample": False}
+SCHEDULE = {
+    "num_train_timesteps": 1000,
+    "beta_schedule": "linear",
+    "beta_start": 1e-4,
+    "beta_end": 0.02,
+    "prediction_type": "v_prediction",
+    "clip_sample": False,
+}
+# Clean-point predictions are kept inside this radius (the data's is 1): a safety net for stray points.
+CLIP_RADIUS = 1.05
 
 
 class ShapeModelNotFoundError(MeshDreamError, FileNotFoundError):
@@ -56,10 +64,15 @@ def ddpm_scheduler():
 
 
 def solver(steps: int):
+    """DPM-Solver++ (2M) on the training schedule; it is fed noise predictions (see `to_epsilon`)."""
     import diffusers
 
     s = diffusers.DPMSolverMultistepScheduler.from_config(
-        ddpm_scheduler().config, algorithm_type="dpmsolver++", solver_order=2, final_sigmas_type="zero"
+        ddpm_scheduler().config,
+        prediction_type="epsilon",
+        algorithm_type="dpmsolver++",
+        solver_order=2,
+        final_sigmas_type="zero",
     )
     s.set_timesteps(steps)
     return s
@@ -70,7 +83,7 @@ def save_shape_model(net: PointDenoiser, card: dict, path: Path) -> None:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().float() for k, v in net.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous().float() for k, v in net.state_dict().items()}
     save_file(state, str(path), metadata={"config": json.dumps(net.config.to_dict())})
     path.with_suffix(".json").write_text(json.dumps({**card, "config": net.config.to_dict()}, indent=2) + "\n")
 
@@ -92,6 +105,16 @@ def load_shape_model(path: Optional[str] = None) -> ShapeModel:
     net.load_state_dict(load_file(str(path)))
     net.eval().requires_grad_(False)
     return ShapeModel(net, card)
+
+
+def to_epsilon(x: torch.Tensor, v: torch.Tensor, alpha_bar: torch.Tensor, max_radius: float) -> torch.Tensor:
+    """The noise prediction that a v-prediction implies, after pulling every predicted clean point inside
+    `max_radius` (the data never leaves it; an untrained corner of the model could)."""
+    a, s = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
+    x0 = a * x - s * v
+    r = x0.norm(dim=-1, keepdim=True)
+    x0 = x0 * (r.clamp(max=max_radius) / r.clamp_min(1e-12))
+    return (x - a * x0) / s
 
 
 def initial_noise(seeds: Sequence[int], n_points: int) -> torch.Tensor:
@@ -126,14 +149,16 @@ def sample_points(
         lab = torch.cat([lab, torch.full_like(lab, net.config.n_categories)])
         tag = torch.cat([tag, torch.zeros_like(tag)])
     sched = solver(steps)
+    alphas = sched.alphas_cumprod
     x = initial_noise(seeds, n_points) * sched.init_noise_sigma
     report("denoise", 0, steps)
     for i, t in enumerate(sched.timesteps):
-        inp = torch.cat([x, x]) if guided else x
-        eps = net(inp, t.expand(len(inp)), lab, tag)
+        local = net.local(x)
+        inp, local = (torch.cat([x, x]), torch.cat([local, local])) if guided else (x, local)
+        v = net(inp, t.expand(len(inp)), lab, tag, local)
         if guided:
-            cond, uncond = eps.chunk(2)
-            eps = uncond + guidance * (cond - uncond)
-        x = sched.step(eps, t, x).prev_sample
+            cond, uncond = v.chunk(2)
+            v = uncond + guidance * (cond - uncond)
+        x = sched.step(to_epsilon(x, v, alphas[t], CLIP_RADIUS * model.scale), t, x).prev_sample
         report("denoise", i + 1, steps)
     return (x / model.scale).numpy().astype(np.float32)

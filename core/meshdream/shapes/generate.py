@@ -1,0 +1,171 @@
+"""`generate_shape`: a prompt ("a tall round table") or a category to a new point cloud, with the shipped model.
+
+The prompt's first category word (or synonym: "desk" is a table, "armchair" a chair with arms) picks the
+category; attribute words the category was trained with ("tall", "short", "round", "square", "arms", "pine")
+condition it further; other words are ignored, so "a red chair" is a chair.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional, Union
+
+import numpy as np
+
+from ..errors import InvalidParameterError
+from ..progress import CancelToken, ProgressCallback
+from .procedural import CATEGORIES
+from .sampler import load_shape_model, sample_points
+
+CATEGORY_WORDS = {
+    "chair": "chair",
+    "armchair": "chair",
+    "seat": "chair",
+    "table": "table",
+    "desk": "table",
+    "stool": "stool",
+    "barstool": "stool",
+    "lamp": "lamp",
+    "floorlamp": "lamp",
+    "mug": "mug",
+    "cup": "mug",
+    "vase": "vase",
+    "urn": "vase",
+    "bottle": "bottle",
+    "flask": "bottle",
+    "shelf": "shelf",
+    "shelves": "shelf",
+    "bookshelf": "shelf",
+    "bookcase": "shelf",
+    "shelving": "shelf",
+    "rocket": "rocket",
+    "spaceship": "rocket",
+    "missile": "rocket",
+    "car": "car",
+    "automobile": "car",
+    "vehicle": "car",
+    "airplane": "airplane",
+    "aeroplane": "airplane",
+    "plane": "airplane",
+    "aircraft": "airplane",
+    "jet": "airplane",
+    "tree": "tree",
+    "pine": "tree",
+    "fir": "tree",
+}
+TAG_WORDS = {
+    "tall": "tall",
+    "high": "tall",
+    "slender": "tall",
+    "short": "short",
+    "low": "short",
+    "squat": "short",
+    "stubby": "short",
+    "round": "round",
+    "circular": "round",
+    "cylindrical": "round",
+    "rounded": "round",
+    "square": "square",
+    "rectangular": "square",
+    "boxy": "square",
+    "arms": "arms",
+    "armrests": "arms",
+    "armchair": "arms",
+    "pine": "pine",
+    "fir": "pine",
+    "conifer": "pine",
+    "christmas": "pine",
+}
+# Which attribute words each category was trained with (others would only confuse it).
+CATEGORY_TAGS = {
+    "chair": ("tall", "short", "arms"),
+    "table": ("tall", "short", "round", "square"),
+    "stool": ("tall", "short", "round", "square"),
+    "lamp": ("tall", "short", "round", "square"),
+    "mug": ("tall", "short"),
+    "vase": ("tall", "short"),
+    "bottle": ("tall", "short"),
+    "shelf": ("tall", "short"),
+    "rocket": ("tall", "short"),
+    "car": ("tall", "short"),
+    "airplane": ("short", "tall"),
+    "tree": ("tall", "short", "round", "pine"),
+}
+
+
+def shape_categories() -> list[str]:
+    """The categories `generate_shape` knows, in the model's order."""
+    return list(load_shape_model().categories)
+
+
+def _words(prompt: str) -> list[str]:
+    words = re.findall(r"[a-z]+", prompt.lower())
+    return words + [w[:-1] for w in words if w.endswith("s") and w[:-1] in CATEGORY_WORDS]
+
+
+def parse_prompt(prompt: Union[str, int], categories: Optional[list[str]] = None) -> tuple[str, tuple[str, ...]]:
+    """(category, attribute words) of a prompt or a category index; an unknown prompt raises an error naming
+    the known categories."""
+    categories = list(categories or CATEGORIES)
+    if isinstance(prompt, (int, np.integer)) and not isinstance(prompt, bool):
+        if not 0 <= int(prompt) < len(categories):
+            raise InvalidParameterError(
+                f"Category index {prompt} is out of range; use 0-{len(categories) - 1} ({', '.join(categories)})."
+            )
+        return categories[int(prompt)], ()
+    if not isinstance(prompt, str):
+        raise InvalidParameterError(f"prompt must be text or a category index, not {type(prompt).__name__}.")
+    words = _words(prompt)
+    found = [CATEGORY_WORDS[w] for w in words if w in CATEGORY_WORDS and CATEGORY_WORDS[w] in categories]
+    if not found:
+        raise InvalidParameterError(
+            f"No known shape category in {prompt!r}; the shape model knows: {', '.join(categories)} "
+            "(synonyms such as desk, cup, bookcase, plane also work)."
+        )
+    category = found[0]
+    allowed = CATEGORY_TAGS.get(category, ())
+    tags = tuple(dict.fromkeys(TAG_WORDS[w] for w in words if w in TAG_WORDS and TAG_WORDS[w] in allowed))
+    if "tall" in tags and "short" in tags:
+        tags = tuple(t for t in tags if t != "short")
+    return category, tags
+
+
+def generate_shape(
+    prompt: Union[str, int],
+    n_points: int = 2048,
+    seed: int = 0,
+    steps: Optional[int] = None,
+    guidance: Optional[float] = None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+) -> np.ndarray:
+    """A new point cloud of `prompt` (text such as "tall chair", a category name, or its index in
+    `shape_categories()`): (n_points, 3) float32, y up, bounding box centred at the origin, farthest point at
+    radius 1. The same arguments give the same cloud. steps: DPM-Solver++ steps (default 25); guidance:
+    classifier-free guidance scale (default from the model card; 1 = none). Mesh it with `points_to_mesh`."""
+    model = load_shape_model()
+    category, tags = parse_prompt(prompt, model.categories)
+    if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)) or not 16 <= n_points <= 100_000:
+        raise InvalidParameterError(f"n_points={n_points!r} is out of range; use an integer in 16-100000 (2048).")
+    steps = int(model.card.get("steps_default", 25) if steps is None else steps)
+    guidance = float(model.card.get("guidance_default", 1.5) if guidance is None else guidance)
+    tag_vec = np.array([[t in tags for t in model.tags]], np.float32)
+    cloud = sample_points(
+        model,
+        [model.categories.index(category)],
+        tag_vec,
+        int(n_points),
+        [int(seed)],
+        steps=steps,
+        guidance=guidance,
+        progress=progress,
+        cancel=cancel,
+    )[0]
+    return normalize_cloud(cloud)
+
+
+def normalize_cloud(points: np.ndarray) -> np.ndarray:
+    """The data's normalization (see procedural.normalize), as float32."""
+    from .procedural import normalize
+
+    return normalize(np.asarray(points, np.float64)).astype(np.float32)
