@@ -199,8 +199,10 @@ def bench_texturing() -> dict:
         both = raw.seen.ravel()[seams].all(axis=1)
         pairs = seams[both]
         fixed = inpaint_uv(mesh, raw.texture, ~raw.seen)
+
         def err(tex):
             return float(np.abs(tex.reshape(-1, 3)[pairs[:, 0]] - tex.reshape(-1, 3)[pairs[:, 1]]).mean())
+
         out[strategy] = {
             "view_consistency_psnr_db": _view_psnr(mesh, result),
             "seam_error_before": round(err(raw.texture), 4),
@@ -298,6 +300,14 @@ def bench_texture_model() -> dict:
     return result
 
 
+def bench_shapes() -> dict:
+    """The shape model's evaluation (scripts/eval_shapes.py: 1-NNA / COV / MMD, sampling and meshing times)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from eval_shapes import bench_shapes as evaluate_shapes
+
+    return evaluate_shapes()
+
+
 BENCHES = {
     "roundtrip": bench_roundtrip,
     "speed": bench_speed,
@@ -305,6 +315,7 @@ BENCHES = {
     "texturing": bench_texturing,
     "fullsize": bench_fullsize,
     "texture_model": bench_texture_model,
+    "shapes": bench_shapes,
 }
 
 

@@ -192,8 +192,7 @@ def _shape(args) -> None:
 
     out = Path(args.output)
     _refuse_existing(out, args.overwrite)
-    points = generate_shape(args.prompt, n_points=args.points, seed=args.seed, steps=args.steps,
-                            guidance=args.guidance)
+    points = generate_shape(args.prompt, n_points=args.points, seed=args.seed, steps=args.steps, guidance=args.guidance)
     mesh = load_mesh(points_to_mesh(points))
     if args.texture:
         bar = _ProgressBar()
@@ -206,8 +205,10 @@ def _shape(args) -> None:
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
         to_user_frame(mesh).export(str(out))
-    print(f"Wrote {out} ({len(mesh.faces)} faces, closed: {is_closed(mesh)}"
-          f"{', textured: ' + args.texture if args.texture else ''})")
+    print(
+        f"Wrote {out} ({len(mesh.faces)} faces, closed: {is_closed(mesh)}"
+        f"{', textured: ' + args.texture if args.texture else ''})"
+    )
 
 
 def _models(args) -> None:

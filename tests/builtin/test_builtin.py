@@ -24,8 +24,10 @@ def test_shipped_weights_texture_a_mesh_by_default(spot):
 def test_same_seed_same_output(builtin):
     depth = torch.zeros(2, 1, 64, 64)
     depth[..., 16:48, 16:48] = 0.8
+
     def req(seed):
         return GenerationRequest(prompts=["red brick"] * 2, depth=depth, steps=4, seed=seed)
+
     a, b, c = sample(builtin, req(3)), sample(builtin, req(3)), sample(builtin, req(4))
     torch.testing.assert_close(a, b)
     assert (a - c).abs().max() > 1e-3
@@ -66,8 +68,9 @@ def test_procedural_families_are_distinct():
 
 @pytest.mark.parametrize("strategy", ["sequential", "project"])
 def test_plugs_into_the_other_strategies(spot, builtin, strategy):
-    r = meshdream.texture_mesh(spot, "green grass", builtin, strategy=strategy, n_views=2, view_resolution=64,
-                               texture_size=64, steps=2)
+    r = meshdream.texture_mesh(
+        spot, "green grass", builtin, strategy=strategy, n_views=2, view_resolution=64, texture_size=64, steps=2
+    )
     assert r.texture.shape == (64, 64, 3) and (r.weight > 0).any()
 
 
@@ -79,3 +82,23 @@ def test_plugs_into_uv_inpainting(spot, builtin):
     hole &= maps.coverage
     out = meshdream.inpaint_uv(spot, texture, hole, generator=builtin, prompt="blue fabric", steps=2)
     assert np.abs(out[hole] - 0.5).mean() > 0.01
+
+
+def test_weights_from_a_training_run_load_with_their_card(tmp_path, builtin):
+    import json
+    import shutil
+
+    from meshdream.generators import ModelNotFoundError
+    from meshdream.generators.builtin import CARD, WEIGHTS, load_builtin
+
+    # The card's guidance (picked by the evaluation on validation views) is the generator's default.
+    assert builtin.default_guidance == json.loads(CARD.read_text())["guidance"]
+    run = tmp_path / "run" / "texture_model.safetensors"
+    run.parent.mkdir()
+    shutil.copy(WEIGHTS, run)
+    with pytest.raises(ModelNotFoundError, match="texture_model.json"):
+        load_builtin(device="cpu", weights=run)  # weights without their card
+    card = json.loads(CARD.read_text())
+    card["guidance"] = 2.5
+    run.with_suffix(".json").write_text(json.dumps(card))
+    assert load_builtin(device="cpu", weights=run).default_guidance == 2.5

@@ -1,4 +1,3 @@
-
 import meshdream
 import numpy as np
 import pytest

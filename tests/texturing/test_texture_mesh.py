@@ -302,7 +302,6 @@ def test_seamless_texture_wraps_around(sd15):
 
 def test_cli_shape_writes_a_closed_mesh(tmp_path):
     import trimesh
-
     from meshdream.shapes import is_closed
 
     proc = _cli("shape", "mug", "-o", tmp_path / "mug.glb", "--steps", "10")

@@ -6,7 +6,8 @@ reach is solid, so no sampling gap lets the outside in), then take the level set
 flooded region. Without the -t the closing would give back the points' own surface, which for a sheet thinner
 than a voxel (a shelf board, a fin) has no inside at all; t keeps every part at least 2t thick. The field is
 smoothed, meshed by marching cubes (closed by construction: the solid never touches the grid border), small
-debris is dropped, Taubin smoothing removes the voxel steps without shrinking, and xatlas unwraps the result.
+debris is dropped, Taubin smoothing removes the voxel steps without shrinking, a few rounds pull every vertex
+back onto the points (undoing the offset t where the part is thick enough), and xatlas unwraps the result.
 """
 
 from __future__ import annotations

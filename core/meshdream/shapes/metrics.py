@@ -33,17 +33,19 @@ def subsample(clouds: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 
 
 def emd_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) EMDs between equal-size clouds (exact assignment; cubic in the points, so subsample)."""
+    """(len(a), len(b)) EMDs between equal-size clouds (exact assignment; cubic in the points, so subsample).
+    With b the same array as a, only one triangle is computed."""
     from scipy.optimize import linear_sum_assignment
     from scipy.spatial.distance import cdist
 
-    out = np.empty((len(a), len(b)))
+    same = a is b
+    out = np.zeros((len(a), len(b)))
     for i, x in enumerate(a):
-        for j, y in enumerate(b):
-            cost = cdist(x, y)
+        for j in range(i + 1 if same else 0, len(b)):
+            cost = cdist(x, b[j])
             r, c = linear_sum_assignment(cost)
             out[i, j] = cost[r, c].mean()
-    return out
+    return out + out.T if same else out
 
 
 def one_nna(d_rr: np.ndarray, d_gg: np.ndarray, d_gr: np.ndarray) -> float:

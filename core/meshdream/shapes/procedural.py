@@ -115,7 +115,7 @@ class Shape:
         d[np.arange(len(pts)), owner] = np.inf  # a part does not hide its own surface
         in_pos = (d[:, ~neg] < -tol).any(1)
         in_neg = (d[:, neg] < tol).any(1) if neg.any() else np.zeros(len(pts), bool)
-        return np.where(neg[owner], (d[:, ~neg] < -tol).any(1) & ~in_neg, ~in_pos & ~in_neg)
+        return np.where(neg[owner], in_pos, ~in_pos) & ~in_neg
 
     def mesh(self) -> trimesh.Trimesh:
         """The positive parts' primitives in one (overlapping, not boolean-merged) mesh, for a quick look."""
@@ -137,7 +137,6 @@ _ALONG_X = rotation_matrix(np.pi / 2, [0, 1, 0])  # primitive axis z -> x
 
 def _at(x=0.0, y=0.0, z=0.0, rot=None) -> np.ndarray:
     t = np.eye(4) if rot is None else np.array(rot, dtype=np.float64)
-    t = t.copy()
     t[:3, 3] = (x, y, z)
     return t
 
@@ -158,7 +157,7 @@ def vrev(profile, x=0.0, y0=0.0, z=0.0) -> Part:
     return Part("revolve", tuple(map(tuple, prof)), _at(x, y0, z, _UP))
 
 
-def _legs(rng, half_x, half_z, y0, height, thick, round_legs, n=4, splay=0.0) -> list[Part]:
+def _legs(half_x, half_z, y0, height, thick, round_legs, n=4, splay=0.0) -> list[Part]:
     if n == 3:
         ang = np.pi / 2 + np.arange(3) * 2 * np.pi / 3
         spots = np.stack([np.cos(ang) * half_x, np.sin(ang) * half_z], 1)
@@ -190,7 +189,7 @@ def chair(rng) -> Shape:
     back_h, back_t, leg_t = rng.uniform(0.25, 0.7), rng.uniform(0.03, 0.07), rng.uniform(0.03, 0.06)
     round_legs, arms = rng.random() < 0.4, rng.random() < 0.35
     parts = [box(w, seat_t, d, y=seat_y - seat_t / 2)]
-    parts += _legs(rng, w / 2 - leg_t, d / 2 - leg_t, 0.0, seat_y - seat_t / 2, leg_t, round_legs)
+    parts += _legs(w / 2 - leg_t, d / 2 - leg_t, 0.0, seat_y - seat_t / 2, leg_t, round_legs)
     parts.append(box(w, back_h, back_t, y=seat_y + back_h / 2 - 0.01, z=-d / 2 + back_t / 2))
     if arms:
         arm_y, arm_t = seat_y + rng.uniform(0.15, 0.25), rng.uniform(0.04, 0.07)
@@ -216,12 +215,12 @@ def table(rng) -> Shape:
             parts += [vcyl(leg_t * 1.2, h - top_t + 0.01), vcyl(foot_r, rng.uniform(0.02, 0.05))]
         else:
             s = r * 0.62
-            parts += _legs(rng, s, s, 0.0, h - top_t + 0.01, leg_t, True, n=int(rng.choice([3, 4])))
+            parts += _legs(s, s, 0.0, h - top_t + 0.01, leg_t, True, n=int(rng.choice([3, 4])))
         width = 2 * r
     else:
         lx, lz = rng.uniform(0.7, 1.6), rng.uniform(0.45, 0.9)
         parts = [box(lx, top_t, lz, y=h - top_t / 2)]
-        parts += _legs(rng, lx / 2 - leg_t, lz / 2 - leg_t, 0.0, h - top_t + 0.01, leg_t, rng.random() < 0.4)
+        parts += _legs(lx / 2 - leg_t, lz / 2 - leg_t, 0.0, h - top_t + 0.01, leg_t, rng.random() < 0.4)
         width = lx
     tags = ("round",) if round_top else ("square",)
     return Shape("table", tuple(parts), tags + _aspect_tags(h / width, 0.45, 0.75))
@@ -234,7 +233,7 @@ def stool(rng) -> Shape:
     splay = rng.uniform(0.0, 0.12)
     parts = [vcyl(r, seat_t, y0=h - seat_t) if round_seat else box(2 * r, seat_t, 2 * r, y=h - seat_t / 2)]
     s = r * 0.7
-    parts += _legs(rng, s, s, 0.0, h - seat_t + 0.01, leg_t, True, n=n, splay=splay)
+    parts += _legs(s, s, 0.0, h - seat_t + 0.01, leg_t, True, n=n, splay=splay)
     if round_seat and rng.random() < 0.5:
         ring_r = s + np.sin(splay) * h * 0.35
         parts.append(Part("torus", (ring_r, leg_t * 0.4), _at(y=h * 0.3, rot=_UP)))

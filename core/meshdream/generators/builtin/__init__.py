@@ -30,8 +30,10 @@ class BuiltinGenerator(Generator):
     default_steps = 20
     default_guidance = 3.0
 
-    def __init__(self, model: TextureModel, scheduler, device: torch.device):
+    def __init__(self, model: TextureModel, scheduler, device: torch.device, guidance: float | None = None):
         self.model = model.to(device).eval()
+        if guidance is not None:
+            self.default_guidance = guidance
         self.scheduler = scheduler
         self.device = device
         self.dtype = torch.float32
@@ -94,16 +96,21 @@ class BuiltinGenerator(Generator):
         return a.sqrt() * v + (1 - a).sqrt() * latents  # v -> epsilon
 
 
-def load_builtin(device="auto", scheduler="dpm++") -> BuiltinGenerator:
-    if not WEIGHTS.exists() or not CARD.exists():
+def load_builtin(device="auto", scheduler="dpm++", weights: str | Path | None = None) -> BuiltinGenerator:
+    """weights: another .safetensors with its model card (.json) beside it (e.g. a training run's); default: shipped."""
+    path = Path(weights) if weights else WEIGHTS
+    card_path = path.with_suffix(".json")
+    if not path.exists() or not card_path.exists():
         raise ModelNotFoundError(
-            f"The built-in model's weights are missing ({WEIGHTS}); reinstall meshdream or retrain them with "
+            f"The built-in model's weights ({path}) or their model card ({card_path.name}) are missing; reinstall "
+            "meshdream or retrain them with "
             "scripts/train_texture_model.py (see weights/texture_model.json for the command)."
         )
     from safetensors.torch import load_file
 
-    card = json.loads(CARD.read_text())
+    card = json.loads(card_path.read_text())
     model = TextureModel(card["config"])
-    model.load_state_dict(load_file(str(WEIGHTS)))
+    model.load_state_dict(load_file(str(path)))
     sched = make_scheduler(scheduler, card["scheduler"])
-    return BuiltinGenerator(model, sched, pick_device(device))
+    # The card's guidance is the one scripts/eval_texture_model.py --write-card picked on its validation views.
+    return BuiltinGenerator(model, sched, pick_device(device), card.get("guidance"))

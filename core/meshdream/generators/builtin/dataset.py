@@ -50,13 +50,20 @@ def training_meshes(shared: Path | None = None) -> list[trimesh.Trimesh]:
 
 
 def make_renders(
-    n_textures: int, views_per_texture: int, resolution: int, seed: int, meshes, texture_size: int = 256
+    n_textures: int,
+    views_per_texture: int,
+    resolution: int,
+    seed: int,
+    meshes,
+    texture_size: int = 256,
+    balanced: bool = False,
 ) -> Renders:
+    """balanced: texture k is of family k % len(FAMILIES) (evaluation sets), else families are drawn at random."""
     rng = np.random.default_rng(seed)
     colours = tuple(COLOURS)
     albedo, depth, normal, fam_idx, col_idx = [], [], [], [], []
     for k in range(n_textures):
-        fam = int(rng.integers(len(FAMILIES)))
+        fam = k % len(FAMILIES) if balanced else int(rng.integers(len(FAMILIES)))
         named = rng.random() > 0.2
         col = int(rng.integers(len(colours))) if named else colours.index(DEFAULT_COLOUR[FAMILIES[fam]])
         tex = material(FAMILIES[fam], colours[col], texture_size, rng)
