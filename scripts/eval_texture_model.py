@@ -90,15 +90,16 @@ def train_classifier(train, steps: int, seed: int, device) -> Classifier:
 
 
 @torch.no_grad()
+def _batched(fn, crops: torch.Tensor, device) -> torch.Tensor:
+    return torch.cat([fn(crops[i : i + 256].to(device)) for i in range(0, len(crops), 256)]).cpu()
+
+
 def features(clf, crops):
-    dev = next(clf.parameters()).device
-    return torch.cat([clf.features(crops[i : i + 256].to(dev)) for i in range(0, len(crops), 256)]).double().cpu()
+    return _batched(clf.features, crops, next(clf.parameters()).device).double()
 
 
-@torch.no_grad()
 def classify(clf, crops) -> torch.Tensor:
-    dev = next(clf.parameters()).device
-    return torch.cat([clf(crops[i : i + 256].to(dev)).argmax(1) for i in range(0, len(crops), 256)]).cpu()
+    return _batched(lambda x: clf(x).argmax(1), crops, next(clf.parameters()).device)
 
 
 def kid(a: torch.Tensor, b: torch.Tensor) -> float:
