@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from meshdream.shapes import is_closed, points_to_mesh
+from meshdream.shapes.generate import normalize_cloud
 from meshdream.shapes.metrics import chamfer_matrix, compare, emd_matrix, subsample
-from meshdream.shapes.procedural import CATEGORIES, build_set, normalize
+from meshdream.shapes.procedural import CATEGORIES, build_set
 from meshdream.shapes.sampler import WEIGHTS, load_shape_model, sample_points
 
 TARGETS = {"1nna_cd_pct_mean": 65.0, "sample_s": 2.0, "mesh_s": 1.0, "watertight_pct": 100.0}
@@ -37,7 +38,7 @@ def _generate(model, category: str, n: int, steps: int, guidance: float, batch: 
         sample_points(model, [label] * len(s), np.repeat(tags, len(s), 0), 2048, list(s), steps, guidance)
         for s in np.array_split(np.arange(n), max(1, n // batch))
     ]
-    return normalize(np.concatenate(out).astype(np.float64)).astype(np.float32)
+    return normalize_cloud(np.concatenate(out))
 
 
 def _median_time(fn, repeat: int = 3) -> float:
@@ -65,8 +66,8 @@ def bench_shapes(
     evaluate; categories / baselines=False: a quicker partial run (e.g. to compare sampler settings)."""
     t0 = time.perf_counter()
     model = load_shape_model(weights)
-    steps = int(steps or model.card.get("steps_default", 25))
-    guidance = float(model.card.get("guidance_default", 1.5) if guidance is None else guidance)
+    steps = model.default_steps if steps is None else int(steps)
+    guidance = model.default_guidance if guidance is None else float(guidance)
     rng = np.random.default_rng(seed)
     per_cat, gen_all, t_gen = {}, {}, 0.0
     for k, cat in enumerate(categories):
@@ -100,7 +101,7 @@ def bench_shapes(
 
     # Speed: one shape at a time, as generate_shape makes it (the first call also loads the model: not timed).
     tags = np.zeros((1, len(model.tags)), np.float32)
-    one = lambda s: normalize(sample_points(model, [0], tags, 2048, [s], steps, guidance)[0])  # noqa: E731
+    one = lambda s: normalize_cloud(sample_points(model, [0], tags, 2048, [s], steps, guidance)[0])  # noqa: E731
     one(0)
     sample_s = _median_time(lambda: one(1))
     mesh_times, closed = [], []

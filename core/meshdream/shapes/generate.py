@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import InvalidParameterError
 from ..progress import CancelToken, ProgressCallback
-from .procedural import CATEGORIES
+from .procedural import CATEGORIES, normalize
 from .sampler import load_shape_model, sample_points
 
 CATEGORY_WORDS = {
@@ -147,8 +147,8 @@ def generate_shape(
     category, tags = parse_prompt(prompt, model.categories)
     if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)) or not 16 <= n_points <= 100_000:
         raise InvalidParameterError(f"n_points={n_points!r} is out of range; use an integer in 16-100000 (2048).")
-    steps = int(model.card.get("steps_default", 25) if steps is None else steps)
-    guidance = float(model.card.get("guidance_default", 1.5) if guidance is None else guidance)
+    steps = model.default_steps if steps is None else int(steps)
+    guidance = model.default_guidance if guidance is None else float(guidance)
     tag_vec = np.array([[t in tags for t in model.tags]], np.float32)
     cloud = sample_points(
         model,
@@ -166,6 +166,4 @@ def generate_shape(
 
 def normalize_cloud(points: np.ndarray) -> np.ndarray:
     """The data's normalization (see procedural.normalize), as float32."""
-    from .procedural import normalize
-
     return normalize(np.asarray(points, np.float64)).astype(np.float32)

@@ -142,8 +142,8 @@ def points_to_mesh(
 def _pull_onto_points(mesh: trimesh.Trimesh, unit: np.ndarray, voxel: float, k: int = 8) -> None:
     """Move each vertex along its normal onto the sampled surface under it, undoing the closing's outward bias.
 
-    The step is a low quantile of the normal offsets to the k nearest points (on a board sampled on both faces
-    the vertex's own face is the nearer one). No step may thin the part under it (measured by a ray cast
+    The step is the _PULL_QUANTILE quantile (the median) of the normal offsets to the k nearest points, which
+    resists sampling noise. No step may thin the part under it (measured by a ray cast
     through it) below half a voxel, so thin legs and boards keep their volume; outward steps are capped at
     half a voxel. Only positions change, so the mesh stays closed."""
     from ..geometry.raycast import RayCaster

@@ -420,8 +420,11 @@ def make_shape(category: str, seed: int) -> Shape:
 
 def sample_cloud(category: str, seed: int, n_points: int = 2048) -> np.ndarray:
     """The normalized (n_points, 3) float32 surface cloud of one procedural shape."""
-    shape = make_shape(category, seed)
-    return normalize(shape.sample(n_points, np.random.default_rng(seed + 7919))).astype(np.float32)
+    return _cloud(make_shape(category, seed), n_points)
+
+
+def _cloud(shape: Shape, n_points: int) -> np.ndarray:
+    return normalize(shape.sample(n_points, np.random.default_rng(shape.seed + 7919))).astype(np.float32)
 
 
 @dataclass
@@ -447,7 +450,7 @@ def build_set(
         for i in range(start, start + per_category):
             seed = shape_seed(cat, i, split)
             shape = make_shape(cat, seed)
-            pts.append(normalize(shape.sample(n_points, np.random.default_rng(seed + 7919))).astype(np.float32))
+            pts.append(_cloud(shape, n_points))
             labels.append(CATEGORIES.index(cat))
             tags.append([t in shape.tags for t in TAGS])
             seeds.append(seed)

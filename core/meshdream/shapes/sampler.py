@@ -52,6 +52,14 @@ class ShapeModel:
         return list(self.card["tags"])
 
     @property
+    def default_steps(self) -> int:
+        return int(self.card.get("steps_default", 25))
+
+    @property
+    def default_guidance(self) -> float:
+        return float(self.card.get("guidance_default", 1.5))
+
+    @property
     def scale(self) -> float:
         """Normalized clouds (radius 1) are multiplied by this before noising, so coordinates have std ~1."""
         return float(self.card.get("data_scale", 1.0))
