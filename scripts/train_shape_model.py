@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""Train the built-in point-cloud shape model; the default arguments reproduce the shipped weights.
+"""Train the built-in shape model; the default arguments reproduce the shipped weights (2 CPU cores, < 60 min).
 
-    python scripts/train_shape_model.py            # CPU, 1 thread, writes core/meshdream/weights/shape_model.*
+    python scripts/train_shape_model.py            # writes core/meshdream/weights/shape_model.{safetensors,json}
 
-Data: procedural shapes of every category (meshdream.shapes.procedural), training seeds only, 2048 surface points
-each; every step sees a random `--points` subset of each cloud (the denoiser is resolution-free, see model.py).
-Objective: v-prediction on a diffusers DDPM schedule; the condition (category, then each prompt word) is
-dropped at random so one network also serves as the unconditional model classifier-free guidance needs.
-The saved weights are the exponential moving average of the trained ones.
+Data: procedural shapes of every category (meshdream.shapes.procedural), training seeds only, 2048 surface points.
+Stage 1, autoencoder: the encoder reads a random 512-point subset of a cloud, the decoder must give back all 2048
+points (Chamfer loss; the code is jittered with a little noise so that nearby codes decode to nearby shapes,
+which is what the diffusion model's imperfect codes need).
+Stage 2, code diffusion: every training cloud is encoded a few times (different subsets: free augmentation), the
+codes standardized, and a denoiser learns them by v-prediction on a diffusers DDPM schedule; the condition
+(category, then each prompt word) is dropped at random so one network also serves as the unconditional model
+classifier-free guidance needs. Both stages keep an exponential moving average of the weights; that is saved.
+`--autoencoder PATH` skips stage 1 and reuses a saved model's autoencoder (to retrain the diffusion part only).
 """
 
 from __future__ import annotations
@@ -22,36 +26,35 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from meshdream.shapes.model import DenoiserConfig, PointDenoiser
+from meshdream.shapes.model import CodeDenoiser, ShapeModelConfig, ShapeNets
 from meshdream.shapes.procedural import CATEGORIES, TAGS, build_set
-from meshdream.shapes.sampler import SCHEDULE, WEIGHTS, ddpm_scheduler, save_shape_model
+from meshdream.shapes.sampler import SCHEDULE, WEIGHTS, ddpm_scheduler, load_shape_model, save_shape_model
+from scipy.spatial import cKDTree
 
 P_UNCOND = 0.1  # drop the whole condition (category and words)
 P_TAG = 0.5  # keep each true prompt word with this probability, so a bare category is a valid condition
-DATA_SCALE = 2.0  # normalized clouds (radius 1, std ~0.4) are scaled to std ~0.8 before noising
-# Neighbourhood-feature kernel widths (model units; the 512 training points lie ~0.2 apart): they hand the
-# network the local surface, which it would otherwise have to learn to find from the latents alone.
-LOCAL_SCALES = (0.12, 0.24, 0.48)
+ENCODER_POINTS = 512  # the encoder sees this many points of a cloud (any subset describes the shape)
+CODE_NOISE = 0.1  # std of the jitter added to codes (unit spread) before decoding, in training
+ENCODINGS = 4  # codes per training cloud for stage 2 (one per random subset)
+# Sampling defaults stored in the card. Guidance 1 (none) scored best: 1-NNA-CD 62.2% vs 64.8% at 1.5
+# (eval_shapes.py --n 16 --no-baselines --emd-points 0).
+STEPS, GUIDANCE = 25, 1.0
 
 
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    p.add_argument("--steps", type=int, default=3500)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--points", type=int, default=512, help="points per cloud per training step")
+    p.add_argument("--ae-steps", type=int, default=6000)
+    p.add_argument("--ae-batch", type=int, default=32)
+    p.add_argument("--ae-lr", type=float, default=5e-4)
+    p.add_argument("--sliced-weight", type=float, default=1.0, help="weight of the sliced Wasserstein loss term")
+    p.add_argument("--steps", type=int, default=12000, help="code-diffusion steps")
+    p.add_argument("--batch", type=int, default=256, help="code-diffusion batch")
+    p.add_argument("--lr", type=float, default=1e-3, help="code-diffusion learning rate")
     p.add_argument("--per-category", type=int, default=500, help="training shapes per category")
-    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 leaves a core for other work)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--autoencoder", help="reuse this saved model's autoencoder (skip stage 1)")
     p.add_argument("--out", default=str(WEIGHTS), help=".safetensors path; the model card goes beside it (.json)")
-    p.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=0,
-        help="also save the EMA weights every N steps "
-        "(as OUT with .stepN before the suffix), to evaluate a run while it trains",
-    )
     return p.parse_args(argv)
 
 
@@ -62,43 +65,171 @@ def lr_at(step: int, total: int, warmup: int = 100) -> float:
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
 
 
-def model_card(args, argv, n_params: int, losses: list, t_data: float, wall: float, steps_done=None) -> dict:
+def chamfer_loss(pred: torch.Tensor, target: np.ndarray, target_trees: list) -> torch.Tensor:
+    """Mean over clouds of the Chamfer distance (squared, both ways) between pred (B, N, 3) and target (B, M, 3).
+    Nearest neighbours come from k-d trees (a dense N x M distance matrix is ~20x slower on a CPU); the
+    gradient flows through the matched pairs, which is all the loss depends on almost everywhere."""
+    p = pred.detach().numpy()
+    to_target = np.stack([tree.query(x)[1] for tree, x in zip(target_trees, p)])
+    to_pred = np.stack([cKDTree(x).query(y)[1] for x, y in zip(p, target)])
+    tgt = torch.from_numpy(target)
+    near_t = torch.gather(tgt, 1, torch.from_numpy(to_target)[..., None].expand(-1, -1, 3))
+    near_p = torch.gather(pred, 1, torch.from_numpy(to_pred)[..., None].expand(-1, -1, 3))
+    return (pred - near_t).square().sum(-1).mean() + (tgt - near_p).square().sum(-1).mean()
+
+
+def sliced_wasserstein(pred: torch.Tensor, target: np.ndarray, gen: torch.Generator, directions: int = 8):
+    """Mean squared distance between the sorted projections of the two clouds (equal sizes) on a few random
+    directions, new ones every step (sorting is the costly part): the sliced Wasserstein-2 distance. Chamfer
+    alone does not care how densely a surface is covered, and the decoder then bunches points; this term asks
+    for the data's density as well."""
+    dirs = torch.nn.functional.normalize(torch.randn(3, directions, generator=gen), dim=0)
+    p = (pred @ dirs).sort(dim=1).values
+    t = (torch.from_numpy(target) @ dirs).sort(dim=1).values
+    return (p - t).square().mean() * 3  # x3: one direction sees a third of the squared 3D distance
+
+
+def optimizer_step(loss, opt, sched, net: torch.nn.Module, ema: torch.nn.Module, step: int, clip=None) -> None:
+    """Backward, optional gradient clipping, update, learning-rate schedule, then the moving average (decay
+    0.999, shorter while there are few steps to average)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+    opt.step()
+    sched.step()
+    d = min(0.999, (1 + step) / (10 + step))
+    with torch.no_grad():
+        torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1 - d)
+
+
+def random_subsets(points: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+    sub = torch.rand(points.shape[:2], generator=gen).argsort(dim=1)[:, :n]
+    return torch.gather(points, 1, sub[..., None].expand(-1, -1, 3))
+
+
+def progress(stage: str, step: int, total: int, losses: list, t0: float, lr: float) -> None:
+    every = max(1, min(200, total // 10))
+    if (step + 1) % every == 0 or step == 0:
+        el = time.perf_counter() - t0
+        print(
+            f"{stage} {step + 1}/{total} loss {np.mean(losses[-every:]):.5f} lr {lr:.2e} {el / (step + 1):.3f} s/step,"
+            f" eta {el / (step + 1) * (total - step - 1) / 60:.1f} min",
+            flush=True,
+        )
+
+
+def train_autoencoder(nets: ShapeNets, points: torch.Tensor, args, gen: torch.Generator) -> list:
+    ae = torch.nn.ModuleList([nets.encoder, nets.decoder])
+    ema = copy.deepcopy(ae).requires_grad_(False)
+    opt = torch.optim.Adam(ae.parameters(), lr=args.ae_lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, args.ae_steps))
+    clouds = points.numpy()
+    losses, t0 = [], time.perf_counter()
+    for step in range(args.ae_steps):
+        idx = torch.randint(0, len(points), (args.ae_batch,), generator=gen)
+        z = nets.encoder(random_subsets(points[idx], ENCODER_POINTS, gen))
+        z = z + CODE_NOISE * torch.randn(z.shape, generator=gen)
+        target = clouds[idx.numpy()]
+        pred = nets.decoder(z)
+        loss = chamfer_loss(pred, target, [cKDTree(c) for c in target])
+        if args.sliced_weight:
+            loss = loss + args.sliced_weight * sliced_wasserstein(pred, target, gen)
+        optimizer_step(loss, opt, sched, ae, ema, step)
+        losses.append(loss.item())
+        progress("autoencoder", step, args.ae_steps, losses, t0, sched.get_last_lr()[0])
+    ae.load_state_dict(ema.state_dict())
+    return losses
+
+
+@torch.no_grad()
+def encode_all(nets: ShapeNets, points: torch.Tensor, gen: torch.Generator, batch: int = 256) -> torch.Tensor:
+    """ENCODINGS codes per cloud, (ENCODINGS * S, code), in order: all clouds once, then again..."""
+    return torch.cat(
+        [
+            nets.encoder(random_subsets(points[i : i + batch], ENCODER_POINTS, gen))
+            for _ in range(ENCODINGS)
+            for i in range(0, len(points), batch)
+        ]
+    )
+
+
+def train_denoiser(nets: ShapeNets, codes, labels, tags, args, gen: torch.Generator) -> list:
+    net, n_cat = nets.denoiser, nets.config.n_categories
+    ema = copy.deepcopy(net).requires_grad_(False)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, args.steps))
+    alphas = ddpm_scheduler().alphas_cumprod
+    losses, t0 = [], time.perf_counter()
+    for step in range(args.steps):
+        idx = torch.randint(0, len(codes), (args.batch,), generator=gen)
+        x0, lab, tag = codes[idx], labels[idx].clone(), tags[idx].clone()
+        drop = torch.rand(args.batch, generator=gen) < P_UNCOND
+        lab[drop] = n_cat
+        tag = tag * (torch.rand(tag.shape, generator=gen) < P_TAG) * (~drop[:, None])
+        t = torch.randint(0, SCHEDULE["num_train_timesteps"], (args.batch,), generator=gen)
+        eps = torch.randn(x0.shape, generator=gen)
+        a = alphas[t][:, None]
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        v = a.sqrt() * eps - (1 - a).sqrt() * x0
+        loss = torch.nn.functional.mse_loss(net(xt, t, lab, tag), v)
+        optimizer_step(loss, opt, sched, net, ema, step, clip=1.0)
+        losses.append(loss.item())
+        progress("diffusion", step, args.steps, losses, t0, sched.get_last_lr()[0])
+    net.load_state_dict(ema.state_dict())
+    return losses
+
+
+def model_card(args, argv, nets, ae_losses, losses, times: dict) -> dict:
     command = "python scripts/train_shape_model.py" + "".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv))
+    n_params = {
+        name: sum(p.numel() for p in getattr(nets, name).parameters()) for name in ("encoder", "decoder", "denoiser")
+    }
     return {
-        "name": "meshdream-shape-pointdiffusion",
+        "name": "meshdream-shape-latent-diffusion",
         "categories": list(CATEGORIES),
         "tags": list(TAGS),
-        "data_scale": DATA_SCALE,
-        "n_points_default": 2048,
-        "steps_default": 25,
-        "guidance_default": 1.5,
+        "steps_default": STEPS,
+        "guidance_default": GUIDANCE,
         "schedule": {
             "train": {"class": "DDPMScheduler", **SCHEDULE},
-            "sample": "DPMSolverMultistepScheduler(algorithm_type='dpmsolver++', solver_order=2), fed noise "
-            "predictions derived from v with clean points clipped to radius 1.05",
+            "sample": "DPMSolverMultistepScheduler(algorithm_type='dpmsolver++', solver_order=2) over standardized "
+            "shape codes, fed noise predictions derived from v; the decoder turns the final codes into points",
         },
         "data": (
             f"{args.per_category} procedural shapes per category (training seeds, indices 0..{args.per_category - 1}"
             " per category, see meshdream.shapes.procedural.shape_seed), 2048 surface points each, normalized "
-            f"(bbox centre at origin, max radius 1), times {DATA_SCALE}; {args.points}-point random subsets per "
-            "step; held-out shapes (evaluation) use seeds from procedural.HELDOUT_SEED0 on"
+            "(bbox centre at origin, max radius 1); held-out shapes (evaluation) use seeds from "
+            "procedural.HELDOUT_SEED0 on"
         ),
         "training": {
             "command": command,
-            "steps": args.steps if steps_done is None else steps_done,
-            "batch": args.batch,
-            "points_per_cloud": args.points,
-            "lr": args.lr,
-            "seed": args.seed,
-            "device": args.device,
-            "torch_threads": args.threads,
-            "p_uncond": P_UNCOND,
-            "p_keep_tag": P_TAG,
+            "autoencoder": {
+                "steps": 0 if args.autoencoder else args.ae_steps,
+                "reused_from": args.autoencoder,
+                "batch": args.ae_batch,
+                "lr": args.ae_lr,
+                "encoder_points": ENCODER_POINTS,
+                "code_noise": CODE_NOISE,
+                "loss": "Chamfer (squared, both ways) against all 2048 points + sliced_weight x sliced Wasserstein-2 "
+                "(squared, 8 random directions per step)",
+                "sliced_weight": args.sliced_weight,
+                "final_loss": round(float(np.mean(ae_losses[-200:])), 6) if ae_losses else None,
+            },
+            "diffusion": {
+                "steps": args.steps,
+                "batch": args.batch,
+                "lr": args.lr,
+                "codes_per_cloud": ENCODINGS,
+                "p_uncond": P_UNCOND,
+                "p_keep_tag": P_TAG,
+                "final_loss": round(float(np.mean(losses[-200:])), 5),
+            },
             "ema_decay": 0.999,
+            "seed": args.seed,
+            "torch_threads": args.threads,
             "parameters": n_params,
-            "final_loss": round(float(np.mean(losses[-200:])), 5),
-            "data_s": round(t_data, 1),
-            "wall_s": round(wall, 1),
+            "seconds": {k: round(v, 1) for k, v in times.items()},
             "machine": {
                 "cpu": platform.processor() or platform.machine(),
                 "python": platform.python_version(),
@@ -112,74 +243,41 @@ def main(argv=None) -> None:
     args = parse(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    np.random.default_rng(args.seed)
-    device = torch.device(args.device)
+    gen = torch.Generator().manual_seed(args.seed)
     t_start = time.perf_counter()
-
     data = build_set(args.per_category, "train")
-    t_data = time.perf_counter() - t_start
-    print(f"data: {len(data.points)} clouds of {data.points.shape[1]} points in {t_data:.0f} s", flush=True)
-    points = torch.from_numpy(data.points).to(device) * DATA_SCALE
-    labels = torch.from_numpy(data.labels).to(device)
-    tags = torch.from_numpy(data.tags.astype(np.float32)).to(device)
+    times = {"data": time.perf_counter() - t_start}
+    print(f"data: {len(data.points)} clouds of {data.points.shape[1]} points in {times['data']:.0f} s", flush=True)
+    points = torch.from_numpy(data.points)
 
-    config = DenoiserConfig(
-        n_categories=len(CATEGORIES), n_tags=len(TAGS), local_scales=LOCAL_SCALES, local_anchors=args.points
-    )
-    net = PointDenoiser(config).to(device)
-    ema = copy.deepcopy(net).requires_grad_(False)
-    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, args.steps))
-    noise_sched = ddpm_scheduler()
-    alphas = noise_sched.alphas_cumprod.to(device)
-    n_params = sum(p.numel() for p in net.parameters())
-    print(
-        f"model: {n_params / 1e6:.2f} M parameters; {args.steps} steps of {args.batch} x {args.points} points",
-        flush=True,
-    )
+    if args.autoencoder:
+        nets = load_shape_model(args.autoencoder).nets
+        nets.requires_grad_(True).train()
+        ae_losses = []
+    else:
+        nets = ShapeNets(ShapeModelConfig(n_categories=len(CATEGORIES), n_tags=len(TAGS)))
+        print(f"autoencoder: {args.ae_steps} steps of {args.ae_batch} clouds", flush=True)
+        t = time.perf_counter()
+        ae_losses = train_autoencoder(nets, points, args, gen)
+        times["autoencoder"] = time.perf_counter() - t
+        out = Path(args.out)  # the autoencoder alone, for --autoencoder
+        save_shape_model(nets, {"stage": "autoencoder only"}, out.with_name(f"{out.stem}.autoencoder{out.suffix}"))
+    nets.denoiser = CodeDenoiser(nets.config)  # stage 2 always starts afresh
 
-    gen = torch.Generator(device="cpu").manual_seed(args.seed)
-    losses, t_train = [], time.perf_counter()
-    for step in range(args.steps):
-        idx = torch.randint(0, len(points), (args.batch,), generator=gen)
-        sub = torch.rand(args.batch, points.shape[1], generator=gen).argsort(dim=1)[:, : args.points].to(device)
-        x0 = torch.gather(points[idx.to(device)], 1, sub[..., None].expand(-1, -1, 3))
-        lab, tag = labels[idx.to(device)].clone(), tags[idx.to(device)].clone()
-        drop = torch.rand(args.batch, generator=gen).to(device) < P_UNCOND
-        lab[drop] = config.n_categories
-        tag = tag * (torch.rand(tag.shape, generator=gen).to(device) < P_TAG) * (~drop[:, None])
-        t = torch.randint(0, SCHEDULE["num_train_timesteps"], (args.batch,), generator=gen).to(device)
-        eps = torch.randn(x0.shape, generator=gen).to(device)
-        a = alphas[t][:, None, None]
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
-        v = a.sqrt() * eps - (1 - a).sqrt() * x0
-        loss = torch.nn.functional.mse_loss(net(xt, t, lab, tag), v)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        decay = min(0.999, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, pn in zip(ema.parameters(), net.parameters()):
-                pe.lerp_(pn, 1 - decay)
-        losses.append(loss.item())
-        if args.checkpoint_every and (step + 1) % args.checkpoint_every == 0 and step + 1 < args.steps:
-            out = Path(args.out)
-            card = model_card(args, argv, n_params, losses, t_data, time.perf_counter() - t_start, step + 1)
-            save_shape_model(ema, card, out.with_name(f"{out.stem}.step{step + 1}{out.suffix}"))
-        if (step + 1) % 100 == 0 or step == 0:
-            el = time.perf_counter() - t_train
-            print(
-                f"step {step + 1}/{args.steps} loss {np.mean(losses[-100:]):.4f} lr {sched.get_last_lr()[0]:.2e} "
-                f"{el / (step + 1):.2f} s/step, eta {el / (step + 1) * (args.steps - step - 1) / 60:.1f} min",
-                flush=True,
-            )
+    t = time.perf_counter()
+    codes = encode_all(nets, points, gen)
+    nets.code_mean.copy_(codes.mean(0))
+    nets.code_std.copy_(codes.std(0))
+    codes = (codes - nets.code_mean) / nets.code_std
+    labels = torch.from_numpy(data.labels).repeat(ENCODINGS)
+    tags = torch.from_numpy(data.tags.astype(np.float32)).repeat(ENCODINGS, 1)
+    losses = train_denoiser(nets, codes, labels, tags, args, gen)
+    times["diffusion"] = time.perf_counter() - t
+    times["total"] = time.perf_counter() - t_start
 
-    wall = time.perf_counter() - t_start
-    card = model_card(args, argv, n_params, losses, t_data, wall)
-    save_shape_model(ema, card, Path(args.out))
-    print(f"wrote {args.out} ({Path(args.out).stat().st_size / 2**20:.1f} MB) in {wall / 60:.1f} min", flush=True)
+    save_shape_model(nets, model_card(args, argv, nets, ae_losses, losses, times), Path(args.out))
+    size = Path(args.out).stat().st_size / 2**20
+    print(f"wrote {args.out} ({size:.1f} MB) in {times['total'] / 60:.1f} min", flush=True)
 
 
 if __name__ == "__main__":

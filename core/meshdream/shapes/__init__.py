@@ -1,4 +1,4 @@
-"""Shape generation: procedural training data, a point-cloud diffusion model, and points -> closed UV mesh."""
+"""Shape generation: procedural training data, a latent point-cloud diffusion model, and points -> closed UV mesh."""
 
 from .generate import generate_shape, parse_prompt, shape_categories
 from .meshing import is_closed, points_to_mesh

@@ -1,8 +1,9 @@
 """Loading the shipped shape model and sampling point clouds from it with a fast multistep solver.
 
-Training noises clouds on a diffusers DDPM schedule (1000 steps, v-prediction); sampling runs DPM-Solver++
-(2nd order) on the same schedule in 20-50 steps, with classifier-free guidance. Every cloud's starting noise
-comes from its own seed, so a shape depends on its seed alone, not on what else shares the batch.
+Training noises standardized shape codes on a diffusers DDPM schedule (1000 steps, v-prediction); sampling runs
+DPM-Solver++ (2nd order) on the same schedule in 20-50 steps, with classifier-free guidance, and the decoder
+turns the final codes into points. Every shape's starting noise comes from its own seed, so a shape depends on
+its seed alone, not on what else shares the batch.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ import torch
 
 from ..errors import InvalidParameterError, MeshDreamError
 from ..progress import CancelToken, ProgressCallback, Reporter
-from .model import DenoiserConfig, PointDenoiser
+from .model import ShapeModelConfig, ShapeNets
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "shape_model.safetensors"
-# The DDPM schedule the model was trained on (PVD's: linear betas over 1000 steps).
+# The DDPM schedule the model was trained on (linear betas over 1000 steps).
 SCHEDULE = {
     "num_train_timesteps": 1000,
     "beta_schedule": "linear",
@@ -30,8 +31,8 @@ SCHEDULE = {
     "prediction_type": "v_prediction",
     "clip_sample": False,
 }
-# Clean-point predictions are kept inside this radius (the data's is 1): a safety net for stray points.
-CLIP_RADIUS = 1.05
+# Clean-code predictions are clipped to this many standard deviations: a safety net against stray codes.
+CLIP_SIGMAS = 5.0
 
 
 class ShapeModelNotFoundError(MeshDreamError, FileNotFoundError):
@@ -40,8 +41,8 @@ class ShapeModelNotFoundError(MeshDreamError, FileNotFoundError):
 
 @dataclass
 class ShapeModel:
-    net: PointDenoiser
-    card: dict  # the model card (shape_model.json): categories, tags, data scale, defaults, training record
+    nets: ShapeNets
+    card: dict  # the model card (shape_model.json): categories, tags, defaults, training record, metrics
 
     @property
     def categories(self) -> list[str]:
@@ -57,12 +58,7 @@ class ShapeModel:
 
     @property
     def default_guidance(self) -> float:
-        return float(self.card.get("guidance_default", 1.5))
-
-    @property
-    def scale(self) -> float:
-        """Normalized clouds (radius 1) are multiplied by this before noising, so coordinates have std ~1."""
-        return float(self.card.get("data_scale", 1.0))
+        return float(self.card.get("guidance_default", 1.0))
 
 
 def ddpm_scheduler():
@@ -86,14 +82,15 @@ def solver(steps: int):
     return s
 
 
-def save_shape_model(net: PointDenoiser, card: dict, path: Path) -> None:
+def save_shape_model(nets: ShapeNets, card: dict, path: Path) -> None:
+    """Weights in float16 (half the size; decoded points move by ~3e-4 of the radius), the card beside them."""
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous().float() for k, v in net.state_dict().items()}
-    save_file(state, str(path), metadata={"config": json.dumps(net.config.to_dict())})
-    path.with_suffix(".json").write_text(json.dumps({**card, "config": net.config.to_dict()}, indent=2) + "\n")
+    state = {k: v.detach().cpu().contiguous().half() for k, v in nets.state_dict().items()}
+    save_file(state, str(path), metadata={"config": json.dumps(nets.config.to_dict())})
+    path.with_suffix(".json").write_text(json.dumps({**card, "config": nets.config.to_dict()}, indent=2) + "\n")
 
 
 @lru_cache(maxsize=4)
@@ -109,25 +106,40 @@ def load_shape_model(path: Optional[str] = None) -> ShapeModel:
             "retrain them with `python scripts/train_shape_model.py`."
         )
     card = json.loads(card_path.read_text())
-    net = PointDenoiser(DenoiserConfig(**card["config"]))
-    net.load_state_dict(load_file(str(path)))
-    net.eval().requires_grad_(False)
-    return ShapeModel(net, card)
+    nets = ShapeNets(ShapeModelConfig(**card["config"]))
+    nets.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+    nets.eval().requires_grad_(False)
+    return ShapeModel(nets, card)
 
 
-def to_epsilon(x: torch.Tensor, v: torch.Tensor, alpha_bar: torch.Tensor, max_radius: float) -> torch.Tensor:
-    """The noise prediction that a v-prediction implies, after pulling every predicted clean point inside
-    `max_radius` (the data never leaves it; an untrained corner of the model could)."""
+def to_epsilon(x: torch.Tensor, v: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+    """The noise prediction that a v-prediction implies, after clipping the predicted clean code to
+    CLIP_SIGMAS (standardized codes never go far out; an untrained corner of the model could)."""
     a, s = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
-    x0 = a * x - s * v
-    r = x0.norm(dim=-1, keepdim=True)
-    x0 = x0 * (r.clamp(max=max_radius) / r.clamp_min(1e-12))
+    x0 = (a * x - s * v).clamp(-CLIP_SIGMAS, CLIP_SIGMAS)
     return (x - a * x0) / s
 
 
-def initial_noise(seeds: Sequence[int], n_points: int) -> torch.Tensor:
-    """One cloud of Gaussian noise per seed (per-seed generators: batching does not change a shape)."""
-    return torch.stack([torch.randn(n_points, 3, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+def initial_noise(seeds: Sequence[int], size: int) -> torch.Tensor:
+    """One noise vector per seed (per-seed generators: batching does not change a shape)."""
+    return torch.stack([torch.randn(size, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+
+
+def resize_cloud(points: torch.Tensor, n: int, seeds: Sequence[int]) -> torch.Tensor:
+    """(B, K, 3) decoder clouds -> (B, n, 3): a seeded random subset when n <= K; otherwise every point is kept
+    and the extra ones are midpoints between a point and one of its 6 nearest neighbours (which lie on the same
+    patch of surface, so the cloud gets denser without leaving it)."""
+    k, out = points.shape[1], []
+    for cloud, seed in zip(points, seeds):
+        g = torch.Generator().manual_seed(int(seed) + 1)
+        if n <= k:
+            out.append(cloud[torch.randperm(k, generator=g)[:n]])
+            continue
+        near = torch.cdist(cloud, cloud).topk(7, largest=False).indices[:, 1:]  # (K, 6), self excluded
+        i = torch.randint(0, k, (n - k,), generator=g)
+        j = near[i, torch.randint(0, 6, (n - k,), generator=g)]
+        out.append(torch.cat([cloud, 0.5 * (cloud[i] + cloud[j])]))
+    return torch.stack(out)
 
 
 @torch.inference_mode()
@@ -138,7 +150,7 @@ def sample_points(
     n_points: int,
     seeds: Sequence[int],
     steps: int = 25,
-    guidance: float = 1.5,
+    guidance: float = 1.0,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
 ) -> np.ndarray:
@@ -149,24 +161,23 @@ def sample_points(
     if not np.isfinite(guidance) or guidance < 0:
         raise InvalidParameterError(f"guidance={guidance} must be a number >= 0 (1.0-3.0 is typical).")
     report = Reporter(progress, cancel)
-    net, b = model.net, len(labels)
+    nets, b = model.nets, len(labels)
     lab = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     tag = torch.as_tensor(np.asarray(tags, dtype=np.float32).reshape(b, -1))
     guided = guidance != 1.0
     if guided:  # one batch: conditional rows, then unconditional rows
-        lab = torch.cat([lab, torch.full_like(lab, net.config.n_categories)])
+        lab = torch.cat([lab, torch.full_like(lab, nets.config.n_categories)])
         tag = torch.cat([tag, torch.zeros_like(tag)])
     sched = solver(steps)
     alphas = sched.alphas_cumprod
-    x = initial_noise(seeds, n_points) * sched.init_noise_sigma
+    z = initial_noise(seeds, nets.config.code) * sched.init_noise_sigma
     report("denoise", 0, steps)
     for i, t in enumerate(sched.timesteps):
-        local = net.local(x)
-        inp, local = (torch.cat([x, x]), torch.cat([local, local])) if guided else (x, local)
-        v = net(inp, t.expand(len(inp)), lab, tag, local)
+        v = nets.denoiser(torch.cat([z, z]) if guided else z, t.expand(len(lab)), lab, tag)
         if guided:
             cond, uncond = v.chunk(2)
             v = uncond + guidance * (cond - uncond)
-        x = sched.step(to_epsilon(x, v, alphas[t], CLIP_RADIUS * model.scale), t, x).prev_sample
+        z = sched.step(to_epsilon(z, v, alphas[t]), t, z).prev_sample
         report("denoise", i + 1, steps)
-    return (x / model.scale).numpy().astype(np.float32)
+    points = resize_cloud(nets.decoder(z * nets.code_std + nets.code_mean), int(n_points), seeds)  # milliseconds
+    return points.numpy().astype(np.float32)
