@@ -5,8 +5,8 @@
 
 Data: procedural shapes of every category (meshdream.shapes.procedural), training seeds only, 2048 surface points.
 Stage 1, autoencoder: the encoder reads a random 512-point subset of a cloud, the decoder must give back all 2048
-points (Chamfer loss; the code is jittered with a little noise so that nearby codes decode to nearby shapes,
-which is what the diffusion model's imperfect codes need).
+points (Chamfer loss for the surface, plus sliced Wasserstein for an even density; the code is jittered with a
+little noise so that nearby codes decode to nearby shapes, which is what the diffusion model's imperfect codes need).
 Stage 2, code diffusion: every training cloud is encoded a few times (different subsets: free augmentation), the
 codes standardized, and a denoiser learns them by v-prediction on a diffusers DDPM schedule; the condition
 (category, then each prompt word) is dropped at random so one network also serves as the unconditional model
@@ -251,8 +251,7 @@ def main(argv=None) -> None:
     points = torch.from_numpy(data.points)
 
     if args.autoencoder:
-        nets = load_shape_model(args.autoencoder).nets
-        nets.requires_grad_(True).train()
+        nets = load_shape_model(args.autoencoder).nets  # only encodes (no gradients); the denoiser is new
         ae_losses = []
     else:
         nets = ShapeNets(ShapeModelConfig(n_categories=len(CATEGORIES), n_tags=len(TAGS)))
