@@ -67,8 +67,9 @@ def lr_at(step: int, total: int, warmup: int = 100) -> float:
 
 def chamfer_loss(pred: torch.Tensor, target: np.ndarray, target_trees: list) -> torch.Tensor:
     """Mean over clouds of the Chamfer distance (squared, both ways) between pred (B, N, 3) and target (B, M, 3).
-    Nearest neighbours come from k-d trees (a dense N x M distance matrix is ~20x slower on a CPU); the
-    gradient flows through the matched pairs, which is all the loss depends on almost everywhere."""
+    Nearest neighbours come from k-d trees (a dense distance matrix with its backward pass took 1.3 s for 32 x
+    2048 x 1024 points here, four times a whole training step); the gradient flows through the matched pairs,
+    which is all the loss depends on almost everywhere."""
     p = pred.detach().numpy()
     to_target = np.stack([tree.query(x)[1] for tree, x in zip(target_trees, p)])
     to_pred = np.stack([cKDTree(x).query(y)[1] for x, y in zip(p, target)])
