@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import trimesh
@@ -10,6 +15,7 @@ from meshdream.progress import CancelToken
 from meshdream.shapes import generate_shape, is_closed, load_shape_model, parse_prompt, points_to_mesh, shape_categories
 from meshdream.shapes.metrics import chamfer_matrix, coverage, emd_matrix, mmd, one_nna
 from meshdream.shapes.procedural import CATEGORIES, build_set, make_shape, sample_cloud, shape_seed
+from meshdream.shapes.sampler import sample_points
 from scipy.spatial import cKDTree
 
 
@@ -178,11 +184,6 @@ def test_bad_points_are_refused_clearly(bad, match):
 def test_training_script_trains_a_loadable_model(tmp_path):
     """The script that reproduces the shipped weights, shortened: both stages run, the autoencoder learns, and
     the written model loads and samples like the shipped one."""
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[2]
     out = tmp_path / "shape_model.safetensors"
     args = ["--ae-steps", "60", "--steps", "30", "--per-category", "2", "--threads", "1", "--out", str(out)]
@@ -197,7 +198,5 @@ def test_training_script_trains_a_loadable_model(tmp_path):
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["categories"] == list(CATEGORIES) and card["training"]["autoencoder"]["steps"] == 60
     model = load_shape_model(str(out))
-    from meshdream.shapes.sampler import sample_points
-
     cloud = sample_points(model, [0], np.zeros((1, len(model.tags))), 512, [0], steps=5)
     assert cloud.shape == (1, 512, 3) and np.isfinite(cloud).all()
