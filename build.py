@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """MeshDream's one entry point.
 
-    python build.py setup          create .venv and install the core (editable) with the dev/test tools
+    python build.py setup          create .venv and install the core (editable) with the dev/test tools and the server
     python build.py demo           set up, then run the demo; results go to out/
     python build.py test [ARGS]    set up, then run pytest (ARGS are passed on)
     python build.py bench [NAME]   set up, then run benchmarks; prints JSON and writes out/bench.json
+    python build.py addon          write the Blender add-on, dist/meshdream-<version>.zip (needs no set-up)
 
 Set-up is skipped when nothing it depends on changed since the last run.
 """
@@ -13,10 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -51,17 +54,36 @@ def setup() -> None:
         print(f"creating {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    run(PYTHON, "-m", "pip", "install", "--quiet", *pins, "-e", f"{ROOT / 'core'}[dev]")
+    run(PYTHON, "-m", "pip", "install", "--quiet", *pins, "-e", f"{ROOT / 'core'}[dev,server]")
     if shutil.which("npm"):  # the Khronos glTF validator checks our GLB files in the tests
         run("npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", VENV / "node", GLTF_VALIDATOR)
     stamp.write_text(digest)
 
 
+def build_addon() -> Path:
+    """The add-on as package `meshdream` (extension manifest + legacy bl_info), with the core's standard-library
+    client copied in as `meshdream.vendor.client`, so Blender's Python needs nothing installed for the worker."""
+    source = ROOT / "blender_addon"
+    version = re.search(r'^version = "([^"]+)"', (source / "blender_manifest.toml").read_text(), re.M).group(1)
+    out = ROOT / "dist" / f"meshdream-{version}.zip"
+    out.parent.mkdir(exist_ok=True)
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(source.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                zf.write(path, f"meshdream/{path.relative_to(source).as_posix()}")
+        zf.writestr("meshdream/vendor/__init__.py", '"""Copied from the core by build.py addon."""\n')
+        zf.write(ROOT / "core/meshdream/client.py", "meshdream/vendor/client.py")
+    return out
+
+
 def main(argv: list[str]) -> int:
     verb, args = (argv[0], argv[1:]) if argv else ("help", [])
-    if verb not in ("setup", "demo", "test", "bench"):
+    if verb not in ("setup", "demo", "test", "bench", "addon"):
         print(__doc__)
         return 0 if verb in ("help", "-h", "--help") else 2
+    if verb == "addon":
+        print(build_addon())
+        return 0
     setup()
     if verb == "demo":
         run(PYTHON, ROOT / "scripts/demo.py", *args)

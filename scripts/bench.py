@@ -211,6 +211,7 @@ def bench_texturing() -> dict:
             "model_s": round(result.timings.get("model", 0.0), 2),
             "geometry_s": round(geometry, 2),
             "geometry_pct": round(100 * geometry / result.timings["total"], 1),
+            "timings": result.timings,
         }
     out["setup"] = "tiny random SD1.5+ControlNet (tests/tiny_models.py), spot.obj, 8 views@512, 1024², 20 steps, CPU"
     return out
@@ -308,6 +309,83 @@ def bench_shapes() -> dict:
     return evaluate_shapes()
 
 
+def bench_server() -> dict:
+    """`meshdream serve` + the stdlib client vs the same built-in-model job in-process (load, texture, GLB): the
+    per-job overhead (upload, queue, PNG/GLB encoding, download; target <= 5 % or <= 200 ms, whichever is larger),
+    and the throughput of 20 small jobs queued at once."""
+    import socket
+    import tempfile
+
+    from meshdream import client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "meshdream", "serve", "--port", str(port)], stderr=subprocess.DEVNULL
+    )
+    try:
+        c = client.Client(f"http://127.0.0.1:{port}")
+        for _ in range(600):
+            try:
+                c.health()
+                break
+            except client.ClientError:
+                time.sleep(0.1)
+        spot, gen = mesh_path("spot.obj"), meshdream.load_generator("builtin")
+        job = dict(n_views=4, view_resolution=128, texture_size=256, steps=4, seed=0)
+        small = dict(n_views=2, view_resolution=64, texture_size=64, steps=3, seed=0)
+
+        def in_process(settings):
+            mesh = meshdream.load_mesh(spot)
+            r = meshdream.texture_mesh(mesh, "red brick", gen, **settings)
+            with tempfile.TemporaryDirectory() as tmp:
+                meshdream.save_textured(mesh, r.texture, Path(tmp) / "out.glb")
+
+        def served(settings):
+            return c.wait(c.submit_texture(spot, "red brick", **settings), include=("texture", "glb"))
+
+        def wall(fn, *args):
+            t = time.perf_counter()
+            fn(*args)
+            return time.perf_counter() - t
+
+        in_process(job), served(job)  # warm: model loads, first calls
+        local, remote = [], []
+        for _ in range(5):  # interleaved, so drift in the machine's speed hits both alike
+            local.append(wall(in_process, job))
+            remote.append(wall(served, job))
+        local_s, remote_s = float(np.median(local)), float(np.median(remote))
+        overhead = float(np.median(np.subtract(remote, local)))  # paired: robust to other load on the machine
+
+        t = time.perf_counter()
+        jobs = [c.submit_texture(spot, "red brick", **small) for _ in range(20)]
+        submit_s = time.perf_counter() - t
+        for j in jobs:
+            c.wait(j, include=("texture", "glb"))
+        queued_s = time.perf_counter() - t
+        sequential_s = sum(wall(in_process, small) for _ in range(20))
+    finally:
+        server.terminate()
+        server.wait(60)
+    return {
+        "job": {**job, "mesh": "spot.obj", "model": "builtin"},
+        "in_process_s": round(local_s, 3),
+        "server_client_s": round(remote_s, 3),
+        "overhead_ms": round(1000 * overhead, 1),
+        "overhead_pct": round(100 * overhead / local_s, 2),
+        "target_met": overhead <= max(0.05 * local_s, 0.2),
+        "queued_small_jobs": {
+            "job": {**small, "mesh": "spot.obj"},
+            "jobs": len(jobs),
+            "submit_all_s": round(submit_s, 3),
+            "wall_s": round(queued_s, 2),
+            "jobs_per_s": round(len(jobs) / queued_s, 2),
+            "in_process_sequential_s": round(sequential_s, 2),
+        },
+    }
+
+
 BENCHES = {
     "roundtrip": bench_roundtrip,
     "speed": bench_speed,
@@ -316,6 +394,8 @@ BENCHES = {
     "fullsize": bench_fullsize,
     "texture_model": bench_texture_model,
     "shapes": bench_shapes,
+    "server": bench_server,
+    "gpu": lambda: __import__("bench_gpu").run(),  # scripts/bench_gpu.py: needs CUDA, so it runs only by name
 }
 
 
@@ -323,7 +403,7 @@ def main(argv: list[str]) -> None:
     if "--scale-child" in argv:
         print(json.dumps(bench_scale()))
         return
-    names = argv or list(BENCHES)
+    names = argv or [n for n in BENCHES if n != "gpu"]
     unknown = [n for n in names if n not in BENCHES]
     if unknown:
         raise SystemExit(f"unknown benchmark(s) {unknown}; choose from {list(BENCHES)}")

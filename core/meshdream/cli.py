@@ -106,6 +106,7 @@ def _generator(spec, args):
         lora=getattr(args, "lora", None),
         ip_adapter=getattr(args, "ip_adapter", None),
         device=args.device,
+        memory=args.memory,
     )
 
 
@@ -156,8 +157,14 @@ def _texture(args) -> None:
     save_textured(mesh, result.texture, out, overwrite=args.overwrite)
     if args.views_sheet:
         save_png(contact_sheet([img for _, img in result.views], columns=len(result.views)), Path(args.views_sheet))
-    times = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
-    print(f"Wrote {out} ({args.strategy}, {len(result.views)} views, {args.texture_size}² texture; {times})")
+    t = result.timings
+    print(
+        f"Wrote {out} ({args.strategy}, {len(result.views)} views, {args.texture_size}² texture; {t['total']:.1f} s: "
+        f"model {t['model']:.1f} s, geometry {t['geometry']:.1f} s)"
+    )
+    if args.verbose:
+        for stage, seconds in t.items():
+            print(f"  {stage:14s} {seconds:8.3f} s")
 
 
 def _inpaint(args) -> None:
@@ -211,6 +218,24 @@ def _shape(args) -> None:
     )
 
 
+def _serve(args) -> None:
+    import os
+
+    from .server import serve
+
+    serve(
+        host=args.host,
+        port=args.port,
+        token=args.token or os.environ.get("MESHDREAM_TOKEN") or None,
+        model=args.model,
+        model_options={"controlnet": args.controlnet, "base": args.base, "lora": args.lora},
+        device=args.device,
+        idle_unload=args.idle_unload,
+        max_body_mb=args.max_body_mb,
+        exit_with_parent=args.exit_with_parent,
+    )
+
+
 def _models(args) -> None:
     from .generators import list_cached_models
 
@@ -242,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--base", help="base model for a single-file checkpoint")
         p.add_argument("--lora", action="append", help="LoRA file (repeatable)")
         p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cuda, mps or cpu")
+        p.add_argument(
+            "--memory",
+            default="auto",
+            choices=["auto", "none", "low", "minimal"],
+            help="GPU memory preset: low for ~8 GB cards, minimal for ~4 GB (auto: by free memory)",
+        )
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
@@ -260,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--views-sheet", help="also write the generated views side by side to this PNG")
     p.add_argument("--ip-adapter", help="IP-Adapter .safetensors, so --reference can steer the style")
     p.add_argument("--reference", help="reference picture whose style the texture follows (needs --ip-adapter)")
+    p.add_argument("-v", "--verbose", action="store_true", help="print the time of every stage")
     p.set_defaults(run=_texture)
 
     p = sub.add_parser("inpaint", help="fill texels of a UV texture (alpha 0 or --mask) and smooth its seams")
@@ -281,6 +313,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--texture", help="also texture it with the built-in model, e.g. 'oak wood'")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(run=_shape)
+
+    p = sub.add_parser("serve", help="run the HTTP server tools send jobs to (needs: pip install 'meshdream[server]')")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on; anything but loopback needs --token")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--token", help="clients must send 'Authorization: Bearer TOKEN' (default: $MESHDREAM_TOKEN)")
+    p.add_argument("--model", default="builtin", help="texture model for jobs that name none")
+    p.add_argument("--controlnet", help="depth ControlNet for a plain text-to-image --model")
+    p.add_argument("--base", help="base model for a single-file --model checkpoint")
+    p.add_argument("--lora", action="append", help="LoRA file for --model (repeatable)")
+    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cuda, mps or cpu")
+    p.add_argument("--idle-unload", type=float, default=600.0, help="unload models after S idle seconds (0: never)")
+    p.add_argument("--max-body-mb", type=float, default=256.0, help="largest request body accepted (MB)")
+    p.add_argument("--exit-with-parent", action="store_true", help="stop when the process that started it exits")
+    p.set_defaults(run=_serve)
 
     p = sub.add_parser("models", help="list the models available offline")
     p.set_defaults(run=_models)

@@ -1,0 +1,143 @@
+"""Jobs and results as typed dataclasses: what the HTTP layer decodes a request into and the worker runs.
+
+Inputs stay in the caller's coordinates here; `MeshInput.load` and `CameraInput.camera` bring them into the
+normalized frame `load_mesh` uses, and results go back through the mesh's `to_normalized` metadata.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import trimesh
+
+from ..geometry import Camera, load_mesh
+from ..progress import CancelToken
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+FINISHED = (DONE, FAILED, CANCELLED)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A `load_generator` call: the spec plus its keyword options (sorted, so equal specs share one cache entry)."""
+
+    spec: str = "builtin"
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def key(self) -> str:
+        return self.spec + "".join(f" {k}={v}" for k, v in self.options)
+
+
+@dataclass
+class MeshInput:
+    """A mesh in the caller's coordinates: arrays (per-corner UVs optional) or an uploaded file's bytes."""
+
+    vertices: Optional[np.ndarray] = None  # (N, 3)
+    faces: Optional[np.ndarray] = None  # (F, 3)
+    uvs: Optional[np.ndarray] = None  # (F, 3, 2) per corner, as DCC tools store them
+    file_name: Optional[str] = None
+    file_data: Optional[bytes] = None
+    unwrap: str = "auto"
+
+    def load(self) -> trimesh.Trimesh:
+        """The mesh in MeshDream's normalized frame; its metadata keeps the way back to the caller's frame."""
+        if self.file_data is not None:
+            with tempfile.TemporaryDirectory(prefix="meshdream-upload-") as tmp:
+                # Only the base name is kept (the upload never names a server path); odd characters become "_".
+                path = Path(tmp) / re.sub(r"[^\w.-]", "_", Path(self.file_name).name)
+                path.write_bytes(self.file_data)
+                return load_mesh(path, unwrap=self.unwrap)
+        if self.uvs is None:
+            return load_mesh(trimesh.Trimesh(self.vertices, self.faces, process=False), unwrap=self.unwrap)
+        # One vertex per corner carries its UV; load_mesh merges corners that share position and UV again.
+        corners = np.arange(self.faces.size).reshape(-1, 3)
+        mesh = trimesh.Trimesh(self.vertices[self.faces].reshape(-1, 3), corners, process=False)
+        mesh.visual = trimesh.visual.TextureVisuals(uv=self.uvs.reshape(-1, 2))
+        return load_mesh(mesh, unwrap=self.unwrap)
+
+
+@dataclass
+class CameraInput:
+    """A DCC camera: 4x4 world-to-camera (view) matrix in the caller's coordinates, FOV in degrees."""
+
+    view: np.ndarray
+    fov: float = 40.0
+    resolution: Union[int, tuple[int, int]] = 512
+
+    def camera(self, to_normalized) -> Camera:
+        return Camera.from_view_matrix(self.view, self.fov, self.resolution).transformed(np.asarray(to_normalized))
+
+
+@dataclass
+class TextureRequest:
+    """`texture_mesh` (kinds "texture" and "project"; the latter sets strategy="project")."""
+
+    mesh: MeshInput
+    prompt: str
+    model: ModelSpec
+    settings: dict[str, Any] = field(default_factory=dict)  # texture_mesh keyword arguments
+    cameras: Optional[list[CameraInput]] = None
+    init_image: Optional[np.ndarray] = None
+    reference_image: Optional[np.ndarray] = None
+    inpaint_model: Optional[ModelSpec] = None
+
+
+@dataclass
+class InpaintRequest:
+    """`inpaint_uv`: fill masked texels and smooth seams (harmonic fill when no model is named)."""
+
+    mesh: MeshInput
+    texture: np.ndarray  # (S, S, 3) float in [0, 1]
+    mask: Optional[np.ndarray]  # (S, S) bool, True = fill; None: the texture's transparent texels
+    model: Optional[ModelSpec] = None
+    settings: dict[str, Any] = field(default_factory=dict)  # inpaint_uv keyword arguments
+
+
+@dataclass
+class ShapeRequest:
+    """`generate_shape`, optionally meshed with `points_to_mesh`."""
+
+    prompt: Union[str, int]
+    settings: dict[str, Any] = field(default_factory=dict)  # generate_shape keyword arguments
+    mesh_settings: Optional[dict[str, Any]] = None  # points_to_mesh keyword arguments; None: points only
+
+
+Request = Union[TextureRequest, InpaintRequest, ShapeRequest]
+
+
+@dataclass
+class JobResult:
+    timings: dict[str, float]
+    texture: Optional[np.ndarray] = None  # (S, S, 3) float
+    weight: Optional[np.ndarray] = None  # (S, S) bake confidence
+    views: list[np.ndarray] = field(default_factory=list)  # generated view images
+    mesh: Optional[trimesh.Trimesh] = None  # normalized (load_mesh) mesh the texture belongs to
+    points: Optional[np.ndarray] = None  # (N, 3) shape points
+
+
+@dataclass(eq=False)  # one object per job: identity, not field-by-field (numpy) comparison
+class Job:
+    id: str
+    kind: str
+    request: Optional[Request]  # dropped once the job has finished
+    state: str = QUEUED
+    stage: str = ""
+    step: int = 0
+    total: int = 0
+    message: str = ""
+    error: Optional[str] = None
+    warnings: list[str] = field(default_factory=list)  # MeshDreamWarnings raised while it ran
+    result: Optional[JobResult] = None
+    submitted: float = field(default_factory=time.time)
+    started: Optional[float] = None
+    finished: Optional[float] = None
+    cancel_token: CancelToken = field(default_factory=CancelToken)
+    cancel_step: Optional[int] = None  # the step running when cancel arrived: it stops within one step of it
+    version: int = 0  # bumped on every change, so a long poll can wait for "newer than what I saw"

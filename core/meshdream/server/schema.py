@@ -1,0 +1,405 @@
+"""The /v1 wire format: pydantic request models, and the array / PNG (de)serialization both directions use.
+
+Arrays travel as {"dtype": "<f4", "shape": [...], "data": base64 of the raw bytes} (plain nested JSON lists are
+accepted too); images as {"png": base64 of an image file} or as an array (uint8, or float in [0, 1]); files as
+{"name": "spot.obj", "data": base64}. Decoding happens inside validation, so a bad value answers 422 naming
+its field. Settings are keyword arguments of the core function a job calls, checked against its signature, so
+a setting the core gains works here without a server change.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import inspect
+import io
+import math
+import tempfile
+import typing
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Callable, Literal, Optional, Union
+
+import numpy as np
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from ..generators import load_generator
+from ..geometry import save_textured
+from ..geometry.mesh_io import READ_FORMATS, to_user_frame
+from ..images import contact_sheet, to_uint8
+from ..shapes import generate_shape, points_to_mesh
+from ..texturing import inpaint_uv, texture_mesh
+from .jobs import CameraInput, InpaintRequest, Job, JobResult, MeshInput, ModelSpec, ShapeRequest, TextureRequest
+
+# --- codecs ---------------------------------------------------------------------------------------------------
+
+
+def b64decode(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"is not valid base64 ({exc})") from None
+
+
+def encode_array(a: np.ndarray) -> dict:
+    """Little-endian raw bytes, whatever the machine."""
+    a = np.ascontiguousarray(a)
+    a = a.astype(a.dtype.newbyteorder("<"), copy=False)
+    return {"dtype": a.dtype.str, "shape": list(a.shape), "data": base64.b64encode(a.tobytes()).decode()}
+
+
+def encode_png(image: np.ndarray) -> str:
+    """(H, W[, 3]) float in [0, 1] or uint8 -> base64 PNG (fast compression: these are transfers, not archives)."""
+    from PIL import Image
+
+    a = image if image.dtype == np.uint8 else to_uint8(image)
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG", compress_level=1)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+class ArrayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dtype: str
+    shape: list[Annotated[int, Field(ge=0)]]
+    data: str
+
+    def array(self) -> np.ndarray:
+        try:
+            dtype = np.dtype(self.dtype)
+        except TypeError:
+            raise ValueError(f"dtype {self.dtype!r} is not a numpy dtype (e.g. '<f4', '<i4', '|u1')") from None
+        if dtype.kind not in "biuf":
+            raise ValueError(f"dtype {self.dtype!r} must be a bool, integer or float type")
+        raw = b64decode(self.data)
+        count = math.prod(self.shape)
+        if len(raw) != count * dtype.itemsize:
+            need = count * dtype.itemsize
+            raise ValueError(f"data has {len(raw)} bytes but shape {self.shape} of {self.dtype} needs {need}")
+        return np.frombuffer(raw, dtype).reshape(self.shape).astype(dtype.newbyteorder("="))
+
+
+def _to_array(value) -> np.ndarray:
+    if isinstance(value, ArrayIn):
+        return value.array()
+    a = np.asarray(value)  # nested lists; ragged ones raise ValueError, which pydantic reports
+    if a.dtype.kind not in "biuf":
+        raise ValueError("must hold numbers only")
+    return a
+
+
+def shaped(shape: tuple[Optional[int], ...], dtype) -> AfterValidator:
+    """Check an array's shape (None = any length) and cast it."""
+
+    def check(a: np.ndarray) -> np.ndarray:
+        if a.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, a.shape)):
+            want = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"must have shape {want}, got {a.shape}")
+        if np.dtype(dtype).kind == "f" and not np.isfinite(a).all():
+            raise ValueError("holds NaN or infinite values")
+        return a.astype(dtype, copy=False)
+
+    return AfterValidator(check)
+
+
+ArrayArg = Annotated[Union[ArrayIn, list], AfterValidator(_to_array)]
+
+
+class PngIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    png: str  # base64 of a PNG (or any image file Pillow reads)
+
+    def image(self) -> np.ndarray:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(io.BytesIO(b64decode(self.png))) as img:
+                rgba = img.convert("RGBA") if "A" in img.getbands() or img.mode == "P" else img.convert("RGB")
+                return np.asarray(rgba, np.float32) / 255
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
+            raise ValueError(f"is not a readable image ({exc})") from None
+
+
+def _to_image(value) -> np.ndarray:
+    """(H, W, C) float32 in [0, 1]."""
+    a = value.image() if isinstance(value, PngIn) else _to_array(value)
+    if a.dtype == np.uint8:
+        a = a / 255.0
+    a = a.astype(np.float32)
+    a = a[..., None] if a.ndim == 2 else a
+    if a.ndim != 3 or a.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"must be an (H, W), (H, W, 3) or (H, W, 4) image, got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError("holds NaN or infinite values")
+    return a
+
+
+ImageArg = Annotated[Union[PngIn, ArrayIn, list], AfterValidator(_to_image)]
+
+# --- settings: keyword arguments of the core function a job calls -----------------------------------------------
+
+
+@lru_cache(maxsize=None)
+def _parameters(fn: Callable) -> dict[str, Optional[TypeAdapter]]:
+    """Each keyword parameter's validator from its annotation (None where pydantic cannot check that type)."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # an annotation that does not resolve at run time: check the names only
+        hints = {}
+    out = {}
+    for name, p in inspect.signature(fn).parameters.items():
+        if p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+            continue
+        try:
+            out[name] = TypeAdapter(hints[name]) if name in hints else None
+        except Exception:  # e.g. np.ndarray or torch.dtype: the core checks those itself
+            out[name] = None
+    return out
+
+
+def check_settings(settings: dict, fn: Callable, reserved: frozenset[str]) -> dict:
+    """Validate `settings` against `fn`'s keyword parameters, except those the job fills itself."""
+    params = {k: v for k, v in _parameters(fn).items() if k not in reserved}
+    out = {}
+    for name, value in settings.items():
+        if name not in params:
+            raise ValueError(f"unknown setting {name!r}; {fn.__name__} takes {', '.join(sorted(params))}")
+        try:
+            out[name] = value if params[name] is None else params[name].validate_python(value)
+        except ValidationError as exc:
+            raise ValueError(f"{name}: {exc.errors()[0]['msg']}") from None
+    return out
+
+
+def settings_of(fn: Callable, *reserved: str) -> AfterValidator:
+    return AfterValidator(lambda s: check_settings(s, fn, frozenset(reserved)))
+
+
+# --- requests ---------------------------------------------------------------------------------------------------
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# Self-contained formats only: a .gltf names other files, which would be looked up on the server's disk.
+UPLOAD_FORMATS = tuple(f for f in READ_FORMATS if f != ".gltf")
+
+
+class FileIn(Strict):
+    name: str = Field(description=f"file name; its suffix picks the format ({' '.join(UPLOAD_FORMATS)})")
+    data: Annotated[str, AfterValidator(b64decode)]  # base64 in the request; the file's bytes once validated
+
+    @model_validator(mode="after")
+    def _suffix(self):
+        if Path(self.name).suffix.lower() not in UPLOAD_FORMATS:
+            raise ValueError(f"file {self.name!r} is not a format the server takes ({', '.join(UPLOAD_FORMATS)})")
+        return self
+
+
+class MeshIn(Strict):
+    """Arrays in your coordinates (vertices (N, 3), faces (F, 3), optional per-corner UVs (F, 3, 2)) or a file."""
+
+    vertices: Optional[Annotated[ArrayArg, shaped((None, 3), np.float64)]] = None
+    faces: Optional[Annotated[ArrayArg, shaped((None, 3), np.int64)]] = None
+    uvs: Optional[Annotated[ArrayArg, shaped((None, 3, 2), np.float64)]] = None
+    file: Optional[FileIn] = None
+    unwrap: Literal["auto", "always", "never"] = "auto"
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.file is None) == (self.vertices is None or self.faces is None):
+            raise ValueError("give either 'file' or both 'vertices' and 'faces'")
+        if self.file is None:
+            if len(self.faces) and (self.faces.min() < 0 or self.faces.max() >= len(self.vertices)):
+                raise ValueError(f"faces index vertices outside 0..{len(self.vertices) - 1}")
+            if self.uvs is not None and len(self.uvs) != len(self.faces):
+                raise ValueError(f"uvs must have one (3, 2) entry per face: {len(self.uvs)} for {len(self.faces)}")
+        return self
+
+    def input(self) -> MeshInput:
+        if self.file is not None:
+            return MeshInput(file_name=self.file.name, file_data=self.file.data, unwrap=self.unwrap)
+        return MeshInput(self.vertices, self.faces, self.uvs, unwrap=self.unwrap)
+
+
+Pixels = Annotated[int, Field(gt=0, le=16384)]
+
+
+class CameraIn(Strict):
+    view: Annotated[ArrayArg, shaped((4, 4), np.float64)] = Field(description="4x4 world-to-camera (view) matrix")
+    fov: float = Field(40.0, gt=0, lt=180, description="degrees across the larger image side")
+    resolution: Union[Pixels, tuple[Pixels, Pixels]] = Field(512, description="pixels: square, or (width, height)")
+
+    def input(self) -> CameraInput:
+        return CameraInput(self.view, self.fov, self.resolution)
+
+
+class ModelIn(Strict):
+    spec: str = Field(description="builtin, a cached Hugging Face id, a diffusers folder or a .safetensors file")
+    options: Annotated[dict[str, Any], settings_of(load_generator, "spec")] = {}
+
+    def model_spec(self) -> ModelSpec:
+        return ModelSpec(self.spec, tuple(sorted(self.options.items())))
+
+
+def _model(value: Union[None, str, ModelIn], default: Optional[ModelSpec]) -> Optional[ModelSpec]:
+    if value is None:
+        return default
+    return ModelSpec(value) if isinstance(value, str) else value.model_spec()
+
+
+TEXTURE_RESERVED = ("mesh", "prompt", "generator", "progress", "cancel", "cameras", "init_image", "reference_image")
+
+
+class TextureJobIn(Strict):
+    kind: Literal["texture"]
+    mesh: MeshIn
+    prompt: str
+    model: Union[str, ModelIn, None] = None
+    inpaint_model: Union[str, ModelIn, None] = None
+    cameras: Optional[list[CameraIn]] = None
+    reference_image: Optional[ImageArg] = None
+    settings: Annotated[dict[str, Any], settings_of(texture_mesh, *TEXTURE_RESERVED, "inpaint_generator")] = {}
+
+    def request(self, default_model: ModelSpec) -> TextureRequest:
+        return TextureRequest(
+            self.mesh.input(),
+            self.prompt,
+            _model(self.model, default_model),
+            self.settings,
+            cameras=None if self.cameras is None else [c.input() for c in self.cameras],
+            reference_image=self.reference_image,
+            inpaint_model=_model(self.inpaint_model, None),
+        )
+
+
+class ProjectJobIn(Strict):
+    """One camera (e.g. the viewport), optionally img2img from `init_image` at settings.strength."""
+
+    kind: Literal["project"]
+    mesh: MeshIn
+    prompt: str
+    model: Union[str, ModelIn, None] = None
+    camera: Optional[CameraIn] = None
+    init_image: Optional[ImageArg] = None
+    reference_image: Optional[ImageArg] = None
+    settings: Annotated[
+        dict[str, Any], settings_of(texture_mesh, *TEXTURE_RESERVED, "inpaint_generator", "strategy", "n_views")
+    ] = {}
+
+    def request(self, default_model: ModelSpec) -> TextureRequest:
+        return TextureRequest(
+            self.mesh.input(),
+            self.prompt,
+            _model(self.model, default_model),
+            {**self.settings, "strategy": "project"},
+            cameras=None if self.camera is None else [self.camera.input()],
+            init_image=self.init_image,
+            reference_image=self.reference_image,
+        )
+
+
+class InpaintJobIn(Strict):
+    kind: Literal["inpaint"]
+    mesh: MeshIn
+    texture: ImageArg
+    mask: Optional[ImageArg] = Field(None, description="white (> 0.5) = fill; default: transparent texels")
+    model: Union[str, ModelIn, None] = Field(None, description="an inpainting model; none: harmonic fill")
+    settings: Annotated[
+        dict[str, Any], settings_of(inpaint_uv, "mesh", "texture", "mask", "generator", "progress", "cancel")
+    ] = {}
+
+    @model_validator(mode="after")
+    def _mask_source(self):
+        if self.mask is None and self.texture.shape[-1] != 4:
+            raise ValueError("give a 'mask' or a texture with an alpha channel (transparent texels are filled)")
+        return self
+
+    def request(self, default_model: ModelSpec) -> InpaintRequest:
+        mask = self.texture[..., 3] < 0.5 if self.mask is None else self.mask[..., 0] > 0.5
+        return InpaintRequest(self.mesh.input(), self.texture[..., :3], mask, _model(self.model, None), self.settings)
+
+
+class ShapeJobIn(Strict):
+    kind: Literal["shape"]
+    prompt: Union[str, int] = Field(description="e.g. 'tall chair', a category name or its index")
+    settings: Annotated[dict[str, Any], settings_of(generate_shape, "prompt", "progress", "cancel")] = {}
+    mesh: Union[bool, Annotated[dict[str, Any], settings_of(points_to_mesh, "points")]] = Field(
+        False, description="true (or points_to_mesh settings): also return a closed, UV-unwrapped mesh"
+    )
+
+    def request(self, default_model: ModelSpec) -> ShapeRequest:
+        mesh_settings = self.mesh if isinstance(self.mesh, dict) else ({} if self.mesh else None)
+        return ShapeRequest(self.prompt, self.settings, mesh_settings)
+
+
+JobIn = Annotated[Union[TextureJobIn, ProjectJobIn, InpaintJobIn, ShapeJobIn], Field(discriminator="kind")]
+KINDS = ("texture", "project", "inpaint", "shape")
+
+# --- responses --------------------------------------------------------------------------------------------------
+
+RESULT_PARTS = ("texture", "glb", "weight", "seen", "mesh", "points", "views")
+DEFAULT_PARTS = ("texture", "glb", "weight", "seen", "mesh", "points")
+
+
+def status(job: Job, queue_position: Optional[int]) -> dict:
+    """A job's progress as JSON (call with the worker's lock held)."""
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "state": job.state,
+        "stage": job.stage,
+        "step": job.step,
+        "total": job.total,
+        "message": job.message,
+        "error": job.error,
+        "warnings": job.warnings,
+        "queue_position": queue_position,
+        "submitted": job.submitted,
+        "started": job.started,
+        "finished": job.finished,
+        "cancel_step": job.cancel_step,
+        "version": job.version,
+    }
+
+
+def preview_png(result: Optional[JobResult]) -> Optional[str]:
+    """The generated views side by side, once there are any."""
+    if result is None or not result.views:
+        return None
+    return encode_png(contact_sheet(result.views, columns=len(result.views)))
+
+
+def _glb(result: JobResult) -> bytes:
+    """The result in the caller's coordinates: textured via save_textured, or the bare shape mesh."""
+    if result.texture is None:
+        return to_user_frame(result.mesh).export(file_type="glb")
+    with tempfile.TemporaryDirectory(prefix="meshdream-result-") as tmp:
+        return save_textured(result.mesh, result.texture, Path(tmp) / "result.glb").read_bytes()
+
+
+def encode_result(job: Job, parts: tuple[str, ...]) -> dict:
+    r = job.result
+    out: dict[str, Any] = {"id": job.id, "kind": job.kind, "timings": r.timings}
+    if r.texture is not None and "texture" in parts:
+        out["texture_png"] = encode_png(r.texture)
+    if r.weight is not None and "weight" in parts:
+        out["weight"] = encode_array(r.weight.astype(np.float32))
+    if r.weight is not None and "seen" in parts:
+        out["seen"] = encode_array(r.weight > 0)
+    if r.views and "views" in parts:
+        out["views_png"] = [encode_png(v) for v in r.views]
+    if r.points is not None and "points" in parts:
+        out["points"] = encode_array(r.points.astype(np.float32))
+    if r.mesh is not None and "glb" in parts:
+        out["glb"] = base64.b64encode(_glb(r)).decode()
+    if r.mesh is not None and "mesh" in parts:
+        user = to_user_frame(r.mesh)
+        out["mesh"] = {
+            "vertices": encode_array(np.asarray(user.vertices, np.float32)),
+            "faces": encode_array(np.asarray(user.faces, np.int32)),
+            "uvs": encode_array(np.asarray(user.visual.uv, np.float32)[user.faces]),
+            "unwrapped": bool(r.mesh.metadata["meshdream"]["unwrapped"]),
+        }
+    return out

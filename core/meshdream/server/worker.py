@@ -1,0 +1,294 @@
+"""The job queue and its one worker thread: jobs run in submission order on one device, models stay loaded.
+
+The worker calls the core exactly as a user's script does (load_mesh, texture_mesh, inpaint_uv, generate_shape,
+load_generator); a job that raises is marked failed with its message and the worker takes the next one.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+import uuid
+import warnings
+from collections import OrderedDict, deque
+from typing import Callable, Optional
+
+import torch
+
+from ..errors import CancelledError, MeshDreamError, MeshDreamWarning
+from ..generators import load_generator, pick_device
+from ..geometry import load_mesh
+from ..progress import CancelToken, Progress
+from ..shapes import generate_shape, points_to_mesh
+from ..shapes.sampler import load_shape_model
+from ..texturing import inpaint_uv, texture_mesh
+from .jobs import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    FINISHED,
+    QUEUED,
+    RUNNING,
+    InpaintRequest,
+    Job,
+    JobResult,
+    ModelSpec,
+    Request,
+    ShapeRequest,
+    TextureRequest,
+)
+
+log = logging.getLogger("meshdream.server")
+KEEP_FINISHED = 32  # finished jobs whose results stay in memory to fetch; the oldest are forgotten first
+
+
+class ModelCache:
+    """Texture generators by spec, loaded on first use and kept between jobs; `unload` frees them all."""
+
+    def __init__(self, device: str = "auto") -> None:
+        self.device = device
+        self._models: dict[str, object] = {}
+
+    @property
+    def device_name(self) -> str:
+        return str(pick_device(self.device))
+
+    def get(self, spec: ModelSpec):
+        if spec.key not in self._models:
+            log.info("loading model %s", spec.key)
+            self._models[spec.key] = load_generator(spec.spec, **{"device": self.device, **dict(spec.options)})
+        return self._models[spec.key]
+
+    def loaded(self) -> list[str]:
+        return list(self._models) + (["shape model"] if load_shape_model.cache_info().currsize else [])
+
+    def unload(self) -> None:
+        """Drop every model (the shape model's cache too) and hand the accelerator's memory back."""
+        self._models.clear()
+        load_shape_model.cache_clear()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+class Worker:
+    """Owns the queue; `lock` (a Condition) guards every Job field and is notified on each change."""
+
+    def __init__(self, models: ModelCache, idle_unload: float = 0.0) -> None:
+        self.models = models
+        self.idle_unload = idle_unload  # seconds without work before models are unloaded; 0 = never
+        self.lock = threading.Condition()
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._queue: deque[Job] = deque()
+        self._stopping = False
+        self._last_work = time.monotonic()
+        self._thread = threading.Thread(target=self._loop, name="meshdream-worker", daemon=True)
+
+    # --- used by the HTTP handlers (any thread) ------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def submit(self, kind: str, request: Request) -> Job:
+        job = Job(uuid.uuid4().hex, kind, request)
+        with self.lock:
+            self._jobs[job.id] = job
+            self._queue.append(job)
+            self._forget_old()
+            self.lock.notify_all()
+        return job
+
+    def job(self, job_id: str) -> Optional[Job]:
+        with self.lock:
+            return self._jobs.get(job_id)
+
+    def queue_position(self, job: Job) -> Optional[int]:
+        """0 = runs next; None once it started."""
+        with self.lock:
+            return self._queue.index(job) if job.state == QUEUED else None
+
+    def queue_length(self) -> int:
+        with self.lock:
+            return len(self._queue)
+
+    def running(self) -> Optional[str]:
+        with self.lock:
+            return next((j.id for j in self._jobs.values() if j.state == RUNNING), None)
+
+    def wait_for_change(self, job: Job, after: int, timeout: float) -> None:
+        """Block until the job changed past version `after` (or finished, or `timeout` seconds passed)."""
+        with self.lock:
+            self.lock.wait_for(lambda: job.version > after or job.state in FINISHED, timeout)
+
+    def cancel(self, job: Job) -> None:
+        """A queued job is dropped at once; a running one stops at its next step (the core's CancelToken)."""
+        with self.lock:
+            if job.state == QUEUED:
+                self._queue.remove(job)
+                self._finish(job, CANCELLED, "Cancelled before it started.")
+            elif job.state == RUNNING and not job.cancel_token.cancelled:
+                job.cancel_step = job.step
+                job.cancel_token.cancel()
+                self._changed(job)
+
+    def stop(self) -> None:
+        """Refuse new work, drop the queue, and ask the running job to stop after its current step."""
+        with self.lock:
+            self._stopping = True
+            for job in list(self._queue):
+                self._finish(job, CANCELLED, "The server is shutting down.")
+            self._queue.clear()
+            for job in self._jobs.values():
+                if job.state == RUNNING:
+                    job.cancel_token.cancel()
+            self.lock.notify_all()
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    # --- the worker thread ---------------------------------------------------------------------------------
+    def _changed(self, job: Job) -> None:
+        job.version += 1
+        self.lock.notify_all()
+
+    def _finish(self, job: Job, state: str, error: Optional[str] = None, result: Optional[JobResult] = None) -> None:
+        job.state, job.error, job.result, job.finished = state, error, result, time.time()
+        job.request = None  # the inputs (a mesh, images) are not needed any more
+        self._changed(job)
+
+    def _forget_old(self) -> None:
+        finished = [j.id for j in self._jobs.values() if j.state in FINISHED]
+        for job_id in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+            del self._jobs[job_id]
+
+    def _unload_in(self) -> Optional[float]:
+        """Seconds until idle models are unloaded (<= 0: now); None when nothing is loaded or unloading is off."""
+        if self.idle_unload <= 0 or not self.models.loaded():
+            return None
+        return self.idle_unload - (time.monotonic() - self._last_work)
+
+    def _next(self) -> Optional[Job]:
+        """The next job (None once stopping), unloading the models after `idle_unload` seconds without one."""
+        while True:
+            with self.lock:
+                while True:
+                    if self._stopping:
+                        return None
+                    if self._queue:
+                        job = self._queue.popleft()
+                        job.state, job.started = RUNNING, time.time()
+                        self._changed(job)
+                        return job
+                    wait = self._unload_in()
+                    if wait is not None and wait <= 0:
+                        break
+                    self.lock.wait(wait)
+            log.info("no work for %.0f s: unloading %s", self.idle_unload, ", ".join(self.models.loaded()))
+            self.models.unload()
+
+    def _loop(self) -> None:
+        while (job := self._next()) is not None:
+            self._run(job)
+            self._last_work = time.monotonic()
+        log.info("worker stopped")
+
+    def _run(self, job: Job) -> None:
+        def progress(p: Progress) -> None:
+            with self.lock:
+                job.stage, job.step, job.total, job.message = p.stage, p.step, p.total, p.message
+                self._changed(job)
+
+        log.info("job %s (%s) started", job.id, job.kind)
+        t0 = time.perf_counter()
+        result, error = None, None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", MeshDreamWarning)
+            try:
+                result = RUNNERS[type(job.request)](job.request, self.models, progress, job.cancel_token)
+                state = DONE
+            except CancelledError as exc:
+                state, error = CANCELLED, str(exc)
+            except MeshDreamError as exc:
+                state, error = FAILED, str(exc)
+            except Exception as exc:  # a bug or an exhausted device: report it and keep serving
+                log.exception("job %s failed", job.id)
+                state, error = FAILED, f"{type(exc).__name__}: {exc} (internal error; the server log has details)"
+        for w in caught:
+            if not issubclass(w.category, MeshDreamWarning):
+                log.warning("%s: %s", w.category.__name__, w.message)
+        if result is not None:
+            result.timings.update(queued=round(job.started - job.submitted, 4), job=round(time.perf_counter() - t0, 4))
+        with self.lock:
+            job.warnings = [str(w.message) for w in caught if issubclass(w.category, MeshDreamWarning)]
+            self._finish(job, state, error, result)
+        log.info("job %s %s in %.2f s%s", job.id, state, time.perf_counter() - t0, f": {error}" if error else "")
+
+
+Runner = Callable[[Request, ModelCache, Callable[[Progress], None], CancelToken], JobResult]
+
+
+def _timed(timings: dict, name: str, fn, *args, **kwargs):
+    t = time.perf_counter()
+    out = fn(*args, **kwargs)
+    timings[name] = round(time.perf_counter() - t, 4)
+    return out
+
+
+def run_texture(req: TextureRequest, models: ModelCache, progress, cancel) -> JobResult:
+    timings: dict[str, float] = {}
+    mesh = _timed(timings, "load_mesh", req.mesh.load)
+    generator = _timed(timings, "load_model", models.get, req.model)
+    kwargs = dict(req.settings)
+    if req.cameras is not None:
+        to_normalized = mesh.metadata["meshdream"]["to_normalized"]
+        kwargs["cameras"] = [c.camera(to_normalized) for c in req.cameras]
+    if req.inpaint_model is not None:
+        kwargs["inpaint_generator"] = models.get(req.inpaint_model)
+    for name in ("init_image", "reference_image"):
+        if getattr(req, name) is not None:
+            kwargs[name] = getattr(req, name)
+    result = texture_mesh(mesh, req.prompt, generator, progress=progress, cancel=cancel, **kwargs)
+    return JobResult(
+        {**timings, **result.timings},
+        texture=result.texture,
+        weight=result.weight,
+        views=[image for _, image in result.views],
+        mesh=mesh,
+    )
+
+
+def run_inpaint(req: InpaintRequest, models: ModelCache, progress, cancel) -> JobResult:
+    timings: dict[str, float] = {}
+    mesh = _timed(timings, "load_mesh", req.mesh.load)
+    generator = None if req.model is None else _timed(timings, "load_model", models.get, req.model)
+    texture = _timed(
+        timings,
+        "inpaint",
+        inpaint_uv,
+        mesh,
+        req.texture,
+        req.mask,
+        generator=generator,
+        progress=progress,
+        cancel=cancel,
+        **req.settings,
+    )
+    return JobResult(timings, texture=texture, mesh=mesh)
+
+
+def run_shape(req: ShapeRequest, models: ModelCache, progress, cancel) -> JobResult:
+    timings: dict[str, float] = {}
+    points = _timed(timings, "generate", generate_shape, req.prompt, progress=progress, cancel=cancel, **req.settings)
+    mesh = None
+    if req.mesh_settings is not None:
+        mesh = _timed(timings, "mesh", lambda: load_mesh(points_to_mesh(points, **req.mesh_settings)))
+    return JobResult(timings, points=points, mesh=mesh)
+
+
+RUNNERS: dict[type, Runner] = {TextureRequest: run_texture, InpaintRequest: run_inpaint, ShapeRequest: run_shape}
