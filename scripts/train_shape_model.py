@@ -12,6 +12,8 @@ codes standardized, and a denoiser learns them by v-prediction on a diffusers DD
 (category, then each prompt word) is dropped at random so one network also serves as the unconditional model
 classifier-free guidance needs. Both stages keep an exponential moving average of the weights; that is saved.
 `--autoencoder PATH` skips stage 1 and reuses a saved model's autoencoder (to retrain the diffusion part only).
+`--device cuda` trains on a GPU: data, networks and losses live there; every random draw is still made on the CPU
+(one seeded generator) and moved, so a seed draws the same batches on every device.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--per-category", type=int, default=500, help="training shapes per category")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--autoencoder", help="reuse this saved model's autoencoder (skip stage 1)")
     p.add_argument("--out", default=str(WEIGHTS), help=".safetensors path; the model card goes beside it (.json)")
     return p.parse_args(argv)
@@ -65,28 +68,33 @@ def lr_at(step: int, total: int, warmup: int = 100) -> float:
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
 
 
-def chamfer_loss(pred: torch.Tensor, target: np.ndarray) -> torch.Tensor:
-    """Mean over clouds of the Chamfer distance (squared, both ways) between pred (B, N, 3) and target (B, M, 3).
-    Nearest neighbours come from k-d trees (a dense distance matrix with its backward pass took 1.3 s for 32 x
-    2048 x 1024 points here, four times a whole training step); the gradient flows through the matched pairs,
-    which is all the loss depends on almost everywhere."""
-    p = pred.detach().numpy()
-    to_target = np.stack([cKDTree(y).query(x)[1] for x, y in zip(p, target)])
-    to_pred = np.stack([cKDTree(x).query(y)[1] for x, y in zip(p, target)])
-    tgt = torch.from_numpy(target)
-    near_t = torch.gather(tgt, 1, torch.from_numpy(to_target)[..., None].expand(-1, -1, 3))
-    near_p = torch.gather(pred, 1, torch.from_numpy(to_pred)[..., None].expand(-1, -1, 3))
-    return (pred - near_t).square().sum(-1).mean() + (tgt - near_p).square().sum(-1).mean()
+def chamfer_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over clouds of the Chamfer distance (squared, both ways) between pred (B, N, 3) and target (B, M, 3),
+    both on one device. Nearest neighbours come from k-d trees on CPU copies (a dense distance matrix with its
+    backward pass took 1.3 s for 32 x 2048 x 1024 points here, four times a whole training step); the matches go
+    back to the device and the gradient flows through the matched pairs, which is all the loss depends on almost
+    everywhere."""
+    p, y = pred.detach().cpu().numpy(), target.cpu().numpy()
+    to_target = np.stack([cKDTree(b).query(a)[1] for a, b in zip(p, y)])
+    to_pred = np.stack([cKDTree(a).query(b)[1] for a, b in zip(p, y)])
+    near_t = torch.gather(target, 1, match_index(to_target, pred.device))
+    near_p = torch.gather(pred, 1, match_index(to_pred, pred.device))
+    return (pred - near_t).square().sum(-1).mean() + (target - near_p).square().sum(-1).mean()
 
 
-def sliced_wasserstein(pred: torch.Tensor, target: np.ndarray, gen: torch.Generator, directions: int = 8):
+def match_index(matches: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(B, N) point indices from scipy -> a (B, N, 3) gather index on `device`."""
+    return torch.from_numpy(matches).to(device)[..., None].expand(-1, -1, 3)
+
+
+def sliced_wasserstein(pred: torch.Tensor, target: torch.Tensor, gen: torch.Generator, directions: int = 8):
     """Mean squared distance between the sorted projections of the two clouds (equal sizes) on a few random
     directions, new ones every step (sorting is the costly part): the sliced Wasserstein-2 distance. Chamfer
     alone does not care how densely a surface is covered, and the decoder then bunches points; this term asks
     for the data's density as well."""
-    dirs = torch.nn.functional.normalize(torch.randn(3, directions, generator=gen), dim=0)
+    dirs = torch.nn.functional.normalize(draw(gen, pred.device, torch.randn, 3, directions), dim=0)
     p = (pred @ dirs).sort(dim=1).values
-    t = (torch.from_numpy(target) @ dirs).sort(dim=1).values
+    t = (target @ dirs).sort(dim=1).values
     return (p - t).square().mean() * 3  # x3: one direction sees a third of the squared 3D distance
 
 
@@ -104,8 +112,14 @@ def optimizer_step(loss, opt, sched, net: torch.nn.Module, ema: torch.nn.Module,
         torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1 - d)
 
 
+def draw(gen: torch.Generator, device: torch.device, fn, *args) -> torch.Tensor:
+    """fn(*args) (torch.rand, randn, randint) from the CPU generator `gen`, moved to `device`: the one way random
+    draws reach the training, so a seed gives the same draws on every device."""
+    return fn(*args, generator=gen).to(device)
+
+
 def random_subsets(points: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
-    sub = torch.rand(points.shape[:2], generator=gen).argsort(dim=1)[:, :n]
+    sub = draw(gen, points.device, torch.rand, points.shape[:2]).argsort(dim=1)[:, :n]
     return torch.gather(points, 1, sub[..., None].expand(-1, -1, 3))
 
 
@@ -125,13 +139,11 @@ def train_autoencoder(nets: ShapeNets, points: torch.Tensor, args, gen: torch.Ge
     ema = copy.deepcopy(ae).requires_grad_(False)
     opt = torch.optim.Adam(ae.parameters(), lr=args.ae_lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, args.ae_steps))
-    clouds = points.numpy()
     losses, t0 = [], time.perf_counter()
     for step in range(args.ae_steps):
-        idx = torch.randint(0, len(points), (args.ae_batch,), generator=gen)
-        z = nets.encoder(random_subsets(points[idx], ENCODER_POINTS, gen))
-        z = z + CODE_NOISE * torch.randn(z.shape, generator=gen)
-        target = clouds[idx.numpy()]
+        target = points[draw(gen, points.device, torch.randint, 0, len(points), (args.ae_batch,))]
+        z = nets.encoder(random_subsets(target, ENCODER_POINTS, gen))
+        z = z + CODE_NOISE * draw(gen, z.device, torch.randn, z.shape)
         pred = nets.decoder(z)
         loss = chamfer_loss(pred, target)
         if args.sliced_weight:
@@ -160,16 +172,17 @@ def train_denoiser(nets: ShapeNets, codes, labels, tags, args, gen: torch.Genera
     ema = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, args.steps))
-    alphas = ddpm_scheduler().alphas_cumprod
+    dev = codes.device
+    alphas = ddpm_scheduler().alphas_cumprod.to(dev)
     losses, t0 = [], time.perf_counter()
     for step in range(args.steps):
-        idx = torch.randint(0, len(codes), (args.batch,), generator=gen)
-        x0, lab, tag = codes[idx], labels[idx].clone(), tags[idx].clone()
-        drop = torch.rand(args.batch, generator=gen) < P_UNCOND
-        lab[drop] = n_cat
-        tag = tag * (torch.rand(tag.shape, generator=gen) < P_TAG) * (~drop[:, None])
-        t = torch.randint(0, SCHEDULE["num_train_timesteps"], (args.batch,), generator=gen)
-        eps = torch.randn(x0.shape, generator=gen)
+        idx = draw(gen, dev, torch.randint, 0, len(codes), (args.batch,))
+        x0, lab, tag = codes[idx], labels[idx], tags[idx]
+        drop = draw(gen, dev, torch.rand, args.batch) < P_UNCOND
+        lab = lab.masked_fill(drop, n_cat)
+        tag = tag * (draw(gen, dev, torch.rand, tag.shape) < P_TAG) * (~drop[:, None])
+        t = draw(gen, dev, torch.randint, 0, SCHEDULE["num_train_timesteps"], (args.batch,))
+        eps = draw(gen, dev, torch.randn, x0.shape)
         a = alphas[t][:, None]
         xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
         v = a.sqrt() * eps - (1 - a).sqrt() * x0
@@ -229,6 +242,7 @@ def model_card(args, argv, nets, ae_losses, losses, times: dict) -> dict:
             "ema_decay": 0.999,
             "seed": args.seed,
             "torch_threads": args.threads,
+            "device": args.device,
             "parameters": n_params,
             "seconds": {k: round(v, 1) for k, v in times.items()},
             "machine": {
@@ -249,28 +263,29 @@ def main(argv=None) -> None:
     data = build_set(args.per_category, "train")
     times = {"data": time.perf_counter() - t_start}
     print(f"data: {len(data.points)} clouds of {data.points.shape[1]} points in {times['data']:.0f} s", flush=True)
-    points = torch.from_numpy(data.points)
+    dev = torch.device(args.device)
+    points = torch.from_numpy(data.points).to(dev)
 
-    if args.autoencoder:
-        nets = load_shape_model(args.autoencoder).nets  # only encodes (no gradients); the denoiser is new
+    if args.autoencoder:  # only encodes (no gradients); the denoiser is new. A copy: the loaded model is cached.
+        nets = copy.deepcopy(load_shape_model(args.autoencoder).nets).to(dev)
         ae_losses = []
-    else:
-        nets = ShapeNets(ShapeModelConfig(n_categories=len(CATEGORIES), n_tags=len(TAGS)))
+    else:  # built on the CPU, then moved: the same initial weights on every device
+        nets = ShapeNets(ShapeModelConfig(n_categories=len(CATEGORIES), n_tags=len(TAGS))).to(dev)
         print(f"autoencoder: {args.ae_steps} steps of {args.ae_batch} clouds", flush=True)
         t = time.perf_counter()
         ae_losses = train_autoencoder(nets, points, args, gen)
         times["autoencoder"] = time.perf_counter() - t
         out = Path(args.out)  # the autoencoder alone, for --autoencoder
         save_shape_model(nets, {"stage": "autoencoder only"}, out.with_name(f"{out.stem}.autoencoder{out.suffix}"))
-    nets.denoiser = CodeDenoiser(nets.config)  # stage 2 always starts afresh
+    nets.denoiser = CodeDenoiser(nets.config).to(dev)  # stage 2 always starts afresh
 
     t = time.perf_counter()
     codes = encode_all(nets, points, gen)
     nets.code_mean.copy_(codes.mean(0))
     nets.code_std.copy_(codes.std(0))
     codes = (codes - nets.code_mean) / nets.code_std
-    labels = torch.from_numpy(data.labels).repeat(ENCODINGS)
-    tags = torch.from_numpy(data.tags.astype(np.float32)).repeat(ENCODINGS, 1)
+    labels = torch.from_numpy(data.labels).to(dev).repeat(ENCODINGS)
+    tags = torch.from_numpy(data.tags.astype(np.float32)).to(dev).repeat(ENCODINGS, 1)
     losses = train_denoiser(nets, codes, labels, tags, args, gen)
     times["diffusion"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t_start

@@ -5,6 +5,8 @@
 
 Writes core/meshdream/weights/texture_model.safetensors (EMA weights) and texture_model.json (the model card:
 configuration, scheduler, data, command, wall time; scripts/eval_texture_model.py adds its metrics).
+`--device cuda` trains on a GPU: the renders, both networks and the loss live there; every random draw is still
+made on the CPU (one seeded generator) and moved, so a seed draws the same batches on every device.
 """
 
 from __future__ import annotations
@@ -70,9 +72,9 @@ def known_masks(n, size, gen):
     return mask
 
 
-def main() -> None:
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--steps", type=int, default=3500)
     p.add_argument("--batch", type=int, default=24)
     p.add_argument("--seed", type=int, default=0)
@@ -89,7 +91,8 @@ def main() -> None:
     p.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "assets" / "meshes")
     p.add_argument("--out", type=Path, default=ROOT / "core" / "meshdream" / "weights", help="folder for the weights")
     p.add_argument("--save-every", type=int, default=250, help="also write the weights every N steps")
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    args.command = "python scripts/train_texture_model.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -177,7 +180,7 @@ def save(args, config, ema, n_params, n_renders, n_meshes, steps_done, losses, t
                     "meshes": n_meshes,
                 },
                 "training": {
-                    "command": "python scripts/train_texture_model.py " + " ".join(sys.argv[1:]),
+                    "command": args.command,
                     "steps": steps_done,
                     "batch": args.batch,
                     "seed": args.seed,

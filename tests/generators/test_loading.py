@@ -164,3 +164,20 @@ def test_ip_adapter_reference_image_steers_generation(tiny, tmp_path):
         sample(plain, _request(n=1, reference_image=red))
     with pytest.raises(meshdream.ModelNotFoundError, match="image encoder"):
         meshdream.load_generator(tiny("sd15_controlnet"), ip_adapter=adapter, image_encoder=tmp_path / "none")
+
+
+def test_memory_presets_chunk_the_work_without_changing_the_images(tiny):
+    fast = meshdream.load_generator(tiny("sd15_controlnet"), memory="none")
+    low = meshdream.load_generator(tiny("sd15_controlnet"), memory="low")
+    minimal = meshdream.load_generator(tiny("sd15_controlnet"), memory="minimal")
+    assert (fast.memory, fast.max_batch, fast.vae_batch) == ("none", 16, 16)
+    assert (low.memory, low.max_batch, low.vae_batch) == ("low", 4, 1)
+    assert (minimal.memory, minimal.max_batch, minimal.vae_batch) == ("minimal", 2, 1)
+    assert meshdream.load_generator(tiny("sd15_controlnet"), memory="auto").memory == "none"  # no GPU: no limits
+    init = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    request = _request(n=6, init_images=init, strength=0.7)  # img2img: encode, denoise and decode are all chunked
+    reference = sample(fast, request)
+    torch.testing.assert_close(sample(low, request), reference, atol=1e-4, rtol=0)
+    torch.testing.assert_close(sample(minimal, request), reference, atol=1e-4, rtol=0)
+    with pytest.raises(meshdream.InvalidParameterError, match="memory="):
+        meshdream.load_generator(tiny("sd15_controlnet"), memory="tiny")

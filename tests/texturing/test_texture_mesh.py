@@ -311,3 +311,17 @@ def test_cli_shape_writes_a_closed_mesh(tmp_path):
     proc = _cli("shape", "dragon", "-o", tmp_path / "x.glb")
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 2 and "chair" in err and "Traceback" not in err
+
+
+def test_sequential_batches_views_that_see_different_sides(spot):
+    from meshdream.texturing.sequential import waves
+
+    cams = meshdream.orbit_cameras(8, resolution=64, mesh=spot)
+    op = meshdream.bake_operator(spot, cams, 128)
+    groups = waves(op, max_batch=16)
+    assert sorted(k for g in groups for k in g) == list(range(8)) and groups[0][0] == 0
+    assert len(groups) < 8  # opposite views (front and back, top and bottom) share a batch
+    for g in groups:
+        axes = [cams[k].rotation[2] for k in g]  # unit vectors from the mesh towards each camera
+        assert all(a @ b < -0.5 for i, a in enumerate(axes) for b in axes[i + 1 :])  # > 120 degrees apart
+    assert waves(op, max_batch=1) == [[k] for k in range(8)]  # memory presets still bound the batch

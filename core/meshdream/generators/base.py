@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+import numpy as np
 import torch
 
 from ..errors import MeshDreamError
@@ -65,9 +66,41 @@ class Generator(ABC):
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype = torch.float32
     scheduler: Any = None  # a diffusers scheduler
-    max_batch: int = 16  # images per network call; lower it for small GPUs
+    max_batch: int = 16  # images per denoiser call (twice the rows with guidance); memory presets lower it
+    vae_batch: int = 16  # images per latent encode / decode call: at full resolution the VAE needs the most memory
+    memory: str = "none"  # the memory preset in force (see load_generator)
+    offload: tuple = ()  # networks kept on the CPU between uses (memory="minimal" on a GPU)
     default_steps: int = 20
     default_guidance: float = 7.5
+    uses_normals: bool = False  # whether requests need camera-space normals (costly to render at full size)
+
+    def put(self, x, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+        """A numpy array or tensor on this generator's device (in `dtype` if given): the one way data reaches
+        the model, so nothing in a strategy or a per-step hook mixes devices."""
+        t = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else torch.as_tensor(x)
+        return t.to(device=self.device, dtype=dtype)
+
+    def alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
+        """The schedule's cumulative alpha at timestep `t` (float32), from a copy kept on the device: nothing is
+        uploaded per denoising step."""
+        cache = self.__dict__.setdefault("_alpha_bar", {})
+        key = (self.device, id(self.scheduler))
+        if key not in cache:
+            cache.clear()
+            cache[key] = self.put(self.scheduler.alphas_cumprod, torch.float32)
+        return cache[key][t.long()]
+
+    def to(self, device: str | torch.device) -> "Generator":
+        """Move the model to `device` (e.g. "cuda", "cuda:1", "cpu"); returns the generator."""
+        device = torch.device(device)
+        for module in self.networks():
+            module.to(device)
+        self.device = device
+        return self
+
+    def networks(self) -> list[torch.nn.Module]:
+        """Every network of the model (what `to` moves)."""
+        return self.modules()
 
     def check(self, request: GenerationRequest) -> None:
         """Raise GeneratorKindError when the request needs something this model cannot do."""
@@ -99,7 +132,7 @@ class Generator(ABC):
 
     @abstractmethod
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents -> (B, 3, H, W) in [0, 1]."""
+        """Latents -> (B, 3, H, W) float32 in [0, 1] on the CPU (the caller turns them into arrays)."""
 
     def modules(self) -> list[torch.nn.Module]:
         """The networks that see images (for tiling, which switches their convolutions to circular padding)."""
@@ -114,3 +147,12 @@ class Generator(ABC):
         self, latents: torch.Tensor, t: torch.Tensor, prompt: Any, cond: dict, index: slice, guidance: float
     ) -> torch.Tensor:
         """Guided epsilon prediction for `latents`, the images `index` of the request."""
+
+
+def guided_rows(table: torch.Tensor, index: slice, guided: bool) -> torch.Tensor:
+    """Rows of a (2B, ...) negative-then-positive conditioning table for the images `index` of a request: negative
+    then positive rows with classifier-free guidance, positive only without. Slices only, so no index tensor is
+    built and uploaded at every step."""
+    n = table.shape[0] // 2
+    positive = table[n + index.start : n + index.stop]
+    return torch.cat([table[index], positive]) if guided else positive

@@ -7,12 +7,13 @@ image's latents as five more channels. SDXL adds a second text encoder, pooled t
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
 
-from .base import GenerationRequest, Generator, GeneratorKindError
+from .base import GenerationRequest, Generator, GeneratorKindError, guided_rows
 from .sampling import _resize
 
 FAMILIES = ("controlnet", "depth_unet", "inpaint")
@@ -71,13 +72,31 @@ class DiffusersGenerator(Generator):
             }[family]
         )
         self.default_guidance = 5.0 if self.xl else 7.5
-        # SDXL's VAE overflows in fp16 (config.force_upcast): run it in float32.
-        self._vae_dtype = torch.float32 if getattr(vae_cfg, "force_upcast", False) else dtype
+        # SDXL's VAE overflows in fp16 (config.force_upcast): run it in float32. SD 1.x/2.x VAEs carry the same flag
+        # by default but run fine in fp16, as diffusers' own SD pipelines run them.
+        self._vae_dtype = torch.float32 if self.xl and getattr(vae_cfg, "force_upcast", False) else dtype
         if parts.vae.dtype != self._vae_dtype:
             parts.vae.to(dtype=self._vae_dtype)
 
     def modules(self) -> list[torch.nn.Module]:
         return [m for m in (self.parts.unet, self.parts.vae, self.parts.controlnet) if m is not None]
+
+    def networks(self) -> list[torch.nn.Module]:
+        p = self.parts
+        every = (p.unet, p.vae, p.controlnet, p.text_encoder, p.text_encoder_2, p.image_encoder)
+        return [m for m in every if m is not None and not any(m is o for o in self.offload)]
+
+    @contextmanager
+    def _using(self, *modules):
+        """Bring offloaded networks (memory="minimal") to the device for one use, and back to the CPU after it."""
+        moved = [m for m in modules if m is not None and any(m is o for o in self.offload)]
+        for m in moved:
+            m.to(self.device)
+        try:
+            yield
+        finally:
+            for m in moved:
+                m.to("cpu")
 
     # --- prompts --------------------------------------------------------------------------------------------
     def _encode_with(self, tokenizer, encoder, texts: list[str], xl: bool):
@@ -94,30 +113,37 @@ class DiffusersGenerator(Generator):
     def encode_prompt(self, request: GenerationRequest) -> PromptEmbeds:
         texts = [request.negative_prompt] * len(request.prompts) + list(request.prompts)
         p = self.parts
-        emb, _ = self._encode_with(p.tokenizer, p.text_encoder, texts, self.xl)
-        if not self.xl:
-            return PromptEmbeds(emb.to(self.dtype))
-        emb2, pooled = self._encode_with(p.tokenizer_2, p.text_encoder_2, texts, True)
+        with self._using(p.text_encoder, p.text_encoder_2):
+            emb, _ = self._encode_with(p.tokenizer, p.text_encoder, texts, self.xl)
+            if not self.xl:
+                return PromptEmbeds(emb.to(self.dtype))
+            emb2, pooled = self._encode_with(p.tokenizer_2, p.text_encoder_2, texts, True)
         return PromptEmbeds(torch.cat([emb, emb2], dim=-1).to(self.dtype), pooled.to(self.dtype))
 
     # --- codec ----------------------------------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         vae, dt = self.parts.vae, self._vae_dtype
-        x = images.to(self.device, dt) * 2 - 1
-        latents = vae.encode(x).latent_dist.mean
         shift = getattr(vae.config, "shift_factor", None) or 0.0
-        return ((latents - shift) * vae.config.scaling_factor).to(self.dtype)
+        out = [
+            vae.encode(self.put(images[s : s + self.vae_batch], dt) * 2 - 1).latent_dist.mean
+            for s in range(0, len(images), self.vae_batch)
+        ]
+        return ((torch.cat(out) - shift) * vae.config.scaling_factor).to(self.dtype)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         vae, dt = self.parts.vae, self._vae_dtype
         shift = getattr(vae.config, "shift_factor", None) or 0.0
         out = [
-            vae.decode(latents[s : s + self.max_batch].to(dt) / vae.config.scaling_factor + shift).sample
-            for s in range(0, len(latents), self.max_batch)
+            # float32 and the CPU as soon as decoded: only one chunk of full-size images is on the device at once
+            ((vae.decode(latents[s : s + self.vae_batch].to(dt) / vae.config.scaling_factor + shift).sample + 1) / 2)
+            .float()
+            .clamp(0, 1)
+            .cpu()
+            for s in range(0, len(latents), self.vae_batch)
         ]
-        return (torch.cat(out).float() + 1) / 2
+        return torch.cat(out)
 
     # --- conditioning and noise prediction ------------------------------------------------------------------
     def prepare(self, request: GenerationRequest) -> dict:
@@ -164,21 +190,21 @@ class DiffusersGenerator(Generator):
             mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
             std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
             x = ((x - mean) / std).to(self.device, enc.dtype)
-            pos = enc(pixel_values=x).image_embeds.to(self.dtype)
+            with self._using(enc):
+                pos = enc(pixel_values=x).image_embeds.to(self.dtype)
         return torch.cat([torch.zeros_like(pos).expand(n, -1), pos.expand(n, -1)])[:, None, :]
 
     def predict_noise(self, latents, t, prompt: PromptEmbeds, cond: dict, index: slice, guidance: float):
-        n_all = prompt.embeds.shape[0] // 2
-        neg = list(range(index.start, index.stop))
-        pos = [n_all + i for i in neg]
         use_cfg = guidance > 1.0
-        rows = neg + pos if use_cfg else pos
         x = torch.cat([latents, latents]) if use_cfg else latents
         reps = 2 if use_cfg else 1
-        emb = prompt.embeds[rows]
+        emb = guided_rows(prompt.embeds, index, use_cfg)
         added: dict = {}
         if self.xl:
-            added = {"text_embeds": prompt.pooled[rows], "time_ids": cond["time_ids"].repeat(len(rows), 1)}
+            added = {
+                "text_embeds": guided_rows(prompt.pooled, index, use_cfg),
+                "time_ids": cond["time_ids"].repeat(len(emb), 1),
+            }
         kwargs: dict = {"added_cond_kwargs": added} if added else {}
         if self.family == "depth_unet":
             x = torch.cat([x, cond["depth_latent"][index].repeat(reps, 1, 1, 1)], dim=1)
@@ -204,12 +230,12 @@ class DiffusersGenerator(Generator):
             kwargs["down_block_additional_residuals"] = down
             kwargs["mid_block_additional_residual"] = mid
         if "image_embeds" in cond:  # the UNet (not the ControlNet) also attends to the reference image
-            kwargs["added_cond_kwargs"] = {**added, "image_embeds": [cond["image_embeds"][rows]]}
+            kwargs["added_cond_kwargs"] = {**added, "image_embeds": [guided_rows(cond["image_embeds"], index, use_cfg)]}
         out = self.parts.unet(x, t, encoder_hidden_states=emb, return_dict=False, **kwargs)[0]
         if use_cfg:
             uncond, text = out.chunk(2)
             out = uncond + guidance * (text - uncond)
         if self.prediction_type == "v_prediction":
-            a = self.scheduler.alphas_cumprod.to(out.device)[t.long()].to(out.dtype)
+            a = self.alpha_bar(t).to(out.dtype)
             out = a.sqrt() * out + (1 - a).sqrt() * latents  # v -> epsilon
         return out

@@ -116,7 +116,7 @@ def sample(
         latents = kept * known + (1 - kept) * latents
     if return_latents:
         return latents
-    images = generator.decode(latents).float().clamp(0, 1).cpu()
+    images = generator.decode(latents)
     if request.inpaint_mask is not None and request.init_images is not None:
         # Kept pixels (mask 0) come back exactly as given: the latent codec is lossy.
         m = (_resize(request.inpaint_mask.float().cpu(), (h, w), "nearest") > 0).float()

@@ -7,17 +7,22 @@ pixel's ray) and on the texel's own UV chart. That test is tight on every surfac
 tune between leaks and lost grazing views) and stops colour bleeding between surfaces that touch. Views are
 blended with weight cos(angle)^power times the valid bilinear support, or the best view alone is kept.
 
-The gather is built once as a sparse matrix from all view pixels to texels (`BakeOperator`), so baking new
-images from the same cameras, as synchronized texturing does at every denoising step, is one sparse product.
+The gather is built once (`BakeOperator`): a list of (texel, view pixel, bilinear support, cosine) entries. Any
+view-angle power is a reweighting of the same entries, and baking new images from the same cameras, as
+synchronized texturing does at every denoising step, is one gather and one scatter-add. It is built and applied
+with torch on any device, so on a GPU the per-step bake never leaves the GPU.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal, Optional, Sequence
 
 import numpy as np
-import scipy.sparse as sp
+import torch
 import trimesh
 
 from ..errors import InvalidParameterError
@@ -25,7 +30,7 @@ from ..progress import CancelToken, ProgressCallback, Reporter
 from .camera import Camera
 from .meshdata import mesh_data
 from .padding import dilate
-from .render import render
+from .render import ViewMaps, render
 from .texture import as_float_image
 from .uvmaps import uv_maps
 
@@ -47,17 +52,94 @@ class BakeResult:
         return self.weight > 0
 
 
-@dataclass
+@dataclass(eq=False)
 class BakeOperator:
-    """Sparse gather from the stacked pixels of a fixed set of views to the covered texels of one texture size."""
+    """Gather from the stacked pixels of a fixed set of views to the covered texels of one texture size.
+
+    Entries are torch tensors on the device the operator was built on; `reweighted` gives the same gather at
+    another view-angle power or mode without projecting anything again.
+    """
 
     size: int
     shapes: list[tuple[int, int]]  # (H, W) of each view
     texels: np.ndarray  # (N,) flat indices of covered texels
-    matrix: sp.csr_matrix  # (N, sum H*W), rows sum to 1 where seen, 0 otherwise
-    weight: np.ndarray  # (N,) float32
-    best_cos: np.ndarray  # (N,) float32
     coverage: np.ndarray  # (S, S) bool
+    rows: torch.Tensor  # (E,) int64 index into `texels` of each entry
+    cols: torch.Tensor  # (E,) int64 index into the stacked pixels of all views
+    support: torch.Tensor  # (E,) float32 bilinear weight of the pixel (times the view's mask)
+    cos: torch.Tensor  # (E,) float32 cosine between the texel's normal and the direction to the camera
+    view: torch.Tensor  # (E,) int64 view of each entry
+    power: float = 6.0
+    mode: BakeMode = "blend"
+
+    @property
+    def device(self) -> torch.device:
+        return self.rows.device
+
+    def reweighted(self, power: Optional[float] = None, mode: Optional[BakeMode] = None) -> "BakeOperator":
+        """The same gather with another view-angle power or mode (weights are recomputed lazily, once)."""
+        _check(power if power is not None else self.power, mode or self.mode)
+        return dataclasses.replace(self, power=self.power if power is None else power, mode=mode or self.mode)
+
+    def select(self, view: int, mask: Optional[np.ndarray] = None) -> "BakeOperator":
+        """The gather of one of the views alone, optionally limited by a per-pixel mask in [0, 1] (what
+        sequential texturing lets each new view paint), without projecting anything again."""
+        h, w = self.shapes[view]
+        offset = sum(a * b for a, b in self.shapes[:view])
+        keep = torch.nonzero(self.view == view).squeeze(1)
+        cols = self.cols[keep] - offset
+        support = self.support[keep]
+        if mask is not None:
+            m = as_float_image(mask, 1, f"mask of view {view}")[..., 0]
+            support = support * torch.from_numpy(m.ravel()).to(self.device)[cols]
+        return dataclasses.replace(
+            self,
+            shapes=[(h, w)],
+            rows=self.rows[keep],
+            cols=cols,
+            support=support,
+            cos=self.cos[keep],
+            view=torch.zeros_like(keep),
+        )
+
+    @cached_property
+    def _weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per-entry blend weight, rows summing to 1 where seen; per-texel summed view weight)."""
+        n = len(self.texels)
+        w = self.support * self.cos.pow(self.power)
+        if self.mode == "best":
+            n_views = len(self.shapes)
+            per_view = torch.zeros(n * n_views, device=self.device).index_add_(0, self.rows * n_views + self.view, w)
+            best = per_view.view(n, n_views).argmax(dim=1)
+            w = torch.where(self.view == best[self.rows], w, torch.zeros((), device=self.device))
+        total = torch.zeros(n, device=self.device).index_add_(0, self.rows, w)
+        return w / total.clamp_min(1e-30)[self.rows], total
+
+    @cached_property
+    def _matrix(self) -> torch.Tensor:
+        """Sparse CSR (N, sum H*W) of the blend weights (entries are texel-major, so rows come sorted)."""
+        counts = torch.bincount(self.rows, minlength=len(self.texels))
+        crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+        size = (len(self.texels), sum(h * w for h, w in self.shapes))
+        with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta": CSR @ dense is all we use
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse_csr_tensor(crow, self.cols, self._weights[0], size=size)
+
+    @property
+    def weight(self) -> np.ndarray:
+        """(N,) float32 summed view weights of the covered texels."""
+        return self._weights[1].cpu().numpy()
+
+    @cached_property
+    def best_cos(self) -> np.ndarray:
+        """(N,) float32 cosine of the most frontal view that saw each covered texel, 0 if none."""
+        out = torch.zeros(len(self.texels), device=self.device)
+        cos = torch.where(self.support > 0, self.cos, torch.zeros((), device=self.device))
+        return out.scatter_reduce_(0, self.rows, cos, "amax").cpu().numpy()
+
+    def gather(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(sum H*W, C) float32 stacked view pixels on the operator's device -> (N, C) baked covered texels."""
+        return self._matrix @ pixels
 
     def apply(self, images: Sequence[np.ndarray], padding: int = 4) -> BakeResult:
         """Bake one image per view (same order and sizes as the cameras) into a texture."""
@@ -78,8 +160,9 @@ class BakeOperator:
         if len(channels) != 1:
             raise InvalidParameterError(f"All view images need the same number of channels, got {sorted(channels)}.")
         s = self.size
+        pixels = torch.from_numpy(np.concatenate(stacked)).to(self.device)
         flat = np.zeros((s * s, channels.pop()), np.float32)
-        flat[self.texels] = self.matrix @ np.concatenate(stacked)
+        flat[self.texels] = self.gather(pixels).cpu().numpy()
         weight = np.zeros(s * s, np.float32)
         weight[self.texels] = self.weight
         best = np.zeros(s * s, np.float32)
@@ -88,6 +171,13 @@ class BakeOperator:
         if padding:
             texture = dilate(texture, weight > 0, radius=padding, where=~self.coverage)
         return BakeResult(texture, weight, best.reshape(s, s), self.coverage)
+
+
+def _check(power: float, mode: str) -> None:
+    if mode not in ("blend", "best"):
+        raise InvalidParameterError(f"Bake mode {mode!r} is unknown; use 'blend' or 'best'.")
+    if power < 0:
+        raise InvalidParameterError(f"View-angle power {power} must be >= 0 (4 to 8 works best).")
 
 
 def bake_operator(
@@ -99,107 +189,140 @@ def bake_operator(
     mode: BakeMode = "blend",
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
+    maps: Optional[Sequence[ViewMaps]] = None,
+    device: str | torch.device | None = None,
 ) -> BakeOperator:
-    """Build the gather for `cameras` (optional per-view masks in [0, 1] limit what each view may paint)."""
-    if mode not in ("blend", "best"):
-        raise InvalidParameterError(f"Bake mode {mode!r} is unknown; use 'blend' or 'best'.")
+    """Build the gather for `cameras` (optional per-view masks in [0, 1] limit what each view may paint).
+
+    maps: the cameras' ViewMaps if the caller rendered them already (saves the ray casts); device: where the
+    projection runs and the operator lives (default CPU; a generator's device keeps per-step bakes there).
+    """
+    _check(power, mode)
     if not cameras:
         raise InvalidParameterError("No views to bake; give at least one (camera, image) pair.")
-    if power < 0:
-        raise InvalidParameterError(f"View-angle power {power} must be >= 0 (4 to 8 works best).")
     report = Reporter(progress, cancel)
-    maps = uv_maps(mesh, texture_size)
+    dev = torch.device(device or "cpu")
+    uvm = uv_maps(mesh, texture_size)
     md = mesh_data(mesh)
-    covered = maps.coverage.ravel()
-    texels = np.flatnonzero(covered)
-    # float32 throughout: texel positions are float32 already and this loop is memory-bound.
-    pos = maps.position.reshape(-1, 3)[texels]
-    nrm = maps.normal.reshape(-1, 3)[texels]
-    tex_face = maps.face.ravel()[texels]
-    fnrm = md.face_normals[tex_face].astype(np.float32)
-    chart = maps.chart.ravel()[texels]
+    texels = np.flatnonzero(uvm.coverage.ravel())
 
-    rows, cols, vals, view_of = [], [], [], []
-    n_views = len(cameras)
-    view_weight = np.zeros((len(texels), n_views), np.float32)
-    view_cos = np.zeros((len(texels), n_views), np.float32)
-    offset = 0
+    def put(a) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(dev)
+
+    chart, depth, weight = [], [], []
     for v, cam in enumerate(cameras):
-        report("bake", v, n_views, "projecting views")
-        vm = render(mesh, cam, require_visible=False)
-        mask = None if masks is None or masks[v] is None else as_float_image(masks[v], 1, f"mask of view {v}")[..., 0]
-        h, w = cam.height, cam.width
-        rot = cam.rotation.astype(np.float32)
-        p_all = pos @ rot.T + cam.world_to_camera[:3, 3].astype(np.float32)
-        depth = -p_all[:, 2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            px = cam.fx * p_all[:, 0] / depth + cam.cx
-            py = -cam.fy * p_all[:, 1] / depth + cam.cy
-        # Front-facing (camera on the positive side of the face plane) and inside the image.
-        n_all = fnrm @ rot.T
-        front = np.einsum("nc,nc->n", n_all, p_all) < 0
-        idx = np.flatnonzero(front & (depth > 0) & (px >= 0) & (px < w) & (py >= 0) & (py < h))
-        p_cam, n_cam = p_all[idx], n_all[idx]
-        cos = np.clip(-np.einsum("nc,nc->n", nrm[idx] @ rot.T, p_cam) / np.linalg.norm(p_cam, axis=1), 1e-3, 1.0)
-        plane = np.einsum("nc,nc->n", n_cam, p_cam)
-        gx, gy = px[idx] - 0.5, py[idx] - 0.5
-        x0, y0 = np.floor(gx).astype(np.int32), np.floor(gy).astype(np.int32)
-        fx, fy = gx - x0, gy - y0
-        support = np.zeros(len(idx), np.float32)
-        entries = []
-        for dy in (0, 1):
-            for dx in (0, 1):
-                xi, yi = x0 + dx, y0 + dy
-                bw = (fx if dx else 1 - fx) * (fy if dy else 1 - fy)
-                ok = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h) & (bw > 0)
-                pix = np.clip(yi, 0, h - 1) * w + np.clip(xi, 0, w - 1)
-                face = vm.face.ravel()[pix]
-                ok &= face >= 0
-                ok &= md.face_chart[np.maximum(face, 0)] == chart[idx]
-                # Depth where this pixel's ray (unit depth: z = -1) meets the texel's tangent plane.
-                denom = (
-                    n_cam[:, 0] * (xi + 0.5 - cam.cx) / cam.fx
-                    - n_cam[:, 1] * (yi + 0.5 - cam.cy) / cam.fy
-                    - n_cam[:, 2]
-                )
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    predicted = plane / denom
-                ok &= np.abs(vm.depth.ravel()[pix] - predicted) <= DEPTH_TOLERANCE * predicted
-                if mask is not None:
-                    bw = bw * mask.ravel()[pix]
-                bw = np.where(ok, bw, np.float32(0))
-                support += bw
-                entries.append((pix, bw))
-        seen = support > 0
-        view_weight[idx, v] = np.where(seen, cos**power * support, 0.0)
-        view_cos[idx, v] = np.where(seen, cos, 0.0)
-        for pix, bw in entries:
-            keep = bw > 0
-            rows.append(idx[keep].astype(np.int32))
-            cols.append((offset + pix[keep]).astype(np.int64))
-            vals.append((bw[keep] * cos[keep] ** power).astype(np.float32))
-            view_of.append(np.full(keep.sum(), v, np.int32))
-        offset += h * w
-    report("bake", n_views, n_views, "blending")
-
-    rows, cols, vals, view_of = (np.concatenate(a) for a in (rows, cols, vals, view_of))
-    if mode == "best":
-        best = np.argmax(view_weight, axis=1)
-        keep = view_of == best[rows]
-        rows, cols, vals = rows[keep], cols[keep], vals[keep]
-        view_weight = np.take_along_axis(view_weight, best[:, None], axis=1)
-    total = np.bincount(rows, weights=vals, minlength=len(texels))
-    vals = (vals / total[rows]).astype(np.float32)
-    matrix = sp.csr_matrix((vals, (rows, cols)), shape=(len(texels), offset))
+        report("bake", v, len(cameras), "projecting views")
+        vm = render(mesh, cam, require_visible=False) if maps is None else maps[v]
+        # Per-pixel tables padded by one background pixel all round, so every bilinear tap has an entry and
+        # background or off-image taps fail the chart test without a bounds check.
+        chart.append(np.pad(np.where(vm.face >= 0, md.face_chart[np.maximum(vm.face, 0)], -1), 1, constant_values=-1))
+        depth.append(np.pad(np.nan_to_num(vm.depth, nan=np.inf), 1, constant_values=np.inf))
+        if masks is not None and masks[v] is not None:
+            weight.append(np.pad(as_float_image(masks[v], 1, f"mask of view {v}")[..., 0], 1))
+        elif masks is not None:
+            weight.append(np.pad(np.ones(vm.face.shape, np.float32), 1))
+    flat = [put(np.concatenate([a.ravel() for a in tables])) if tables else None for tables in (chart, depth, weight)]
+    views = _Views(cameras, *flat, put)
+    texel = _Texels(
+        position=put(uvm.position.reshape(-1, 3)[texels]),
+        normal=put(uvm.normal.reshape(-1, 3)[texels]),
+        face_normal=put(md.face_normals[uvm.face.ravel()[texels]].astype(np.float32)),
+        chart=put(uvm.chart.ravel()[texels]),
+    )
+    chunk = max(1, CHUNK_PAIRS // len(cameras))
+    parts = [_project(texel, views, s, min(s + chunk, len(texels))) for s in range(0, len(texels), chunk)]
+    report("bake", len(cameras), len(cameras), "blending")
+    rows, cols, support, cos, view = (torch.cat(a) for a in zip(*parts))
     return BakeOperator(
-        size=maps.size,
+        size=uvm.size,
         shapes=[(c.height, c.width) for c in cameras],
         texels=texels,
-        matrix=matrix,
-        weight=view_weight.sum(axis=1).astype(np.float32),
-        best_cos=view_cos.max(axis=1),
-        coverage=maps.coverage,
+        coverage=uvm.coverage,
+        rows=rows,
+        cols=cols,
+        support=support,
+        cos=cos,
+        view=view,
+        power=power,
+        mode=mode,
     )
+
+
+# Texel-view pairs projected at once: bounds the temporaries (~40 bytes a pair, x4 for the bilinear taps).
+CHUNK_PAIRS = 1 << 21
+
+
+@dataclass
+class _Texels:
+    position: torch.Tensor  # (N, 3) surface point of each covered texel
+    normal: torch.Tensor  # (N, 3) smooth normal
+    face_normal: torch.Tensor  # (N, 3) normal of the texel's triangle
+    chart: torch.Tensor  # (N,) UV chart
+
+
+class _Views:
+    """All cameras as tensors, and their padded per-pixel chart / depth / mask tables, view after view."""
+
+    def __init__(self, cameras: Sequence[Camera], chart, depth, weight, put):
+        self.rotation = put(np.stack([c.rotation for c in cameras]).astype(np.float32))  # (V, 3, 3)
+        self.translation = put(np.stack([c.world_to_camera[:3, 3] for c in cameras]).astype(np.float32))
+        intr = np.array([[c.fx, c.fy, c.cx, c.cy, c.width, c.height] for c in cameras], np.float32)
+        self.fx, self.fy, self.cx, self.cy, self.width, self.height = put(intr.T.copy())  # each (V,)
+        sizes = np.array([c.width * c.height for c in cameras])
+        padded = np.array([(c.width + 2) * (c.height + 2) for c in cameras])
+        self.offset = put(np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64))  # into the images
+        self.padded_offset = put(np.concatenate([[0], np.cumsum(padded)[:-1]]).astype(np.int64))  # into the tables
+        self.chart, self.depth, self.weight = chart, depth, weight  # weight None: no masks
+
+
+def _take(a: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """a[index] along the first axis for an index of any shape (index_select is several times faster on CPU)."""
+    return a.index_select(0, index.reshape(-1)).view(*index.shape, *a.shape[1:])
+
+
+def _project(t: _Texels, v: _Views, start: int, stop: int) -> tuple[torch.Tensor, ...]:
+    """Entries of texels start..stop in every view, texel-major: each texel's bilinear taps in each view that sees
+    it. All views of a texel chunk are projected in one batch, so entries come out sorted by texel."""
+    n_views = len(v.fx)
+    pos, fn = t.position[start:stop], t.face_normal[start:stop]
+    p_all = (torch.einsum("kc,vdc->kvd", pos, v.rotation) + v.translation).reshape(-1, 3)  # (K*V, 3)
+    n_all = torch.einsum("kc,vdc->kvd", fn, v.rotation).reshape(-1, 3)
+    depth = -p_all[:, 2].view(-1, n_views)
+    px = v.fx * p_all[:, 0].view(-1, n_views) / depth + v.cx
+    py = -v.fy * p_all[:, 1].view(-1, n_views) / depth + v.cy
+    # Front-facing (camera on the positive side of the face plane) and inside the image.
+    front = (n_all * p_all).sum(-1).view(-1, n_views) < 0
+    valid = front & (depth > 0) & (px >= 0) & (px < v.width) & (py >= 0) & (py < v.height)
+    pair = torch.nonzero(valid.view(-1)).squeeze(1)  # texel-major (k * V + view)
+    k, vi = pair // n_views, pair % n_views
+    p_cam, n_cam = _take(p_all, pair), _take(n_all, pair)
+    nrm_cam = (_take(v.rotation, vi) @ _take(t.normal[start:stop], k)[:, :, None])[..., 0]
+    cos = (-(nrm_cam * p_cam).sum(1) / p_cam.norm(dim=1)).clamp(1e-3, 1.0)
+    plane = (n_cam * p_cam).sum(1)[:, None]
+    fx, fy, cx, cy, w = (_take(a, vi)[:, None] for a in (v.fx, v.fy, v.cx, v.cy, v.width))
+    gx, gy = _take(px.view(-1), pair)[:, None] - 0.5, _take(py.view(-1), pair)[:, None] - 0.5
+    x0, y0 = gx.floor(), gy.floor()  # x0 in [-1, W - 1], y0 in [-1, H - 1]
+    ax, ay = gx - x0, gy - y0
+    # The four bilinear neighbours as one (M, 4) batch: (dx, dy) = (0, 0), (1, 0), (0, 1), (1, 1).
+    dx = torch.tensor([0.0, 1.0, 0.0, 1.0], device=pos.device)
+    dy = torch.tensor([0.0, 0.0, 1.0, 1.0], device=pos.device)
+    xi, yi = x0 + dx, y0 + dy
+    bw = torch.where(dx > 0, ax, 1 - ax) * torch.where(dy > 0, ay, 1 - ay)
+    tab = (_take(v.padded_offset, vi)[:, None] + ((yi + 1) * (w + 2) + xi + 1).long()).view(-1)
+    ok = _take(v.chart, tab).view(-1, 4) == _take(t.chart[start:stop], k)[:, None]
+    # Depth where this pixel's ray (unit depth: z = -1) meets the texel's tangent plane.
+    denom = n_cam[:, :1] * (xi + 0.5 - cx) / fx - n_cam[:, 1:2] * (yi + 0.5 - cy) / fy - n_cam[:, 2:]
+    predicted = plane / denom
+    ok &= (_take(v.depth, tab).view(-1, 4) - predicted).abs() <= DEPTH_TOLERANCE * predicted
+    if v.weight is not None:
+        bw = bw * _take(v.weight, tab).view(-1, 4)
+    entry = torch.nonzero((ok & (bw > 0)).view(-1)).squeeze(1)
+    m = entry // 4
+    pix = (
+        _take(v.offset, _take(vi, m))
+        + (_take(yi.view(-1), entry) * _take(w.view(-1), m) + _take(xi.view(-1), entry)).long()
+    )
+    return start + _take(k, m), pix, _take(bw.view(-1), entry), _take(cos, m), _take(vi, m)
 
 
 def bake(
@@ -211,12 +334,16 @@ def bake(
     padding: int = 4,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
+    maps: Optional[Sequence[ViewMaps]] = None,
+    device: str | torch.device | None = None,
 ) -> BakeResult:
-    """Bake (camera, image) or (camera, image, mask) views into a (texture_size²) texture; see the module doc."""
+    """Bake (camera, image) or (camera, image, mask) views into a (texture_size²) texture; see the module doc.
+
+    maps and device: as in bake_operator."""
     for k, view in enumerate(views):
         if not isinstance(view, (tuple, list)) or len(view) not in (2, 3) or not isinstance(view[0], Camera):
             raise InvalidParameterError(f"View {k} must be a (Camera, image) or (Camera, image, mask) tuple.")
     cameras = [v[0] for v in views]
     masks = [v[2] if len(v) == 3 else None for v in views]
-    op = bake_operator(mesh, cameras, texture_size, masks, power, mode, progress, cancel)
+    op = bake_operator(mesh, cameras, texture_size, masks, power, mode, progress, cancel, maps, device)
     return op.apply([v[1] for v in views], padding=padding)

@@ -17,11 +17,16 @@ def dilate(
     out = texture.copy()
     if not known.any():
         return out
-    dist, (ri, ci) = ndimage.distance_transform_edt(~known, return_indices=True)
-    fill = ~known
+    # Only the nearest-texel indices come from the transform: its full distance image costs more than the
+    # distances of the filled texels alone.
+    ri, ci = ndimage.distance_transform_edt(~known, return_distances=False, return_indices=True)
+    w = known.shape[1]
+    fill = np.flatnonzero(~known if where is None else ~known & where)
+    sr, sc = np.take(ri, fill), np.take(ci, fill)
     if radius is not None:
-        fill &= dist <= radius
-    if where is not None:
-        fill &= where
-    out[fill] = texture[ri[fill], ci[fill]]
+        r, c = np.divmod(fill, w)
+        near = (sr - r) ** 2 + (sc - c) ** 2 <= radius**2
+        fill, sr, sc = fill[near], sr[near], sc[near]
+    flat = texture.reshape(known.size, -1)
+    out.reshape(known.size, -1)[fill] = np.take(flat, sr * w + sc, axis=0)
     return out

@@ -41,20 +41,30 @@ def uv_to_pixel(uv: np.ndarray, size: int) -> np.ndarray:
     return np.stack([uv[..., 0] * size, (1.0 - uv[..., 1]) * size], axis=-1)
 
 
-def sample_bilinear(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    """Bilinear lookup of an (H, W, C) image at continuous pixel coordinates (N, 2) = (x, y), where pixel centres
-    are at integer + 0.5; coordinates are clamped to the image (edge texels extend outwards)."""
-    h, w = image.shape[:2]
+def bilinear_taps(xy: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """The four pixels (flat indices (N, 4)) and weights (N, 4) of bilinear lookups in an (h, w) image at
+    continuous coordinates (N, 2) = (x, y), pixel centres at integer + 0.5, clamped to the image."""
     x = np.clip(xy[:, 0] - 0.5, 0, w - 1)
     y = np.clip(xy[:, 1] - 0.5, 0, h - 1)
     x0 = np.minimum(x.astype(np.int64), w - 2 if w > 1 else 0)
     y0 = np.minimum(y.astype(np.int64), h - 2 if h > 1 else 0)
-    fx = (x - x0)[:, None].astype(np.float32)
-    fy = (y - y0)[:, None].astype(np.float32)
+    fx, fy = (x - x0).astype(np.float32), (y - y0).astype(np.float32)
     x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    top = image[y0, x0] * (1 - fx) + image[y0, x1] * fx
-    bottom = image[y1, x0] * (1 - fx) + image[y1, x1] * fx
-    return top * (1 - fy) + bottom * fy
+    index = np.stack([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1], axis=1)
+    weight = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], axis=1)
+    return index, weight
+
+
+def sample_bilinear(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Bilinear lookup of an (H, W, C) image at continuous pixel coordinates (N, 2) = (x, y), where pixel centres
+    are at integer + 0.5; coordinates are clamped to the image (edge texels extend outwards)."""
+    h, w = image.shape[:2]
+    index, weight = bilinear_taps(xy, h, w)
+    flat = image.reshape(h * w, -1)
+    out = flat[index[:, 0]] * weight[:, :1]
+    for k in range(1, 4):
+        out += flat[index[:, k]] * weight[:, k : k + 1]
+    return out.reshape(len(xy), *image.shape[2:])
 
 
 def sample_texture(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:

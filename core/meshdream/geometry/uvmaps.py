@@ -6,20 +6,17 @@ centre finds the triangle and barycentrics that cover it (Embree is far faster t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import trimesh
+from scipy import ndimage
 
 from ..errors import InvalidMeshError
-from .meshdata import MeshData, mesh_data
+from .meshdata import MeshData, interpolate, mesh_data
 from .raycast import RayCaster
 from .texture import check_texture_size
-
-
-def _texel_centres_uv(size: int) -> np.ndarray:
-    j, i = np.meshgrid(np.arange(size), np.arange(size))
-    return np.stack([(j.ravel() + 0.5) / size, 1.0 - (i.ravel() + 0.5) / size], axis=-1)
 
 
 def rasterize_uv(uv: np.ndarray, faces: np.ndarray, size: int, caster: RayCaster | None = None):
@@ -27,14 +24,22 @@ def rasterize_uv(uv: np.ndarray, faces: np.ndarray, size: int, caster: RayCaster
     if caster is None:
         flat = np.concatenate([uv, np.zeros((len(uv), 1))], axis=1)[faces]
         caster = RayCaster(flat)
-    origins = np.concatenate([_texel_centres_uv(size), np.ones((size * size, 1))], axis=1)
-    hits = caster.cast(origins, np.broadcast_to(np.array([0.0, 0.0, -1.0]), origins.shape))
+    # Rays from z = 1 straight down through each texel centre, row-major with v = 1 in the top row.
+    centres = (np.arange(size, dtype=np.float32) + 0.5) / size
+    origins = np.empty((size, size, 3), np.float32)
+    origins[..., 0] = centres
+    origins[..., 1] = 1.0 - centres[:, None]
+    origins[..., 2] = 1.0
+    hits = caster.cast(origins.reshape(-1, 3), np.array([0.0, 0.0, -1.0]))
     return hits.face.reshape(size, size), hits.bary.reshape(size, size, 3)
 
 
 @dataclass
 class UVMaps:
-    """Per-texel data at one texture size. Texels no triangle covers: face/chart -1, position/normal NaN."""
+    """Per-texel data at one texture size. Texels no triangle covers: face/chart -1, position/normal NaN.
+
+    `derived` holds what other modules compute once per mesh and size (e.g. inpainting's seam-band system).
+    """
 
     size: int
     face: np.ndarray  # (S, S) int32
@@ -43,11 +48,28 @@ class UVMaps:
     normal: np.ndarray  # (S, S, 3) float32, smooth normal
     chart: np.ndarray  # (S, S) int32
     seams: np.ndarray  # (K, 2) int64 flat texel indices on the two sides of UV seams (same surface point)
+    derived: dict = field(default_factory=dict, repr=False)
 
     @property
     def coverage(self) -> np.ndarray:
         """(S, S) bool: texels whose centre lies on the mesh's UV layout."""
         return self.face >= 0
+
+    @cached_property
+    def gutter(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(flat index, nearest covered texel's flat index, distance to it) of every uncovered texel, so edge
+        padding any texture of this size is a gather instead of a distance transform. Empty without coverage."""
+        covered = self.coverage
+        if not covered.any():
+            return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32)
+        texels = np.flatnonzero(~covered)
+        ri, ci = ndimage.distance_transform_edt(~covered, return_distances=False, return_indices=True)
+        dr, dc = np.take(ri, texels), np.take(ci, texels)
+        source = (dr * self.size + dc).astype(np.int32)
+        r, c = np.divmod(texels, self.size)
+        dist = np.sqrt(((dr - r) ** 2 + (dc - c) ** 2).astype(np.float32))
+        texels = texels.astype(np.int32)
+        return texels, source, dist
 
 
 def uv_maps(mesh: trimesh.Trimesh, size: int) -> UVMaps:
@@ -63,17 +85,24 @@ def uv_maps(mesh: trimesh.Trimesh, size: int) -> UVMaps:
 
 def _build(md: MeshData, size: int) -> UVMaps:
     face, bary = rasterize_uv(md.uv, md.faces, size)
-    covered = face >= 0
-    f, b = face[covered], bary[covered]
-    position = np.full((size, size, 3), np.nan, np.float32)
-    normal = np.full((size, size, 3), np.nan, np.float32)
-    chart = np.full((size, size), -1, np.int32)
-    corners = md.faces[f]
-    position[covered] = np.einsum("nk,nkc->nc", b, md.vertices[corners])
-    n = np.einsum("nk,nkc->nc", b, md.vertex_normals[corners])
-    normal[covered] = n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)
-    chart[covered] = md.face_chart[f]
-    return UVMaps(size, face, bary, position, normal, chart, _seam_pairs(md, face, size))
+    idx = np.flatnonzero(face >= 0)
+    f, b = face.ravel()[idx], np.take(bary.reshape(-1, 3), idx, axis=0)
+    position = np.full((size * size, 3), np.nan, np.float32)
+    normal = np.full((size * size, 3), np.nan, np.float32)
+    chart = np.full(size * size, -1, np.int32)
+    position[idx] = interpolate(md.corner_positions, f, b)
+    n = interpolate(md.corner_normals, f, b)
+    normal[idx] = n / np.maximum(np.sqrt(np.einsum("nc,nc->n", n, n)), 1e-12)[:, None]
+    chart[idx] = md.face_chart[f]
+    return UVMaps(
+        size,
+        face,
+        bary,
+        position.reshape(size, size, 3),
+        normal.reshape(size, size, 3),
+        chart.reshape(size, size),
+        _seam_pairs(md, face, size),
+    )
 
 
 def _seam_pairs(md: MeshData, face_map: np.ndarray, size: int) -> np.ndarray:

@@ -3,13 +3,15 @@
 Training noises standardized shape codes on a diffusers DDPM schedule (1000 steps, v-prediction); sampling runs
 DPM-Solver++ (2nd order) on the same schedule in 20-50 steps, with classifier-free guidance, and the decoder
 turns the final codes into points. Every shape's starting noise comes from its own seed, so a shape depends on
-its seed alone, not on what else shares the batch.
+its seed alone, not on what else shares the batch. Sampling runs wholly on the model's device (`ShapeModel.to`);
+the seeded draws are made on the CPU and moved, so a seed gives the same cloud on every device.
 """
 
 from __future__ import annotations
 
+import copy
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Sequence
@@ -43,6 +45,26 @@ class ShapeModelNotFoundError(MeshDreamError, FileNotFoundError):
 class ShapeModel:
     nets: ShapeNets
     card: dict  # the model card (shape_model.json): categories, tags, defaults, training record, metrics
+    copies: dict = field(default_factory=dict, repr=False)  # device -> this model there (see `to`)
+
+    @property
+    def device(self) -> torch.device:
+        return self.nets.code_mean.device
+
+    def to(self, device: str | torch.device) -> "ShapeModel":
+        """This model on `device`: copied on first use and kept with this one, so a cached model serves every
+        device and unloading it (load_shape_model.cache_clear) frees the copies too."""
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        if device not in self.copies:
+            self.copies[device] = ShapeModel(copy.deepcopy(self.nets).to(device), self.card)
+        return self.copies[device]
+
+    def put(self, x, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+        """An array or tensor on the model's device (in `dtype` if given): the one way data reaches the nets."""
+        t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+        return t.to(self.device, dtype)
 
     @property
     def categories(self) -> list[str]:
@@ -67,8 +89,9 @@ def ddpm_scheduler():
     return diffusers.DDPMScheduler(**SCHEDULE)
 
 
-def solver(steps: int):
-    """DPM-Solver++ (2M) on the training schedule; it is fed noise predictions (see `to_epsilon`)."""
+def solver(steps: int, device: Optional[torch.device] = None):
+    """DPM-Solver++ (2M) on the training schedule, timesteps on `device`; it is fed noise predictions (see
+    `to_epsilon`)."""
     import diffusers
 
     s = diffusers.DPMSolverMultistepScheduler.from_config(
@@ -78,7 +101,7 @@ def solver(steps: int):
         solver_order=2,
         final_sigmas_type="zero",
     )
-    s.set_timesteps(steps)
+    s.set_timesteps(steps, device=device)
     return s
 
 
@@ -95,7 +118,8 @@ def save_shape_model(nets: ShapeNets, card: dict, path: Path) -> None:
 
 @lru_cache(maxsize=4)
 def load_shape_model(path: Optional[str] = None) -> ShapeModel:
-    """The denoiser and its card from `path` (default: the shipped weights), cached per path, CPU, eval mode."""
+    """The denoiser and its card from `path` (default: the shipped weights), cached per path, CPU, eval mode;
+    `.to(device)` gives (and keeps) its copy on another device."""
     from safetensors.torch import load_file
 
     path = Path(path) if path else WEIGHTS
@@ -128,21 +152,22 @@ def initial_noise(seeds: Sequence[int], size: int) -> torch.Tensor:
 def resize_cloud(points: torch.Tensor, n: int, seeds: Sequence[int]) -> torch.Tensor:
     """(B, K, 3) decoder clouds -> (B, n, 3): a seeded random subset when n <= K; otherwise every point is kept
     and the extra ones are midpoints between a point and one of its 6 nearest neighbours (which lie on the same
-    patch of surface, so the cloud gets denser without leaving it)."""
-    k, out = points.shape[1], []
-    for cloud, seed in zip(points, seeds):
-        g = torch.Generator().manual_seed(int(seed) + 1)
-        if n <= k:
-            out.append(cloud[torch.randperm(k, generator=g)[:n]])
-            continue
-        near = torch.cdist(cloud, cloud).topk(7, largest=False).indices[:, 1:]  # (K, 6), self excluded
-        i = torch.randint(0, k, (n - k,), generator=g)
-        j = near[i, torch.randint(0, 6, (n - k,), generator=g)]
-        out.append(torch.cat([cloud, 0.5 * (cloud[i] + cloud[j])]))
-    return torch.stack(out)
+    patch of surface, so the cloud gets denser without leaving it). The seeded draws are made on the CPU (the
+    same on every device), the gathers on the clouds' device."""
+    k = points.shape[1]
+    gens = [torch.Generator().manual_seed(int(s) + 1) for s in seeds]
+    if n <= k:
+        keep = torch.stack([torch.randperm(k, generator=g)[:n] for g in gens]).to(points.device)
+        return points.gather(1, keep[..., None].expand(-1, -1, 3))
+    draws = [(torch.randint(0, k, (n - k,), generator=g), torch.randint(0, 6, (n - k,), generator=g)) for g in gens]
+    i, c = (torch.stack(d).to(points.device) for d in zip(*draws))  # (B, n - K): a point, which neighbour
+    near = torch.cdist(points, points).topk(7, largest=False).indices[..., 1:]  # (B, K, 6), self excluded
+    j = near.gather(1, i[..., None].expand(-1, -1, 6)).gather(2, c[..., None])[..., 0]
+    ends = points.gather(1, torch.cat([i, j], dim=1)[..., None].expand(-1, -1, 3))
+    return torch.cat([points, 0.5 * (ends[:, : n - k] + ends[:, n - k :])], dim=1)
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def sample_points(
     model: ShapeModel,
     labels: Sequence[int],
@@ -155,22 +180,23 @@ def sample_points(
     cancel: Optional[CancelToken] = None,
 ) -> np.ndarray:
     """Clouds for a batch of conditions: labels (B,) category indices, tags (B, n_tags) 0/1 -> (B, N, 3) float32
-    with radius ~1 (not re-normalized). guidance 1 is plain conditional sampling; 0 ignores the condition."""
+    with radius ~1 (not re-normalized), computed on the model's device. guidance 1 is plain conditional sampling;
+    0 ignores the condition."""
     if steps < 2 or steps > 1000:
         raise InvalidParameterError(f"steps={steps} is out of range; use 20-50 (2-1000 allowed).")
     if not np.isfinite(guidance) or guidance < 0:
         raise InvalidParameterError(f"guidance={guidance} must be a number >= 0 (1.0-3.0 is typical).")
     report = Reporter(progress, cancel)
     nets, b = model.nets, len(labels)
-    lab = torch.as_tensor(np.asarray(labels), dtype=torch.long)
-    tag = torch.as_tensor(np.asarray(tags, dtype=np.float32).reshape(b, -1))
+    lab = model.put(labels, torch.long)
+    tag = model.put(np.asarray(tags, dtype=np.float32).reshape(b, -1))
     guided = guidance != 1.0
     if guided:  # one batch: conditional rows, then unconditional rows
         lab = torch.cat([lab, torch.full_like(lab, nets.config.n_categories)])
         tag = torch.cat([tag, torch.zeros_like(tag)])
-    sched = solver(steps)
-    alphas = sched.alphas_cumprod
-    z = initial_noise(seeds, nets.config.code) * sched.init_noise_sigma
+    sched = solver(steps, model.device)
+    alphas = model.put(sched.alphas_cumprod)
+    z = model.put(initial_noise(seeds, nets.config.code)) * sched.init_noise_sigma
     report("denoise", 0, steps)
     for i, t in enumerate(sched.timesteps):
         v = nets.denoiser(torch.cat([z, z]) if guided else z, t.expand(len(lab)), lab, tag)
@@ -180,4 +206,4 @@ def sample_points(
         z = sched.step(to_epsilon(z, v, alphas[t]), t, z).prev_sample
         report("denoise", i + 1, steps)
     points = resize_cloud(nets.decoder(z * nets.code_std + nets.code_mean), int(n_points), seeds)  # milliseconds
-    return points.numpy().astype(np.float32)
+    return points.float().cpu().numpy()

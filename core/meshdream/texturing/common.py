@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
+import torch
 import trimesh
 
-from ..geometry import BakeResult, bake
+from ..geometry import BakeOperator, BakeResult, bake_operator
 from ..progress import CancelToken, ProgressCallback
-from .inpaint import inpaint_uv
-from .views import LIGHTING_NEGATIVE
+from .inpaint import inpaint_uv, prepare_uv_inpainting
+from .views import LIGHTING_NEGATIVE, ViewSet
 
 
 @dataclass
@@ -31,9 +33,24 @@ class Settings:
     cancel: Optional[CancelToken] = None
 
 
+# What each timed stage of texturing is, so timings add up to "setup", "geometry" and "model" totals.
+STAGE_KINDS = {
+    "load_mesh": "setup",  # reading, cleaning and normalizing the mesh (skipped for a mesh from load_mesh)
+    "load_model": "setup",  # loading the built-in model when no generator is given
+    "views": "geometry",  # cameras and the depth / normal / mask renders of every view
+    "sync": "geometry",  # building the shared latent texture and the per-step bake / render-back
+    "paint": "geometry",  # sequential: keep / refine / generate masks and the per-view bakes
+    "denoise": "model",  # the diffusion sampling loop, encode / decode included
+    "bake": "geometry",  # baking the generated RGB views into the texture
+    "inpaint": "geometry",  # harmonic UV fill and seam matching
+    "inpaint_model": "model",  # UV fill by an inpainting generator
+    "refine": "geometry",  # refine pass: re-rendering views, tiling and baking
+}
+
+
 class Timer:
-    """Accumulates wall time per stage ("model" vs "geometry") so benchmarks can split the cost. Stages nest: time
-    in an inner stage (geometry inside a denoising step) is not also counted for the outer one."""
+    """Accumulates wall time per stage (see STAGE_KINDS). Stages nest: time in an inner stage (the per-step bake
+    inside denoising) is not also counted for the outer one."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
@@ -44,6 +61,8 @@ class Timer:
 
     @contextmanager
     def __call__(self, stage: str):
+        if stage not in STAGE_KINDS:
+            raise ValueError(f"unknown timing stage {stage!r}")
         now = time.perf_counter()
         if self._open:
             self._credit(self._open[-1], now)
@@ -56,17 +75,62 @@ class Timer:
             if self._open:
                 self._open[-1][1] = now
 
+    def timings(self, total: float) -> dict[str, float]:
+        """Seconds per stage, per kind ("setup", "geometry", "model") and "total" (the whole call)."""
+        out = {k: round(v, 4) for k, v in self.seconds.items()}
+        for kind in ("setup", "geometry", "model"):
+            out[kind] = round(sum(v for k, v in self.seconds.items() if STAGE_KINDS[k] == kind), 4)
+        out["total"] = round(total, 4)
+        return out
+
+
+_BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meshdream-geometry")
+
+
+def prepare_final_bake(
+    mesh: trimesh.Trimesh, views: ViewSet, s: Settings, generator, fill: bool = True
+) -> BakeOperator | Future:
+    """The final bake's operator and UV inpainting's caches depend on the mesh and the cameras only. With the model
+    on a GPU they are built on a worker thread (and a CUDA stream of its own) while the model denoises, so the CPU
+    geometry and the GPU work at once; on the CPU, where both would share the cores, they are built right away."""
+
+    def build() -> BakeOperator:
+        stream = torch.cuda.Stream(generator.device) if generator.device.type == "cuda" else None
+        with torch.cuda.stream(stream) if stream is not None else nullcontext():
+            op = bake_operator(
+                mesh, views.cameras, s.texture_size, power=s.bake_power, maps=views.maps, device=generator.device
+            )
+            if fill:
+                prepare_uv_inpainting(mesh, s.texture_size)
+            if stream is not None:
+                stream.synchronize()
+        return op
+
+    return _BACKGROUND.submit(build) if generator.device.type == "cuda" else build()
+
 
 def final_bake(
-    mesh: trimesh.Trimesh, views, s: Settings, timer: Timer, fill: bool = True
+    mesh: trimesh.Trimesh,
+    generated: list,
+    views: ViewSet,
+    s: Settings,
+    timer: Timer,
+    generator,
+    fill: bool = True,
+    op: BakeOperator | Future | None = None,
 ) -> tuple[np.ndarray, BakeResult]:
-    """Bake the generated RGB views, then fill unseen texels and seams in UV space (with `s.inpaint_generator`
-    when one is given, else harmonically)."""
-    with timer("geometry"):
-        result = bake(mesh, views, s.texture_size, power=s.bake_power, padding=0, cancel=s.cancel)
+    """Bake the generated RGB views (camera, image) of `views` with `op` (from prepare_final_bake, or any operator
+    for these cameras and size; None builds it now), then fill unseen texels and seams in UV space (with
+    `s.inpaint_generator` when one is given, else harmonically)."""
+    with timer("bake"):
+        if op is None:
+            op = prepare_final_bake(mesh, views, s, generator, fill)
+        if isinstance(op, Future):
+            op = op.result()
+        result = op.reweighted(s.bake_power).apply([img for _, img in generated], padding=0)
     if not fill:
         return result.texture, result
-    with timer("model" if s.inpaint_generator is not None else "geometry"):
+    with timer("inpaint_model" if s.inpaint_generator is not None else "inpaint"):
         texture = inpaint_uv(
             mesh,
             result.texture,

@@ -46,7 +46,7 @@ def refine(
     tile = generator.native_resolution
     overlap = max(tile // 8, 8)
     size = s.texture_size * scale
-    with timer("geometry"):
+    with timer("refine"):
         cams = [c.resized(scale) for c, _ in result.views]
         maps = [render(mesh, c) for c in cams]
         inits = [render_texture(mesh, result.texture, c, background=1.0, maps=m) for c, m in zip(cams, maps)]
@@ -68,9 +68,9 @@ def refine(
         guidance=s.guidance,
         seed=s.seed,
     )
-    with timer("model"):
+    with timer("denoise"):
         tiles = to_images(sample(generator, request, progress=s.progress, cancel=s.cancel))
-    with timer("geometry"):
+    with timer("refine"):
         acc = [np.zeros_like(i) for i in inits]
         weight = [np.zeros(i.shape[:2], np.float32) for i in inits]
         for (v, y, x), img in zip(where, tiles):

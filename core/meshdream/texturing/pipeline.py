@@ -66,24 +66,26 @@ def texture_mesh(
     check_texture_size(texture_size)
     if refine_scale not in (1, 2, 4) or texture_size // refine_scale < 16:
         raise InvalidParameterError(f"refine_scale {refine_scale} must be 1, 2 or 4 (and leave a texture of >= 16).")
+    timer = Timer()
     if generator is None:
         from ..generators import load_generator
 
-        generator = load_generator("builtin")
+        with timer("load_model"):
+            generator = load_generator("builtin")
     if view_resolution % generator.latent_factor:
         raise InvalidParameterError(
             f"View resolution {view_resolution} must be a multiple of {generator.latent_factor} for {generator.name}."
         )
     if not (isinstance(mesh, trimesh.Trimesh) and "meshdream" in mesh.metadata):
-        mesh = load_mesh(mesh)
-    timer = Timer()
-    with timer("geometry"):
+        with timer("load_mesh"):
+            mesh = load_mesh(mesh)
+    with timer("views"):
         if cameras is None:
             cameras = orbit_cameras(1 if strategy == "project" else n_views, resolution=view_resolution, mesh=mesh)
         cameras = list(cameras)
         if strategy == "project" and len(cameras) != 1:
             raise InvalidParameterError(f"The project strategy takes exactly one camera, got {len(cameras)}.")
-        views = prepare_views(mesh, cameras, prompt.strip(), directions)
+        views = prepare_views(mesh, cameras, prompt.strip(), directions, normals=generator.uses_normals)
     settings = Settings(
         prompt=prompt.strip(),
         texture_size=texture_size // refine_scale,
@@ -106,5 +108,5 @@ def texture_mesh(
         result = texture_project(mesh, views, generator, settings, timer, init_image, strength)
     if refine_scale > 1:
         result = refine(mesh, result, generator, settings, timer, scale=refine_scale, strength=refine_strength)
-    result.timings = {**{k: round(v, 4) for k, v in timer.seconds.items()}, "total": round(time.perf_counter() - t0, 4)}
+    result.timings = timer.timings(time.perf_counter() - t0)
     return result

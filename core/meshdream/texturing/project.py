@@ -11,7 +11,7 @@ import trimesh
 from ..errors import InvalidParameterError
 from ..generators import GenerationRequest, sample
 from ..geometry.texture import as_float_image
-from .common import Settings, Timer, final_bake
+from .common import Settings, Timer, final_bake, prepare_final_bake
 from .result import TextureResult
 from .views import ViewSet, to_images
 
@@ -40,7 +40,7 @@ def texture_project(
         prompts=views.prompts[:1],
         negative_prompt=s.negative_prompt,
         depth=views.depth[:1],
-        normal=views.normal[:1],
+        normal=None if views.normal is None else views.normal[:1],
         init_images=init,
         strength=strength if init is not None else 1.0,
         steps=s.steps,
@@ -48,7 +48,9 @@ def texture_project(
         seed=s.seed,
         reference_image=s.reference_image,
     )
-    with timer("model"):
+    with timer("bake"):
+        final = prepare_final_bake(mesh, views, s, generator, fill=False)
+    with timer("denoise"):
         image = to_images(sample(generator, request, progress=s.progress, cancel=s.cancel))[0]
-    texture, result = final_bake(mesh, [(cam, image, maps.mask)], s, timer, fill=False)
+    texture, result = final_bake(mesh, [(cam, image)], views, s, timer, generator, fill=False, op=final)
     return TextureResult(texture, result.weight, [(cam, image)], strategy="project")

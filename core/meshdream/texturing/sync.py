@@ -6,6 +6,9 @@ the nearest seen ones, and the texture is rendered back into every view, replaci
 prediction. The bake's view-angle exponent ramps up over the steps: early steps average broadly, later ones trust
 the most frontal view. After the synchronized phase the views finish on their own and the final RGB images are
 baked at full resolution.
+
+Everything a step needs is built once, before the loop, on the generator's device (`SharedTexture`), so a step
+is a sparse product and two gathers there: no host round trip, no re-projection.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 import trimesh
+from scipy import ndimage
 
 from ..generators import GenerationRequest, sample
-from ..geometry import bake_operator, dilate, render, sample_texture
-from .common import Settings, Timer, final_bake
+from ..geometry import Camera, ViewMaps, bake_operator, render
+from ..geometry.texture import bilinear_taps, uv_to_pixel
+from .common import Settings, Timer, final_bake, prepare_final_bake
 from .result import TextureResult
 from .views import ViewSet, to_images
 
@@ -25,6 +30,43 @@ def latent_texture_size(view_latent: int) -> int:
     """Power of two with about two latent texels per latent view pixel across the layout (view pixels smaller
     than texels keep the shared texture fully observed)."""
     return int(2 ** np.ceil(np.log2(max(view_latent, 8) * 1.5)))
+
+
+class SharedTexture:
+    """One synchronization step for fixed views: bake (B, C, h, w) predictions into a (size²) UV texture, fill
+    texels no view sees from the nearest seen one, and render the texture back into the views' object pixels."""
+
+    def __init__(self, mesh: trimesh.Trimesh, cameras: list[Camera], maps: list[ViewMaps], size: int, generator):
+        self.op = bake_operator(mesh, cameras, size, power=0.0, maps=maps, device=generator.device)
+        self._powers: dict[float, object] = {}
+        seen = np.zeros(size * size, bool)
+        seen[self.op.texels[self.op.weight > 0]] = True
+        # Rows of the baked texel list that each texel of the full grid copies (itself if seen, else the nearest
+        # seen texel: a Voronoi fill), so the render-back never samples a hole.
+        _, (ri, ci) = ndimage.distance_transform_edt(~seen.reshape(size, size), return_indices=True)
+        row_of = np.zeros(size * size, np.int64)
+        row_of[self.op.texels] = np.arange(len(self.op.texels))
+        source = row_of[(ri * size + ci).ravel()]
+        offsets = np.cumsum([0] + [m.mask.size for m in maps[:-1]])
+        pixels = np.concatenate([np.flatnonzero(m.mask.ravel()) + o for m, o in zip(maps, offsets)])
+        taps, weight = bilinear_taps(uv_to_pixel(np.concatenate([m.uv[m.mask] for m in maps]), size), size, size)
+        self.active = bool(seen.any())
+        self.pixels = generator.put(pixels)  # (P,) object pixels of all views, stacked view after view
+        self.source = generator.put(source[taps])  # (P, 4) baked texel rows of each pixel's bilinear taps
+        self.weight = generator.put(weight, torch.float32)  # (P, 4)
+
+    def __call__(self, x0: torch.Tensor, power: float) -> torch.Tensor:
+        if not self.active:
+            return x0
+        b, c, h, w = x0.shape
+        if power not in self._powers:
+            self._powers[power] = self.op.reweighted(power)
+        flat = x0.permute(0, 2, 3, 1).reshape(-1, c)
+        texels = self._powers[power].gather(flat)  # (N, C)
+        values = (texels[self.source] * self.weight[..., None]).sum(1)
+        out = flat.clone()
+        out[self.pixels] = values
+        return out.view(b, h, w, c).permute(0, 3, 1, 2)
 
 
 def texture_sync(
@@ -37,29 +79,18 @@ def texture_sync(
     max_power: float = 6.0,
 ) -> TextureResult:
     f = generator.latent_factor
-    with timer("geometry"):
+    with timer("sync"):
         cams = [c.scaled(f) for c in views.cameras]
         lmaps = [render(mesh, c, require_visible=False) for c in cams]
-        size = latent_texture_size(cams[0].width)
+        shared = SharedTexture(mesh, cams, lmaps, latent_texture_size(cams[0].width), generator)
         powers = (0.0, max_power / 3, 2 * max_power / 3, max_power)
-        operators = {}
     sync_steps = int(round(sync_fraction * s.steps))
 
     def hook(i: int, total: int, x0: torch.Tensor) -> torch.Tensor:
         if i >= min(sync_steps, total - 1):
             return x0
-        with timer("geometry"):
-            p = powers[min(int(len(powers) * i / max(sync_steps, 1)), len(powers) - 1)]
-            if p not in operators:
-                operators[p] = bake_operator(mesh, cams, size, power=p)
-            baked = operators[p].apply(to_images(x0), padding=0)
-            shared = dilate(baked.texture, baked.seen)
-            out = x0.clone()
-            for b, m in enumerate(lmaps):
-                mask = torch.from_numpy(m.mask)
-                values = sample_texture(shared, m.uv[m.mask])  # (N, C)
-                out[b][:, mask] = torch.from_numpy(values.T.copy()).to(out.dtype)
-        return out
+        with timer("sync"):
+            return shared(x0, powers[min(int(len(powers) * i / max(sync_steps, 1)), len(powers) - 1)])
 
     request = GenerationRequest(
         prompts=views.prompts,
@@ -71,9 +102,10 @@ def texture_sync(
         seed=s.seed,
         reference_image=s.reference_image,
     )
-    with timer("model"):
+    with timer("bake"):
+        final = prepare_final_bake(mesh, views, s, generator)
+    with timer("denoise"):
         images = sample(generator, request, hook=hook, progress=s.progress, cancel=s.cancel)
-    rgb = to_images(images)
-    generated = list(zip(views.cameras, rgb))
-    texture, result = final_bake(mesh, [(c, img, m.mask) for (c, img), m in zip(generated, views.maps)], s, timer)
+    generated = list(zip(views.cameras, to_images(images)))
+    texture, result = final_bake(mesh, generated, views, s, timer, generator, op=final)
     return TextureResult(texture, result.weight, generated, strategy="sync")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -39,26 +39,21 @@ class ViewSet:
     cameras: list[Camera]
     maps: list[ViewMaps]
     prompts: list[str]
-
-    @property
-    def depth(self) -> torch.Tensor:
-        """(B, 1, H, W) per-view normalized depth: near 1, far 0.2, background 0 (the depth ControlNet convention)."""
-        return torch.from_numpy(np.stack([depth_to_image(m.depth) for m in self.maps]))[:, None]
-
-    @property
-    def normal(self) -> torch.Tensor:
-        """(B, 3, H, W) camera-space normals (x right, y up, z towards the camera), 0 on the background."""
-        return torch.from_numpy(
-            np.stack([m.normal @ c.rotation.T for c, m in zip(self.cameras, self.maps)]).astype(np.float32)
-        ).permute(0, 3, 1, 2)
-
-    @property
-    def masks(self) -> torch.Tensor:
-        return torch.from_numpy(np.stack([m.mask for m in self.maps]).astype(np.float32))[:, None]
+    depth: torch.Tensor  # (B, 1, H, W) normalized depth: near 1, far 0.2, background 0 (the ControlNet convention)
+    normal: Optional[torch.Tensor]  # (B, 3, H, W) camera-space normals, 0 on the background; None if unused
 
 
-def prepare_views(mesh: trimesh.Trimesh, cameras: Sequence[Camera], prompt: str, directions: bool = True) -> ViewSet:
-    return ViewSet(list(cameras), [render(mesh, c) for c in cameras], view_prompts(prompt, cameras, directions))
+def prepare_views(
+    mesh: trimesh.Trimesh, cameras: Sequence[Camera], prompt: str, directions: bool = True, normals: bool = True
+) -> ViewSet:
+    """Render every camera once; normals only for generators that use them (`Generator.uses_normals`)."""
+    maps = [render(mesh, c) for c in cameras]
+    depth = torch.from_numpy(np.stack([depth_to_image(m.depth) for m in maps]))[:, None]
+    normal = None
+    if normals:
+        camera_space = np.stack([m.normal @ c.rotation.T for c, m in zip(cameras, maps)]).astype(np.float32)
+        normal = torch.from_numpy(camera_space).permute(0, 3, 1, 2)
+    return ViewSet(list(cameras), maps, view_prompts(prompt, cameras, directions), depth, normal)
 
 
 def to_images(batch: torch.Tensor) -> list[np.ndarray]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ...errors import MeshDreamWarning
-from ..base import GenerationRequest, Generator, ModelNotFoundError
+from ..base import GenerationRequest, Generator, ModelNotFoundError, guided_rows
 from ..loading import pick_device
 from ..schedulers import make_scheduler
 from .model import TextureModel, geometry_channels, pad_ids
@@ -29,6 +29,7 @@ class BuiltinGenerator(Generator):
     native_resolution = 128
     default_steps = 20
     default_guidance = 3.0
+    uses_normals = True
 
     def __init__(self, model: TextureModel, scheduler, device: torch.device, guidance: float | None = None):
         self.model = model.to(device).eval()
@@ -41,6 +42,9 @@ class BuiltinGenerator(Generator):
 
     def modules(self) -> list[torch.nn.Module]:
         return [self.model.unet]
+
+    def networks(self) -> list[torch.nn.Module]:
+        return [self.model]
 
     def encode_prompt(self, request: GenerationRequest) -> torch.Tensor:
         parsed = [parse(p) for p in request.prompts]
@@ -62,7 +66,7 @@ class BuiltinGenerator(Generator):
         return images.to(self.device, torch.float32) * 2 - 1
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        return (latents.float() + 1) / 2
+        return ((latents.float() + 1) / 2).clamp(0, 1).cpu()
 
     def prepare(self, request: GenerationRequest) -> dict:
         n = len(request.prompts)
@@ -81,18 +85,16 @@ class BuiltinGenerator(Generator):
 
     @torch.no_grad()
     def predict_noise(self, latents, t, prompt, cond, index, guidance):
-        n_all = prompt.shape[0] // 2
-        rows = list(range(index.start, index.stop))
         c = cond["cond"][index]
         use_cfg = guidance != 1.0
         x = torch.cat([latents, latents]) if use_cfg else latents
-        emb = prompt[rows + [n_all + r for r in rows]] if use_cfg else prompt[[n_all + r for r in rows]]
+        emb = guided_rows(prompt, index, use_cfg)
         tt = t.expand(x.shape[0]).to(self.device)
         v = self.model(x, tt, torch.cat([c, c]) if use_cfg else c, emb)
         if use_cfg:
             uncond, text = v.chunk(2)
             v = uncond + guidance * (text - uncond)
-        a = self.scheduler.alphas_cumprod.to(self.device)[t.long()]
+        a = self.alpha_bar(t)
         return a.sqrt() * v + (1 - a).sqrt() * latents  # v -> epsilon
 
 

@@ -1,0 +1,387 @@
+#!/usr/bin/env python3
+"""`python build.py bench gpu`: every MeshDream feature once on CUDA, then the full-size timing and memory run.
+
+Part 1 runs each public feature with the tiny random pipelines (tests/tiny_models.py): the texturing strategies,
+the other model families, UV inpainting with a model, refine_scale, seamless tiles, LoRA, IP-Adapter, the built-in
+model, shape sampling and a few steps of both training scripts; each is recorded as ok or as its error.
+Part 2 times the full-size SD 1.5 + depth ControlNet architecture (random weights: speed and memory do not depend
+on them), saved to a diffusers folder and loaded with load_generator as a user would: the plain diffusers
+pipeline on the same depth images, then texture_mesh per strategy, then the peak GPU memory of the sync job per
+memory preset under the caps of the cards users have. Targets are printed next to the figures (issue 19).
+
+Prints one JSON object. Exits non-zero, with a one-line JSON error on stderr, when CUDA is absent or anything
+raised (a feature, a timing run, an out-of-memory under a preset's cap); a missed target is reported, not an error.
+`--device-double` runs part 1 without a GPU, on the CI stand-in accelerator (tests/device_double.py), so the
+script itself can be checked on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import importlib
+import json
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import meshdream
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # tests.tiny_models, tests.device_double; the training scripts
+
+SPOT = Path(meshdream.__file__).parent / "assets" / "spot.obj"
+TINY_JOB = dict(n_views=2, view_resolution=64, texture_size=64, steps=3)
+FULL_JOB = dict(n_views=8, view_resolution=512, texture_size=1024, steps=20, guidance=7.5)
+GIB = 2**30
+CAPS_GB = {"none": None, "low": 8, "minimal": 4}  # the process's GPU memory cap per preset (issue 19)
+TARGETS = {"sync_x_plain": 1.25, "geometry_pct": 10, "sequential_x_plain": 3.0, "preset_slowdown": 2.0}
+
+
+def fail(message: str, **details) -> None:
+    raise SystemExit(json.dumps({"error": message, **details}))
+
+
+def error_record(exc: BaseException) -> dict:
+    """The error and the innermost frame of our own code it came through (where to look first)."""
+    ours = [f for f in traceback.extract_tb(exc.__traceback__) if "meshdream" in f.filename or "scripts" in f.filename]
+    where = ours[-1] if ours else traceback.extract_tb(exc.__traceback__)[-1]
+    return {"error": f"{type(exc).__name__}: {exc}"[:600], "where": f"{where.filename}:{where.lineno}"}
+
+
+# --------------------------------------------------------------------------------------------- part 1: features
+SHAPE_ARGS = ("--ae-steps", "3", "--ae-batch", "4", "--steps", "3", "--batch", "16", "--per-category", "1")
+TEXTURE_ARGS = (
+    *("--steps", "3", "--batch", "2", "--textures", "2", "--views", "1", "--resolution", "32", "--crop", "16"),
+    *("--channels", "16", "32"),
+)
+
+
+def features(double: bool) -> dict:
+    """Each feature once on the device (CUDA, or the stand-in): {name: {ok, load_s, run_s} or {ok, error, where}}.
+    With the stand-in, models load on the CPU and move there (diffusers' loading itself uses the real meta device)."""
+    from meshdream.generators.builtin import load_builtin
+    from meshdream.shapes.sampler import load_shape_model, sample_points
+
+    from tests.tiny_models import build, build_ip_adapter
+
+    if double:
+        from tests.device_double import other_device
+    device = "meta" if double else "cuda"
+    tmp = Path(tempfile.mkdtemp(prefix="meshdream_bench_gpu_"))
+    sd15, sdxl, sd2_depth, sd_inpaint = (
+        build(tmp / k, k) for k in ("sd15_controlnet", "sdxl_controlnet", "sd2_depth", "sd_inpaint")
+    )
+    spot = meshdream.load_mesh(SPOT)
+    red = np.zeros((48, 48, 3), np.float32)
+    red[..., 0] = 1
+
+    def load(spec, **kw):
+        return lambda: meshdream.load_generator(spec, device="cpu" if double else device, **kw)
+
+    def texture(strategy="sync", **kw):
+        job = {**TINY_JOB, **kw}
+        return lambda gen: meshdream.texture_mesh(spot, "red brick", gen, strategy=strategy, **job).texture
+
+    def inpaint(gen):
+        holes = np.zeros((64, 64), bool)
+        holes[16:40, 16:40] = True
+        return meshdream.inpaint_uv(spot, np.full((64, 64, 3), 0.5, np.float32), holes, gen, "moss", steps=3)
+
+    def train(script: str, *argv: str) -> None:
+        with contextlib.redirect_stdout(sys.stderr):  # its progress log; stdout carries the JSON
+            importlib.import_module(script).main([*argv, "--device", device])
+
+    def train_shapes(_):
+        out = tmp / "shape_model" / "model.safetensors"
+        threads = ("--threads", str(torch.get_num_threads()))  # the script sets torch's threads: keep ours
+        train("train_shape_model", *SHAPE_ARGS, *threads, "--out", str(out))
+        model = load_shape_model(str(out)).to(device)
+        return sample_points(model, [0], np.zeros((1, len(model.tags))), 256, [0], steps=3)
+
+    def train_textures(_):
+        out = tmp / "texture_model"
+        train("train_texture_model", *TEXTURE_ARGS, "--out", str(out))
+        gen = load_builtin(device="cpu", weights=out / "texture_model.safetensors").to(device)
+        return texture(view_resolution=32)(gen)
+
+    jobs = {
+        "sync": (load(sd15), texture("sync")),
+        "sequential": (load(sd15), texture("sequential")),
+        "project_init_image": (load(sd15), texture("project", init_image=np.full((64, 64, 3), 0.5, np.float32))),
+        "sdxl_controlnet": (load(sdxl), texture()),
+        "sd2_depth": (load(sd2_depth), texture()),
+        "inpaint_uv_model": (load(sd_inpaint), inpaint),
+        "refine_scale_2": (load(sd15), texture(refine_scale=2)),
+        "seamless_texture": (load(sd15), lambda gen: meshdream.seamless_texture("marble", gen, size=64, steps=3)),
+        "lora": (lambda: load(sd15, lora=lora(sd15, tmp / "lora"))(), texture()),
+        "ip_adapter": (
+            lambda: load(sd15, ip_adapter=build_ip_adapter(tmp / "ip", sd15))(),
+            texture(reference_image=red),
+        ),
+        "builtin": (load("builtin"), texture(view_resolution=32)),
+        "generate_shape": (None, lambda _: meshdream.generate_shape("chair", n_points=512, steps=5, device=device)),
+        "train_shape_model": (None, train_shapes),
+        "train_texture_model": (None, train_textures),
+    }
+    out = {}
+    for name, (loader, run) in jobs.items():
+        t = time.perf_counter()
+        try:
+            gen = loader() if loader else None
+            t_load = time.perf_counter() - t
+            with other_device() if double else contextlib.nullcontext():
+                result = run(gen.to(device) if double and gen is not None else gen)
+            if not np.isfinite(np.asarray(result, np.float32)).all():
+                raise ValueError(f"non-finite values in the result of {name}")
+            out[name] = {"ok": True, "load_s": round(t_load, 2), "run_s": round(time.perf_counter() - t - t_load, 2)}
+        except Exception as exc:  # one feature's failure is a result; the others still run
+            out[name] = {"ok": False, **error_record(exc), "seconds": round(time.perf_counter() - t, 2)}
+    return out
+
+
+def lora(pipeline: Path, folder: Path) -> Path:
+    """A random LoRA for the tiny SD 1.5 UNet, saved as diffusers saves one."""
+    import diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    torch.manual_seed(3)
+    unet = diffusers.UNet2DConditionModel.from_pretrained(pipeline, subfolder="unet")
+    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights=False, target_modules=["to_q", "to_k", "to_v"]))
+    diffusers.StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=get_peft_model_state_dict(unet))
+    return folder
+
+
+# --------------------------------------------------------------------------------------------- part 2: full size
+def sd15_components(folder: Path) -> dict:
+    """The SD 1.5 architecture (UNet, VAE, CLIP text encoder) and a depth ControlNet from that UNet, with random
+    weights, built on the GPU (initializing 1.4 B parameters there takes a second, on a CPU minutes)."""
+    import diffusers
+    import transformers
+
+    from tests.tiny_models import scheduler, tokenizer
+
+    tok = tokenizer(folder / "tokenizer_src")
+    with torch.device("cuda"):
+        unet = diffusers.UNet2DConditionModel(cross_attention_dim=768, attention_head_dim=8, sample_size=64)
+        networks = dict(
+            unet=unet,
+            controlnet=diffusers.ControlNetModel.from_unet(unet),
+            vae=diffusers.AutoencoderKL(
+                block_out_channels=(128, 256, 512, 512),
+                layers_per_block=2,
+                latent_channels=4,
+                down_block_types=("DownEncoderBlock2D",) * 4,
+                up_block_types=("UpDecoderBlock2D",) * 4,
+                sample_size=512,
+            ),
+            text_encoder=transformers.CLIPTextModel(
+                transformers.CLIPTextConfig(
+                    vocab_size=len(tok),
+                    hidden_size=768,
+                    intermediate_size=3072,
+                    num_hidden_layers=12,
+                    num_attention_heads=12,
+                    max_position_embeddings=77,
+                    bos_token_id=len(tok) - 2,
+                    eos_token_id=len(tok) - 1,
+                )
+            ),
+        )
+    return dict(networks, tokenizer=tok, scheduler=scheduler())
+
+
+def save_fullsize(folder: Path) -> tuple[Path, Path]:
+    """A diffusers SD 1.5 folder and a ControlNet folder, in fp16 (what a user downloads)."""
+    import diffusers
+
+    parts = sd15_components(folder)
+    for name in ("unet", "controlnet", "vae", "text_encoder"):
+        parts[name] = parts[name].to("cpu", torch.float16)
+    controlnet = parts.pop("controlnet")
+    controlnet.save_pretrained(folder / "controlnet")
+    diffusers.StableDiffusionPipeline(
+        **parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+    ).save_pretrained(folder / "sd15")
+    return folder / "sd15", folder / "controlnet"
+
+
+def seconds(fn):
+    """(fn(), wall seconds); every timed call returns host arrays, so the GPU work is finished when it returns."""
+    t = time.perf_counter()
+    out = fn()
+    return out, round(time.perf_counter() - t, 3)
+
+
+def plain_pipeline(gen, mesh) -> tuple[float, float]:
+    """(cold, warm) seconds of diffusers' own StableDiffusionControlNetPipeline on the depth images and prompts
+    texture_mesh would use: the floor for synchronized texturing, which adds the 3D work to exactly this."""
+    import diffusers
+    from meshdream.texturing.views import LIGHTING_NEGATIVE, prepare_views
+
+    j = FULL_JOB
+    views = prepare_views(
+        mesh, meshdream.orbit_cameras(j["n_views"], resolution=j["view_resolution"], mesh=mesh), "red brick"
+    )
+    p = gen.parts
+    pipe = diffusers.StableDiffusionControlNetPipeline(
+        vae=p.vae,
+        text_encoder=p.text_encoder,
+        tokenizer=p.tokenizer,
+        unet=p.unet,
+        controlnet=p.controlnet,
+        scheduler=p.scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    kw = dict(
+        prompt=views.prompts,
+        negative_prompt=[LIGHTING_NEGATIVE] * len(views.prompts),
+        image=views.depth.repeat(1, 3, 1, 1).to(gen.device, gen.dtype),
+        num_inference_steps=j["steps"],
+        guidance_scale=j["guidance"],
+        output_type="np",
+    )
+    return seconds(lambda: pipe(**kw))[1], seconds(lambda: pipe(**kw))[1]
+
+
+def strategy_run(gen, strategy: str) -> dict:
+    """One texture_mesh call on a freshly loaded mesh (its UV maps and ray-cast scene are built in the call, as
+    for a user's new mesh)."""
+    mesh = meshdream.load_mesh(SPOT)
+    job = {k: v for k, v in FULL_JOB.items() if strategy != "project" or k != "n_views"}
+    result, wall = seconds(lambda: meshdream.texture_mesh(mesh, "red brick", gen, strategy=strategy, **job))
+    return {"wall_s": wall, "timings": {k: round(v, 3) for k, v in result.timings.items()}}
+
+
+def release() -> None:
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
+def preset_run(folders: tuple[Path, Path], preset: str) -> dict:
+    """Peak GPU memory (loading included) and wall time of the sync job with a fresh generator loaded under
+    `preset`, the process capped at CAPS_GB[preset] (the cap covers the weights too, as a card of that size does)."""
+    cap = CAPS_GB[preset]
+    total = torch.cuda.get_device_properties(0).total_memory
+    release()
+    torch.cuda.set_per_process_memory_fraction(1.0 if cap is None else cap * GIB / total)
+    torch.cuda.reset_peak_memory_stats()
+    try:
+        gen, load_s = seconds(lambda: meshdream.load_generator(folders[0], controlnet=folders[1], memory=preset))
+        run = strategy_run(gen, "sync")
+        return {"cap_gb": cap, "load_s": load_s, "peak_gb": round(torch.cuda.max_memory_allocated() / GIB, 2), **run}
+    except Exception as exc:  # an out-of-memory error under the cap is this preset's result
+        return {"cap_gb": cap, **error_record(exc)}
+    finally:
+        gen = None
+        release()
+        torch.cuda.set_per_process_memory_fraction(1.0)
+
+
+def fullsize(out: dict) -> None:
+    """The issue-19 timing run into `out` (filled as it goes, so a failure keeps what was measured): spot.obj,
+    8 views at 512 px, 20 steps, guidance 7.5, 1024² texture, fp16."""
+    out["setup"] = (
+        "full-size SD 1.5 + depth ControlNet, random weights, saved and loaded with load_generator; "
+        f"spot.obj, {FULL_JOB}; times warm (the first sync call is the warm-up)"
+    )
+    folders, out["build_save_s"] = seconds(lambda: save_fullsize(Path(tempfile.mkdtemp(prefix="meshdream_sd15_"))))
+    gen, out["load_s"] = seconds(lambda: meshdream.load_generator(folders[0], controlnet=folders[1], memory="none"))
+    out["dtype"] = str(gen.dtype)
+    out["plain_cold_s"], out["plain_s"] = plain_pipeline(gen, meshdream.load_mesh(SPOT))
+    out["sync_cold_s"] = strategy_run(gen, "sync")["wall_s"]
+    for strategy in ("sync", "sequential", "project"):
+        out[strategy] = strategy_run(gen, strategy)
+        out[strategy]["x_plain"] = round(out[strategy]["wall_s"] / out["plain_s"], 2)
+    geometry = out["sync"]["timings"].get("geometry", 0.0)
+    out["sync"]["geometry_pct"] = round(100 * geometry / out["sync"]["wall_s"], 1)
+    gen = None  # its weights would count against the capped runs' memory
+    out["memory"] = {}
+    for preset in CAPS_GB:
+        out["memory"][preset] = preset_run(folders, preset)
+
+
+def targets(full: dict) -> list[dict]:
+    """Each issue-19 target with the measured figure (None where its run failed) and whether it is met."""
+
+    def row(what, value, limit):
+        return {"target": what, "value": value, "met": value is not None and value <= limit}
+
+    mem = full.get("memory", {})
+    base = mem.get("none", {}).get("wall_s")
+    rows = [
+        row(f"sync <= {TARGETS['sync_x_plain']}x plain", full.get("sync", {}).get("x_plain"), TARGETS["sync_x_plain"]),
+        row(
+            f"sync geometry <= {TARGETS['geometry_pct']}% of wall",
+            full.get("sync", {}).get("geometry_pct"),
+            TARGETS["geometry_pct"],
+        ),
+        row(
+            f"sequential <= {TARGETS['sequential_x_plain']}x plain",
+            full.get("sequential", {}).get("x_plain"),
+            TARGETS["sequential_x_plain"],
+        ),
+    ]
+    for preset in ("low", "minimal"):
+        got = mem.get(preset, {})
+        rows.append(row(f'memory="{preset}" peak <= {CAPS_GB[preset]} GB', got.get("peak_gb"), CAPS_GB[preset]))
+        slow = round(got["wall_s"] / base, 2) if base and "wall_s" in got else None
+        rows.append(
+            row(
+                f'memory="{preset}" <= {TARGETS["preset_slowdown"]}x slower than "none"',
+                slow,
+                TARGETS["preset_slowdown"],
+            )
+        )
+    return rows
+
+
+def errors(result: dict) -> list[str]:
+    found = [f"features.{k}" for k, v in result.get("features", {}).items() if not v["ok"]]
+    full = result.get("fullsize", {})
+    found += ["fullsize"] * ("error" in full) + [
+        f"memory.{k}" for k, v in full.get("memory", {}).items() if "error" in v
+    ]
+    return found
+
+
+def run(double: bool = False) -> dict:
+    """Both parts on CUDA (part 1 only with the stand-in device); prints the result and exits non-zero on errors."""
+    if not double and not torch.cuda.is_available():
+        fail("CUDA is not available: `bench gpu` needs an NVIDIA GPU (use --device-double for a CPU smoke check).")
+    result = {
+        "device": "device double (CPU)" if double else torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "features": features(double),
+    }
+    if not double:
+        result["fullsize"] = {}
+        try:
+            fullsize(result["fullsize"])
+        except Exception as exc:
+            result["fullsize"].update(error_record(exc))
+        result["targets"] = targets(result["fullsize"])
+    if errors(result):
+        print(json.dumps(result, indent=2), flush=True)
+        fail(f"{len(errors(result))} part(s) failed", failed=errors(result))
+    return result
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device-double", action="store_true", help="part 1 only, on the CPU stand-in device")
+    args = p.parse_args(argv)
+    print(json.dumps(run(args.device_double), indent=2))
+
+
+if __name__ == "__main__":
+    main()
