@@ -1,0 +1,27 @@
+"""MeshDream for Blender: the 3D viewport's MeshDream sidebar tab. All texturing happens in the core (a worker
+process, in-process, or a remote server); this add-on only turns scene data into arrays and results into new
+datablocks."""
+
+bl_info = {
+    "name": "MeshDream",
+    "author": "MeshDream developers",
+    "version": (0, 1, 0),
+    "blender": (3, 4, 0),
+    "location": "3D Viewport > Sidebar > MeshDream",
+    "description": "Texture meshes and generate shapes with diffusion models",
+    "category": "Material",
+}
+
+from . import operators, panel, preferences, props  # noqa: E402
+
+MODULES = (preferences, props, operators, panel)
+
+
+def register():
+    for module in MODULES:
+        module.register()
+
+
+def unregister():
+    for module in reversed(MODULES):
+        module.unregister()

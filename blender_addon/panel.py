@@ -1,0 +1,110 @@
+"""The MeshDream tab of the 3D viewport's sidebar: job status on top, then one section per operator."""
+
+import bpy
+
+from . import operators, preferences
+
+
+class _Panel:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "MeshDream"
+
+
+class MESHDREAM_PT_main(_Panel, bpy.types.Panel):
+    bl_label = "MeshDream"
+
+    def draw(self, context):
+        layout = self.layout
+        batch = operators.ACTIVE
+        if batch is None:
+            prefs = preferences.get(context)
+            backend = prefs.backend.replace("_", " ").title() if prefs else "Worker"
+            row = layout.row()
+            row.label(text=f"Backend: {backend}")
+            row.operator("meshdream.check_installation", text="", icon="CHECKMARK")
+        else:
+            layout.label(text=batch.label, icon="SORTTIME")
+            if hasattr(layout, "progress"):  # Blender 4.0+
+                layout.progress(factor=batch.fraction, type="BAR", text=batch.stage)
+            else:
+                layout.label(text=f"{batch.stage} ({100 * batch.fraction:.0f}%)")
+            layout.operator("meshdream.cancel", icon="CANCEL")
+        if operators.PREVIEW["icon"]:
+            layout.template_icon(icon_value=operators.PREVIEW["icon"], scale=6)
+
+
+class MESHDREAM_PT_texture(_Panel, bpy.types.Panel):
+    bl_label = "Texture"
+    bl_parent_id = "MESHDREAM_PT_main"
+
+    def draw(self, context):
+        props = context.scene.meshdream
+        layout = self.layout
+        layout.use_property_split = True
+        for name in (
+            "prompt",
+            "negative_prompt",
+            "model",
+            "strategy",
+            "n_views",
+            "view_resolution",
+            "texture_size",
+            "steps",
+            "guidance",
+            "seed",
+            "reference_image",
+        ):
+            layout.prop(props, name)
+        layout.operator("meshdream.texture_selected", icon="TEXTURE")
+
+
+class MESHDREAM_PT_project(_Panel, bpy.types.Panel):
+    bl_label = "Project from View"
+    bl_parent_id = "MESHDREAM_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        props = context.scene.meshdream
+        layout = self.layout
+        layout.prop(props, "use_viewport_image")
+        row = layout.row()
+        row.active = props.use_viewport_image
+        row.prop(props, "strength")
+        layout.operator("meshdream.project_from_view", icon="VIEW_CAMERA")
+
+
+class MESHDREAM_PT_inpaint(_Panel, bpy.types.Panel):
+    bl_label = "Inpaint Seams"
+    bl_parent_id = "MESHDREAM_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        self.layout.operator("meshdream.inpaint_seams", icon="BRUSH_DATA")
+
+
+class MESHDREAM_PT_shape(_Panel, bpy.types.Panel):
+    bl_label = "Shape"
+    bl_parent_id = "MESHDREAM_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        props = context.scene.meshdream
+        layout = self.layout
+        layout.prop(props, "shape_prompt")
+        layout.prop(props, "shape_seed")
+        layout.prop(props, "texture_shape")
+        layout.operator("meshdream.generate_shape", icon="MESH_MONKEY")
+
+
+CLASSES = (MESHDREAM_PT_main, MESHDREAM_PT_texture, MESHDREAM_PT_project, MESHDREAM_PT_inpaint, MESHDREAM_PT_shape)
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister():
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,58 @@
+"""Job settings, stored per scene in `scene.meshdream` so they are saved with the .blend."""
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+
+# Filled by "Check installation" from the backend's /v1/models, so the model field can suggest what is available.
+MODEL_CHOICES = ["builtin"]
+
+
+def _models(self, context, text):
+    return [m for m in MODEL_CHOICES if text.lower() in m.lower()]
+
+
+def _model_property():
+    """A free-text model spec (a path or cached id works too) with suggestions; `search` needs Blender 3.3+."""
+    kwargs = dict(name="Model", default="builtin", description="builtin, a cached Hugging Face id, or a path")
+    try:
+        return StringProperty(search=_models, **kwargs)
+    except TypeError:
+        return StringProperty(**kwargs)
+
+
+class MeshDreamSettings(bpy.types.PropertyGroup):
+    prompt: StringProperty(name="Prompt", default="red brick", description="What the texture shows")
+    negative_prompt: StringProperty(name="Negative", default="", description="Empty: the model's default")
+    model: _model_property()
+    strategy: EnumProperty(
+        name="Strategy",
+        items=[
+            ("sync", "Synchronized", "All views denoised together through one shared texture"),
+            ("sequential", "Sequential", "View after view"),
+        ],
+        default="sync",
+    )
+    n_views: IntProperty(name="Views", default=8, min=1, max=32)
+    view_resolution: IntProperty(name="View Resolution", default=512, min=32, max=2048, step=64)
+    texture_size: IntProperty(name="Texture Size", default=1024, min=16, max=8192)
+    steps: IntProperty(name="Steps", default=0, min=0, max=200, description="0: the model's default")
+    guidance: FloatProperty(name="Guidance", default=0.0, min=0.0, max=30.0, description="0: the model's default")
+    seed: IntProperty(name="Seed", default=0, min=0)
+    reference_image: StringProperty(name="Reference", subtype="FILE_PATH", description="Optional style image")
+    use_viewport_image: BoolProperty(
+        name="Viewport as Source", default=False, description="Start from a viewport render (img2img)"
+    )
+    strength: FloatProperty(name="Strength", default=0.6, min=0.0, max=1.0, description="How much img2img changes")
+    shape_prompt: StringProperty(name="Shape", default="chair", description="A category, e.g. 'tall chair'")
+    shape_seed: IntProperty(name="Seed", default=0, min=0)
+    texture_shape: BoolProperty(name="Texture It", default=False, description="Texture the new shape with the prompt")
+
+
+def register():
+    bpy.utils.register_class(MeshDreamSettings)
+    bpy.types.Scene.meshdream = PointerProperty(type=MeshDreamSettings)
+
+
+def unregister():
+    del bpy.types.Scene.meshdream
+    bpy.utils.unregister_class(MeshDreamSettings)

@@ -1,0 +1,234 @@
+"""Scene data to the arrays the core takes, and results back into new datablocks; nothing of the user's is changed.
+
+Meshes go out in the core's convention (Y up, front +Z, like glTF), converted by Blender's own axis_conversion,
+so the core's orbit views circle the object the way an artist sees it. numpy ships with every Blender.
+"""
+
+import os
+import tempfile
+
+import bpy
+import numpy as np
+from bpy_extras.io_utils import axis_conversion
+from mathutils import Matrix
+
+TO_CORE = axis_conversion(from_forward="-Y", from_up="Z", to_forward="Z", to_up="Y").to_4x4()
+UV_NAME = "MeshDream UV"
+
+
+class SceneError(Exception):
+    """The selection cannot be used as it is; the message says why."""
+
+
+def check_mesh(obj) -> None:
+    if obj is None:
+        raise SceneError("Nothing is selected; select one or more mesh objects.")
+    if obj.type != "MESH":
+        raise SceneError(f"'{obj.name}' is a {obj.type.lower()}, not a mesh; select mesh objects.")
+    if not obj.data.polygons:
+        raise SceneError(f"'{obj.name}' has no faces; MeshDream textures surfaces.")
+
+
+def ensure_uv(obj):
+    """The name of the object's active UV map, and the name of the one added (Smart UV Project) if it had none."""
+    me = obj.data
+    if me.uv_layers.active is not None:
+        return me.uv_layers.active.name, None
+    layer = me.uv_layers.new(name=UV_NAME)
+    me.uv_layers.active = layer
+    view_layer = bpy.context.view_layer
+    active, mode = view_layer.objects.active, obj.mode
+    selected = np.empty(len(me.polygons), bool)
+    me.polygons.foreach_get("select", selected)
+    view_layer.objects.active = obj
+    try:
+        with bpy.context.temp_override(
+            active_object=obj, object=obj, selected_objects=[obj], selected_editable_objects=[obj]
+        ):
+            bpy.ops.object.mode_set(mode="EDIT")
+            bpy.ops.mesh.select_all(action="SELECT")
+            bpy.ops.uv.smart_project()
+            bpy.ops.object.mode_set(mode=mode)
+    finally:
+        view_layer.objects.active = active
+    me.polygons.foreach_set("select", selected)  # the user's face selection, as it was
+    return layer.name, layer.name
+
+
+def remove_uv(obj, name) -> None:
+    """Undo ensure_uv's addition (a cancelled or failed job leaves the scene as it was)."""
+    if name and name in obj.data.uv_layers:
+        obj.data.uv_layers.remove(obj.data.uv_layers[name])
+
+
+def mesh_arrays(obj, depsgraph, uv_name) -> dict:
+    """The evaluated mesh (modifiers applied) in world space, core axes: vertices, faces, per-corner uvs."""
+    evaluated = obj.evaluated_get(depsgraph)
+    me = evaluated.to_mesh()
+    try:
+        me.transform(TO_CORE @ obj.matrix_world)
+        me.calc_loop_triangles()
+        n = len(me.loop_triangles)
+        vertices = np.empty(len(me.vertices) * 3, np.float32)
+        me.vertices.foreach_get("co", vertices)
+        faces = np.empty(n * 3, np.int32)
+        me.loop_triangles.foreach_get("vertices", faces)
+        loops = np.empty(n * 3, np.int32)
+        me.loop_triangles.foreach_get("loops", loops)
+        uv = np.empty(len(me.loops) * 2, np.float32)
+        me.uv_layers[uv_name].data.foreach_get("uv", uv)
+    finally:
+        evaluated.to_mesh_clear()
+    return {
+        "vertices": vertices.reshape(-1, 3),
+        "faces": faces.reshape(-1, 3),
+        "uvs": uv.reshape(-1, 2)[loops].reshape(-1, 3, 2),
+    }
+
+
+def view_camera(context, resolution: int) -> dict:
+    """The viewport's camera (or, without a viewport, the scene camera's) as the core's camera dict."""
+    region, rv3d = context.region, context.region_data
+    if rv3d is not None and region is not None:
+        if not rv3d.is_perspective:
+            raise SceneError("Project from View needs a perspective view; press Numpad 5 to leave orthographic.")
+        view, proj = rv3d.view_matrix, rv3d.window_matrix
+        width, height = region.width, region.height
+        fov = np.degrees(2 * np.arctan(1 / min(proj[0][0], proj[1][1])))
+    elif context.scene.camera is not None:
+        cam = context.scene.camera
+        view = cam.matrix_world.inverted()
+        width, height = context.scene.render.resolution_x, context.scene.render.resolution_y
+        fov = np.degrees(cam.data.angle)
+    else:
+        raise SceneError("No viewport and no scene camera to project from; add a camera or run this in a 3D view.")
+    scale = resolution / max(width, height)
+    size = [max(8, round(width * scale / 8) * 8), max(8, round(height * scale / 8) * 8)]
+    return {"view": np.array(view @ TO_CORE.inverted()), "fov": float(fov), "resolution": size}
+
+
+def viewport_png(context) -> str:
+    """A viewport render (OpenGL) written to a temporary PNG, for img2img; the caller deletes it."""
+    bpy.ops.render.opengl(view_context=True)
+    path = tempfile.mkstemp(prefix="meshdream-viewport-", suffix=".png")[1]
+    bpy.data.images["Render Result"].save_render(path)
+    return path
+
+
+def image_node(material):
+    """The material's Image Texture node that feeds Base Color (else its first Image Texture node), or None."""
+    if material is None or material.node_tree is None:
+        return None
+    images = [n for n in material.node_tree.nodes if n.type == "TEX_IMAGE" and n.image is not None]
+    for node in images:
+        if any(link.to_socket.name == "Base Color" for link in node.outputs["Color"].links):
+            return node
+    return images[0] if images else None
+
+
+def image_arrays(image) -> tuple:
+    """(texture (H, W, 3) float, mask of transparent texels) in the core's row order (top row first)."""
+    width, height = image.size
+    pixels = np.empty(width * height * 4, np.float32)
+    image.pixels.foreach_get(pixels)
+    rgba = pixels.reshape(height, width, 4)[::-1]
+    return np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3] < 0.5).astype(np.uint8) * 255
+
+
+def new_image(png: bytes, name: str):
+    """A new image datablock: saved next to the .blend under a new file name, or packed while it is unsaved."""
+    if bpy.data.filepath:
+        folder = os.path.dirname(bpy.data.filepath)
+        stem = bpy.path.clean_name(name)
+        path, n = os.path.join(folder, stem + ".png"), 1
+        while os.path.exists(path):
+            path, n = os.path.join(folder, f"{stem}_{n}.png"), n + 1
+        with open(path, "wb") as f:
+            f.write(png)
+        image = bpy.data.images.load(path, check_existing=False)
+        image.filepath = bpy.path.relpath(path)
+    else:
+        fd, path = tempfile.mkstemp(prefix="meshdream-", suffix=".png")
+        with os.fdopen(fd, "wb") as f:
+            f.write(png)
+        image = bpy.data.images.load(path, check_existing=False)
+        image.pack()
+        image.filepath_raw = f"//{bpy.path.clean_name(name)}.png"  # where "Unpack" would write it
+        os.remove(path)
+    image.name = name
+    return image
+
+
+def _wire(material, image, uv_name):
+    """Feed `image` (through the UV map it was made for) into Base Color of the material's Principled BSDF."""
+    if material.node_tree is None:
+        material.use_nodes = True
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    bsdf = next((n for n in nodes if n.type == "BSDF_PRINCIPLED"), None)
+    if bsdf is None:
+        bsdf = nodes.new("ShaderNodeBsdfPrincipled")
+        output = next((n for n in nodes if n.type == "OUTPUT_MATERIAL"), None) or nodes.new("ShaderNodeOutputMaterial")
+        links.new(bsdf.outputs[0], output.inputs["Surface"])
+    tex = nodes.new("ShaderNodeTexImage")
+    tex.image = image
+    tex.location = bsdf.location.x - 320, bsdf.location.y
+    uv = nodes.new("ShaderNodeUVMap")
+    uv.uv_map = uv_name
+    uv.location = tex.location.x - 200, tex.location.y
+    links.new(uv.outputs["UV"], tex.inputs["Vector"])
+    links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+    nodes.active = tex
+    return material
+
+
+def apply_texture(obj, png: bytes, uv_name: str):
+    """The texture as a new image, in copies of the object's materials (or a new material) assigned to it."""
+    image = new_image(png, f"MeshDream {obj.name}")
+    slots = [s for s in obj.material_slots if s.material is not None]
+    if not slots:
+        material = _wire(bpy.data.materials.new(f"MeshDream {obj.name}"), image, uv_name)
+        if obj.material_slots:
+            obj.material_slots[obj.active_material_index].material = material
+        else:
+            obj.data.materials.append(material)
+        return image
+    copies = {}
+    for slot in slots:
+        original = slot.material
+        if original.name not in copies:
+            copy = original.copy()
+            copy.name = f"{original.name} MeshDream"
+            copies[original.name] = _wire(copy, image, uv_name)
+        slot.material = copies[original.name]
+    return image
+
+
+def apply_inpainted(obj, png: bytes):
+    """The filled texture as a new image in a copy of the active material, in the node the source came from."""
+    original = obj.active_material
+    node = image_node(original)
+    image = new_image(png, f"{node.image.name} MeshDream")
+    copy = original.copy()
+    copy.name = f"{original.name} MeshDream"
+    copy.node_tree.nodes[node.name].image = image
+    obj.material_slots[obj.active_material_index].material = copy
+    return image
+
+
+def add_shape(context, mesh: dict, name: str):
+    """A new mesh object from the core's arrays (core axes) at the 3D cursor, selected and active."""
+    vertices = np.asarray(mesh["vertices"], np.float32)
+    faces = np.asarray(mesh["faces"], np.int32)
+    me = bpy.data.meshes.new(name)
+    me.from_pydata(vertices.tolist(), [], faces.tolist())
+    uv = me.uv_layers.new(name="UVMap")
+    uv.data.foreach_set("uv", np.asarray(mesh["uvs"], np.float32).ravel())
+    me.validate()
+    obj = bpy.data.objects.new(name, me)
+    context.collection.objects.link(obj)
+    obj.matrix_world = Matrix.Translation(context.scene.cursor.location) @ TO_CORE.inverted()
+    for other in context.selected_objects:
+        other.select_set(False)
+    obj.select_set(True)
+    context.view_layer.objects.active = obj
+    return obj

@@ -1,0 +1,274 @@
+"""The Blender add-on under real Blender (bpy 5.0 as a module, background mode: operators run synchronously).
+
+Jobs run on the default backend, a local worker (`meshdream serve` started from this Python), with the built-in
+model and tiny settings; the zip test installs the built add-on into a fresh Blender process and runs a job there
+through its own worker with the vendored standard-library client only.
+"""
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+import addon_utils  # noqa: E402  (only exists once bpy is imported)
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+import build  # noqa: E402
+
+NAME = "blender_addon"  # the source tree's add-on package; installed from the zip it is `meshdream`
+OPERATORS = ("texture_selected", "project_from_view", "inpaint_seams", "generate_shape", "cancel")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+PORT = free_port()
+
+
+def use_worker():
+    """The default backend: a `meshdream serve` child process of this Python, started by the first job."""
+    prefs = bpy.context.preferences.addons[NAME].preferences
+    prefs.backend, prefs.python, prefs.port = "WORKER", sys.executable, PORT
+
+
+@pytest.fixture(scope="module")
+def addon():
+    module = addon_utils.enable(NAME, default_set=True)
+    use_worker()
+    yield module
+    addon_utils.disable(NAME, default_set=True)
+
+
+@pytest.fixture
+def scene(addon):
+    """An empty scene with tiny job settings and Suzanne (with its own UV map) selected."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    props = bpy.context.scene.meshdream
+    props.prompt, props.n_views, props.view_resolution, props.texture_size, props.steps = "red brick", 2, 64, 64, 3
+    bpy.ops.mesh.primitive_monkey_add()
+    return bpy.context.scene
+
+
+def image_std(material) -> float:
+    node = next(n for n in material.node_tree.nodes if n.type == "TEX_IMAGE")
+    image = node.image
+    pixels = np.empty(image.size[0] * image.size[1] * 4, np.float32)
+    image.pixels.foreach_get(pixels)
+    return float(pixels.reshape(-1, 4)[:, :3].std(axis=0).max())
+
+
+def uv_data(obj) -> np.ndarray:
+    uv = np.empty(len(obj.data.loops) * 2, np.float32)
+    obj.data.uv_layers.active.data.foreach_get("uv", uv)
+    return uv
+
+
+def names(collection) -> set:
+    return {item.name for item in collection}
+
+
+def test_register_unregister_twice(addon):
+    for _ in range(2):
+        addon_utils.disable(NAME, default_set=True)
+        assert not hasattr(bpy.types.Scene, "meshdream")
+        assert not any(hasattr(bpy.types, f"MESHDREAM_OT_{op}") for op in OPERATORS)
+        addon_utils.enable(NAME, default_set=True)
+        assert hasattr(bpy.types.Scene, "meshdream")
+        assert all(hasattr(bpy.types, f"MESHDREAM_OT_{op}") for op in OPERATORS)
+    use_worker()
+
+
+def test_texture_selected_keeps_the_users_material_and_uv_map(scene):
+    obj = bpy.context.active_object
+    user = bpy.data.materials.new("User Material")
+    user.node_tree.nodes["Principled BSDF"].inputs["Base Color"].default_value = (0.1, 0.5, 0.9, 1.0)
+    obj.data.materials.append(user)
+    nodes_before, uv_before = len(user.node_tree.nodes), uv_data(obj)
+    images_before = names(bpy.data.images)
+
+    assert bpy.ops.meshdream.texture_selected() == {"FINISHED"}
+
+    new = obj.active_material
+    assert new is not user and new.name.startswith("User Material")
+    assert image_std(new) > 0.01  # not a constant colour
+    assert user.name in bpy.data.materials and len(user.node_tree.nodes) == nodes_before
+    assert tuple(user.node_tree.nodes["Principled BSDF"].inputs["Base Color"].default_value) == pytest.approx(
+        (0.1, 0.5, 0.9, 1.0)
+    )
+    assert not user.node_tree.nodes["Principled BSDF"].inputs["Base Color"].is_linked
+    assert names(obj.data.uv_layers) == {"UVMap"} and np.array_equal(uv_data(obj), uv_before)
+    assert len(names(bpy.data.images) - images_before) == 1
+    assert next(iter(names(bpy.data.images) - images_before)).startswith("MeshDream")
+    assert bpy.data.images[new.node_tree.nodes.active.image.name].packed_file is not None  # unsaved .blend: packed
+
+
+def test_texture_saves_next_to_a_saved_blend(scene, tmp_path):
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene.blend"))
+    assert bpy.ops.meshdream.texture_selected() == {"FINISHED"}
+    image = bpy.context.active_object.active_material.node_tree.nodes.active.image
+    assert image.filepath.startswith("//") and (tmp_path / Path(image.filepath[2:]).name).is_file()
+
+
+def test_a_mesh_without_uvs_gets_a_new_smart_uv_map(scene):
+    obj = bpy.context.active_object
+    obj.data.uv_layers.remove(obj.data.uv_layers[0])
+    bpy.ops.object.modifier_add(type="SUBSURF")  # the evaluated mesh is what is textured
+    assert bpy.ops.meshdream.texture_selected() == {"FINISHED"}
+    assert names(obj.data.uv_layers) == {"MeshDream UV"}
+    assert image_std(obj.active_material) > 0.01
+    assert obj.mode == "OBJECT"
+
+
+def test_project_from_view_uses_the_scene_camera_without_a_viewport(scene):
+    obj = bpy.context.active_object
+    bpy.ops.object.camera_add(location=(0, -5, 0.5), rotation=(np.radians(85), 0, 0))
+    scene.camera = bpy.context.active_object
+    bpy.context.view_layer.objects.active = obj
+    assert bpy.ops.meshdream.project_from_view() == {"FINISHED"}
+    assert image_std(obj.active_material) > 0.01
+
+
+def test_inpaint_seams_writes_a_new_image(scene):
+    obj = bpy.context.active_object
+    assert bpy.ops.meshdream.texture_selected() == {"FINISHED"}
+    textured = obj.active_material
+    source = textured.node_tree.nodes.active.image
+    pixels_before = np.empty(len(source.pixels), np.float32)
+    source.pixels.foreach_get(pixels_before)
+    assert bpy.ops.meshdream.inpaint_seams() == {"FINISHED"}
+    assert obj.active_material is not textured and image_std(obj.active_material) > 0.01
+    after = np.empty(len(source.pixels), np.float32)
+    source.pixels.foreach_get(after)
+    assert np.array_equal(after, pixels_before)  # the source image is untouched
+    assert textured.node_tree.nodes.active.image == source
+
+
+def test_generate_shape_adds_a_textured_object_at_the_cursor(scene):
+    props = scene.meshdream
+    props.shape_prompt, props.texture_shape = "chair", True
+    scene.cursor.location = (2.0, 0.0, 0.0)
+    before = names(bpy.data.objects)
+    assert bpy.ops.meshdream.generate_shape() == {"FINISHED"}
+    (new,) = names(bpy.data.objects) - before
+    obj = bpy.data.objects[new]
+    assert len(obj.data.polygons) > 100 and tuple(obj.location) == pytest.approx((2.0, 0.0, 0.0))
+    assert image_std(obj.active_material) > 0.01
+
+
+def test_cancel_leaves_the_scene_unchanged(scene):
+    from blender_addon import operators
+
+    obj = bpy.context.active_object
+    obj.data.uv_layers.remove(obj.data.uv_layers[0])  # so the Smart UV map added for the job must go again
+    scene.meshdream.steps = 40
+    state = (names(bpy.data.materials), names(bpy.data.images), names(bpy.data.objects), names(obj.data.uv_layers))
+    seen = {}
+
+    def cancel_mid_job():
+        while True:
+            batch = operators.ACTIVE
+            if batch is not None and batch.run is not None and batch.run.stage == "denoise" and batch.run.step >= 1:
+                seen["step"] = batch.run.step
+                batch.cancel()
+                return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=cancel_mid_job, daemon=True)
+    thread.start()
+    t0 = time.perf_counter()
+    assert bpy.ops.meshdream.texture_selected() == {"CANCELLED"}
+    thread.join(5)
+    assert seen and time.perf_counter() - t0 < 60
+    after = (names(bpy.data.materials), names(bpy.data.images), names(bpy.data.objects), names(obj.data.uv_layers))
+    assert after == state
+    assert operators.ACTIVE is None and not bpy.ops.meshdream.cancel.poll()
+
+
+def test_undo_is_replaced_by_new_datablocks_in_background_mode(scene):
+    """Background Blender has no undo stack; what undo would restore is left untouched (the results are new)."""
+    assert not bpy.ops.ed.undo.poll()
+    obj = bpy.context.active_object
+    before = names(bpy.data.materials) | names(bpy.data.images)
+    assert bpy.ops.meshdream.texture_selected() == {"FINISHED"}
+    assert before <= names(bpy.data.materials) | names(bpy.data.images)
+    assert obj.active_material.name not in before
+    assert "UNDO" in bpy.types.MESHDREAM_OT_texture_selected.bl_options  # in the UI: one undo step per result
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        ("nothing", "Nothing is selected"),
+        ("camera", "is a camera, not a mesh"),
+        ("no_faces", "has no faces"),
+    ],
+)
+def test_bad_selections_give_clear_reports(scene, setup, message):
+    for obj in list(bpy.data.objects):
+        bpy.data.objects.remove(obj)
+    if setup == "camera":
+        bpy.ops.object.camera_add()
+    elif setup == "no_faces":
+        me = bpy.data.meshes.new("Points")
+        me.from_pydata([(0, 0, 0), (1, 0, 0), (0, 1, 0)], [(0, 1)], [])
+        obj = bpy.data.objects.new("Points", me)
+        bpy.context.collection.objects.link(obj)
+        obj.select_set(True)
+        bpy.context.view_layer.objects.active = obj
+    materials = names(bpy.data.materials)
+    for op in ("texture_selected", "project_from_view", "inpaint_seams"):
+        with pytest.raises(RuntimeError, match=message):
+            getattr(bpy.ops.meshdream, op)()
+    assert names(bpy.data.materials) == materials
+
+
+INSTALL = """
+import sys, bpy, addon_utils
+zip_path, python, port, legacy = sys.argv[-4:]
+if legacy == "1":
+    bpy.ops.preferences.addon_install(filepath=zip_path)
+    addon_utils.enable("meshdream", default_set=True)
+    print("LEGACY OK", bpy.ops.meshdream.texture_selected.poll())
+    raise SystemExit
+bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
+prefs = bpy.context.preferences.addons["bl_ext.user_default.meshdream"].preferences
+prefs.python, prefs.port = python, int(port)
+bpy.ops.mesh.primitive_monkey_add()
+props = bpy.context.scene.meshdream
+props.n_views, props.view_resolution, props.texture_size, props.steps = 2, 64, 64, 3
+assert bpy.ops.meshdream.texture_selected() == {"FINISHED"}
+node = bpy.context.active_object.active_material.node_tree.nodes.active
+assert node.type == "TEX_IMAGE" and node.image.size[0] == 64
+assert "meshdream" not in sys.modules, "the core was imported into Blender"
+assert "bl_ext.user_default.meshdream.vendor.client" in sys.modules
+print("EXTENSION OK")
+"""
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["extension+worker", "legacy-addon"])
+def test_the_zip_installs_in_a_fresh_blender(tmp_path, legacy):
+    zip_path = build.build_addon()
+    assert zip_path.name == "meshdream-0.1.0.zip"
+    port = free_port()
+    env = {**__import__("os").environ, "BLENDER_USER_RESOURCES": str(tmp_path / "user")}
+    done = subprocess.run(
+        [sys.executable, "-c", INSTALL, str(zip_path), sys.executable, str(port), "1" if legacy else "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert ("LEGACY OK True" if legacy else "EXTENSION OK") in done.stdout
