@@ -266,6 +266,7 @@ class _Views:
     def __init__(self, cameras: Sequence[Camera], chart, depth, weight, put):
         self.rotation = put(np.stack([c.rotation for c in cameras]).astype(np.float32))  # (V, 3, 3)
         self.translation = put(np.stack([c.world_to_camera[:3, 3] for c in cameras]).astype(np.float32))
+        self.position = put(np.stack([c.position for c in cameras]).astype(np.float32))  # (V, 3) in the world
         intr = np.array([[c.fx, c.fy, c.cx, c.cy, c.width, c.height] for c in cameras], np.float32)
         self.fx, self.fy, self.cx, self.cy, self.width, self.height = put(intr.T.copy())  # each (V,)
         sizes = np.array([c.width * c.height for c in cameras])
@@ -284,21 +285,22 @@ def _project(t: _Texels, v: _Views, start: int, stop: int) -> tuple[torch.Tensor
     """Entries of texels start..stop in every view, texel-major: each texel's bilinear taps in each view that sees
     it. All views of a texel chunk are projected in one batch, so entries come out sorted by texel."""
     n_views = len(v.fx)
-    pos, fn = t.position[start:stop], t.face_normal[start:stop]
+    pos, fn, nrm = t.position[start:stop], t.face_normal[start:stop], t.normal[start:stop]
     p_all = (torch.einsum("kc,vdc->kvd", pos, v.rotation) + v.translation).reshape(-1, 3)  # (K*V, 3)
-    n_all = torch.einsum("kc,vdc->kvd", fn, v.rotation).reshape(-1, 3)
     depth = -p_all[:, 2].view(-1, n_views)
     px = v.fx * p_all[:, 0].view(-1, n_views) / depth + v.cx
     py = -v.fy * p_all[:, 1].view(-1, n_views) / depth + v.cy
-    # Front-facing (camera on the positive side of the face plane) and inside the image.
-    front = (n_all * p_all).sum(-1).view(-1, n_views) < 0
-    valid = front & (depth > 0) & (px >= 0) & (px < v.width) & (py >= 0) & (py < v.height)
+    # Dot products are the same in the world and in camera space: the face plane's signed distance from each
+    # camera, n . (p - c), needs no rotated normals. Negative: the camera is on the front side of the face.
+    plane_all = (fn * pos).sum(1, keepdim=True) - fn @ v.position.T  # (K, V)
+    valid = (plane_all < 0) & (depth > 0) & (px >= 0) & (px < v.width) & (py >= 0) & (py < v.height)
     pair = torch.nonzero(valid.view(-1)).squeeze(1)  # texel-major (k * V + view)
     k, vi = pair // n_views, pair % n_views
-    p_cam, n_cam = _take(p_all, pair), _take(n_all, pair)
-    nrm_cam = (_take(v.rotation, vi) @ _take(t.normal[start:stop], k)[:, :, None])[..., 0]
-    cos = (-(nrm_cam * p_cam).sum(1) / p_cam.norm(dim=1)).clamp(1e-3, 1.0)
-    plane = (n_cam * p_cam).sum(1)[:, None]
+    p_cam = _take(p_all, pair)
+    n_cam = (_take(v.rotation, vi) @ _take(fn, k)[:, :, None])[..., 0]  # face normals of the pairs, camera space
+    to_camera = ((_take(nrm, k) * _take(v.position, vi)).sum(1) - _take((nrm * pos).sum(1), k)) / p_cam.norm(dim=1)
+    cos = to_camera.clamp(1e-3, 1.0)
+    plane = _take(plane_all.view(-1), pair)[:, None]
     fx, fy, cx, cy, w = (_take(a, vi)[:, None] for a in (v.fx, v.fy, v.cx, v.cy, v.width))
     gx, gy = _take(px.view(-1), pair)[:, None] - 0.5, _take(py.view(-1), pair)[:, None] - 0.5
     x0, y0 = gx.floor(), gy.floor()  # x0 in [-1, W - 1], y0 in [-1, H - 1]
