@@ -12,6 +12,13 @@ bl_info = {
     "category": "Material",
 }
 
+try:
+    import numpy  # noqa: F401  (scene_io's arrays)
+except ImportError:  # official Blender builds bundle numpy; some Linux distributions' packages do not
+    raise ImportError(
+        "MeshDream needs numpy in Blender's Python; on Debian/Ubuntu: sudo apt install python3-numpy"
+    ) from None
+
 from . import operators, panel, preferences, props  # noqa: E402
 
 MODULES = (preferences, props, operators, panel)

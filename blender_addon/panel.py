@@ -2,7 +2,7 @@
 
 import bpy
 
-from . import operators, preferences
+from . import backends, operators, preferences
 
 
 class _Panel:
@@ -19,9 +19,9 @@ class MESHDREAM_PT_main(_Panel, bpy.types.Panel):
         batch = operators.ACTIVE
         if batch is None:
             prefs = preferences.get(context)
-            backend = prefs.backend.replace("_", " ").title() if prefs else "Worker"
+            backend = dict((key, name) for key, name, _ in backends.BACKENDS)[prefs.backend if prefs else "WORKER"]
             row = layout.row()
-            row.label(text=f"Backend: {backend}")
+            row.label(text=backend, icon="NETWORK_DRIVE")
             row.operator("meshdream.check_installation", text="", icon="CHECKMARK")
         else:
             layout.label(text=batch.label, icon="SORTTIME")
@@ -31,7 +31,9 @@ class MESHDREAM_PT_main(_Panel, bpy.types.Panel):
                 layout.label(text=f"{batch.stage} ({100 * batch.fraction:.0f}%)")
             layout.operator("meshdream.cancel", icon="CANCEL")
         if operators.PREVIEW["icon"]:
-            layout.template_icon(icon_value=operators.PREVIEW["icon"], scale=6)
+            box = layout.box()
+            box.label(text="Last job's views")
+            box.template_icon(icon_value=operators.PREVIEW["icon"], scale=6)
 
 
 class MESHDREAM_PT_texture(_Panel, bpy.types.Panel):
@@ -42,20 +44,17 @@ class MESHDREAM_PT_texture(_Panel, bpy.types.Panel):
         props = context.scene.meshdream
         layout = self.layout
         layout.use_property_split = True
-        for name in (
-            "prompt",
-            "negative_prompt",
-            "model",
-            "strategy",
-            "n_views",
-            "view_resolution",
-            "texture_size",
-            "steps",
-            "guidance",
-            "seed",
-            "reference_image",
-        ):
+        layout.use_property_decorate = False  # no keyframe dots: the narrow sidebar needs the room for labels
+        for name in ("prompt", "negative_prompt", "model", "strategy"):
             layout.prop(props, name)
+        col = layout.column(align=True)  # short labels: the sidebar cuts long ones off
+        col.prop(props, "n_views", text="Views")
+        col.prop(props, "view_resolution", text="View px")
+        col.prop(props, "texture_size", text="Texture px")
+        col = layout.column(align=True)
+        for name in ("steps", "guidance", "seed"):
+            col.prop(props, name)
+        layout.prop(props, "reference_image")
         layout.operator("meshdream.texture_selected", icon="TEXTURE")
 
 

@@ -27,7 +27,7 @@ class MeshDreamSettings(bpy.types.PropertyGroup):
     strategy: EnumProperty(
         name="Strategy",
         items=[
-            ("sync", "Synchronized", "All views denoised together through one shared texture"),
+            ("sync", "Sync", "Synchronized: all views denoised together through one shared texture"),
             ("sequential", "Sequential", "View after view"),
         ],
         default="sync",

@@ -7,6 +7,7 @@ Every error answers {"error": "<message>"}: 400 bad JSON, 401 token, 404 unknown
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hmac
 import ipaddress
 import logging
@@ -31,6 +32,7 @@ from .worker import ModelCache, Worker, log
 
 DEFAULT_PORT = 7860
 MAX_WAIT_S = 30.0  # longest a status request may wait for news
+EXIT_JOIN_S = 10.0  # longest the interpreter's exit waits for a running job to stop
 DRAIN_LIMIT = 2**30  # bytes of a refused body read and dropped before answering; past that the client is cut off
 
 
@@ -287,4 +289,20 @@ def serve(
     server = _Server(config, worker)
     if exit_with_parent:
         threading.Thread(target=_watch_parent, args=(server,), name="meshdream-parent-watch", daemon=True).start()
-    server.run()
+    atexit.register(_stop_at_exit, server)
+    try:
+        server.run()
+    finally:
+        atexit.unregister(_stop_at_exit)
+
+
+def _stop_at_exit(server: _Server) -> None:
+    """End the worker thread before the interpreter finalizes, when `serve` runs on a daemon thread (in Blender).
+
+    A thread still alive at finalization has its state cleared there, and scipy's per-thread SuperLU allocation
+    tracker (left by the UV inpainting's `splu`) raises from its deallocator at that point (it reads the dict's
+    values, None, as pointers): Python then reports a bogus stdout flush error and exits with status 120.
+    """
+    server.should_exit = True
+    server.worker.stop()
+    server.worker.join(EXIT_JOIN_S)
