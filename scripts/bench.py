@@ -224,46 +224,17 @@ def bench_fullsize() -> dict:
     show the per-step cost of the real architecture on this CPU."""
     import tempfile
 
-    import diffusers
     import torch
-    import transformers
 
-    sys.path.insert(0, str(ROOT))
+    sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
+    from bench_gpu import sd15_components
     from meshdream.generators.diffusers_generator import Components, DiffusersGenerator
     from meshdream.generators.schedulers import make_scheduler
 
-    from tests.tiny_models import scheduler, tokenizer
-
     cuda = torch.cuda.is_available()
     dev, dt = torch.device("cuda" if cuda else "cpu"), torch.float16 if cuda else torch.float32
-    tok = tokenizer(Path(tempfile.mkdtemp()) / "tok")
-    unet = diffusers.UNet2DConditionModel(cross_attention_dim=768, attention_head_dim=8, sample_size=64)
-    parts = Components(
-        unet=unet,
-        controlnet=diffusers.ControlNetModel.from_unet(unet),
-        vae=diffusers.AutoencoderKL(
-            block_out_channels=(128, 256, 512, 512),
-            layers_per_block=2,
-            latent_channels=4,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            sample_size=512,
-        ),
-        text_encoder=transformers.CLIPTextModel(
-            transformers.CLIPTextConfig(
-                vocab_size=len(tok),
-                hidden_size=768,
-                intermediate_size=3072,
-                num_hidden_layers=12,
-                num_attention_heads=12,
-                max_position_embeddings=77,
-                bos_token_id=len(tok) - 2,
-                eos_token_id=len(tok) - 1,
-            )
-        ),
-        tokenizer=tok,
-        scheduler=make_scheduler("dpm++", scheduler().config),
-    )
+    built = sd15_components(Path(tempfile.mkdtemp()), dev)
+    parts = Components(**{**built, "scheduler": make_scheduler("dpm++", built["scheduler"].config)})
     for m in (parts.unet, parts.controlnet, parts.vae, parts.text_encoder):
         m.to(dev, dt).eval()
     gen = DiffusersGenerator(parts, "controlnet", "sd15-fullsize-random", dev, dt)

@@ -159,16 +159,16 @@ def lora(pipeline: Path, folder: Path) -> Path:
 
 
 # --------------------------------------------------------------------------------------------- part 2: full size
-def sd15_components(folder: Path) -> dict:
+def sd15_components(folder: Path, device: str = "cuda") -> dict:
     """The SD 1.5 architecture (UNet, VAE, CLIP text encoder) and a depth ControlNet from that UNet, with random
-    weights, built on the GPU (initializing 1.4 B parameters there takes a second, on a CPU minutes)."""
+    weights, built on `device` (initializing 1.4 B parameters on a GPU takes a second, on a CPU minutes)."""
     import diffusers
     import transformers
 
     from tests.tiny_models import scheduler, tokenizer
 
     tok = tokenizer(folder / "tokenizer_src")
-    with torch.device("cuda"):
+    with torch.device(device):
         unet = diffusers.UNet2DConditionModel(cross_attention_dim=768, attention_head_dim=8, sample_size=64)
         networks = dict(
             unet=unet,
