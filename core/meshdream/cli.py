@@ -236,6 +236,58 @@ def _serve(args) -> None:
     )
 
 
+def _batch(args) -> int:
+    """Many meshes with one loaded model; exit 1 if any item failed, 130 if Ctrl-C stopped it (finished items stay)."""
+    from tqdm import tqdm
+
+    from .batch import FAILED, SKIPPED, collect_items, run_batch
+
+    settings = {
+        "strategy": args.strategy,
+        "n_views": args.views,
+        "view_resolution": args.view_resolution,
+        "texture_size": args.texture_size,
+        "seed": args.seed,
+        **{k: v for k, v in {"steps": args.steps, "guidance": args.guidance}.items() if v is not None},
+    }
+    items = collect_items(args.inputs, args.prompt, settings, args.jobs)
+    options = {"controlnet": args.controlnet, "base": args.base, "lora": args.lora}
+    options = {k: v for k, v in options.items() if v} | {"device": args.device, "memory": args.memory}
+    bar = tqdm(total=len(items), desc="batch", unit="mesh", file=sys.stderr)
+
+    def progress(p) -> None:
+        if p.result is not None:
+            r = p.result
+            note = {FAILED: f"FAILED: {r.error}", SKIPPED: "skipped (done earlier)"}.get(
+                r.status, f"done in {r.seconds:.1f} s"
+            )
+            bar.write(f"{p.item.name} -> {p.item.output}: {note}", file=sys.stderr)
+            bar.update(p.done - bar.n)
+        elif p.step is not None:
+            bar.set_postfix_str(f"{p.item.name} {p.step.stage} {p.step.step}/{p.step.total}")
+
+    with _cancel_on_ctrl_c() as token:
+        try:
+            report = run_batch(
+                items,
+                args.out,
+                model=args.model,
+                model_options=options,
+                retries=args.retries,
+                overwrite=args.overwrite,
+                progress=progress,
+                cancel=token,
+            )
+        finally:
+            bar.close()
+    counts = ", ".join(f"{report.count(s)} {s}" for s in ("done", "failed", "skipped"))
+    print(f"Batch: {counts} of {len(items)}; summary in {report.summary_path}")
+    if report.cancelled:
+        print("meshdream: cancelled; finished items are kept and a re-run skips them.", file=sys.stderr)
+        return 130
+    return 1 if report.failed else 0
+
+
 def _models(args) -> None:
     from .generators import list_cached_models
 
@@ -328,6 +380,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exit-with-parent", action="store_true", help="stop when the process that started it exits")
     p.set_defaults(run=_serve)
 
+    p = sub.add_parser("batch", help="texture many meshes (files, folders, a jobs.jsonl) with one loaded model")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="mesh files and folders of mesh files")
+    p.add_argument("--jobs", help='jobs.jsonl: one {"input", "prompt", "settings", "output"} object per line')
+    p.add_argument("--prompt", help="prompt of every item (a job's own prompt wins)")
+    p.add_argument("-o", "--out", "--output", dest="out", required=True, help="output folder (+ summary.json)")
+    model_options(p, "builtin")  # its --overwrite: redo items a previous run finished
+    p.add_argument("--strategy", default="sync", choices=("sync", "sequential", "project"))
+    p.add_argument("--views", type=int, default=8)
+    p.add_argument("--view-resolution", type=int, default=512)
+    p.add_argument("--texture-size", type=int, default=1024)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--guidance", type=float)
+    p.add_argument("--retries", type=int, default=0, help="more attempts for an item that failed unexpectedly")
+    p.set_defaults(run=_batch)
+
     p = sub.add_parser("models", help="list the models available offline")
     p.set_defaults(run=_models)
     return parser
@@ -336,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        status = args.run(args)
     except CancelledError:
         print("meshdream: cancelled; nothing was written.", file=sys.stderr)
         return 130
@@ -346,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("meshdream: interrupted; nothing more was written.", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,25 @@
+"""Batch texturing: many meshes, one loaded model, an out folder with one GLB (+ texture PNG) per item and a
+summary.json that makes re-runs skip finished items. `meshdream batch` and `scripts/batch.py` (Blender) use it."""
+
+from .engine import BatchProgress, BatchReport, error_message, is_retryable, run_batch, run_item, texture_item
+from .jobs import DONE, FAILED, SKIPPED, BatchItem, ItemResult, collect_items, read_jobs
+from .summary import SUMMARY, Summary
+
+__all__ = [
+    "DONE",
+    "FAILED",
+    "SKIPPED",
+    "SUMMARY",
+    "BatchItem",
+    "BatchProgress",
+    "BatchReport",
+    "ItemResult",
+    "Summary",
+    "collect_items",
+    "error_message",
+    "is_retryable",
+    "read_jobs",
+    "run_batch",
+    "run_item",
+    "texture_item",
+]

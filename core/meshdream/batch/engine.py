@@ -1,0 +1,179 @@
+"""The batch engine: `texture_item` turns one item into files (pure work, no scheduling), `run_item` adds attempts
+and error capture, and `run_batch` is the in-process scheduler: one generator, items in order, summary.json after
+each. A distributed scheduler (Ray) reuses the first two and `Summary`, and only replaces the loop."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from ..errors import CancelledError, MeshDreamError, MeshDreamWarning, OutputExistsError
+from ..progress import CancelToken, Progress
+from .jobs import DONE, FAILED, SKIPPED, BatchItem, ItemResult
+from .summary import CANCELLED, FINISHED, Summary
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """Where the batch is: `done` of `total` items finished; the current item and its stage (`step`), or the
+    result it just got (`result`, once per item)."""
+
+    done: int
+    total: int
+    item: BatchItem
+    step: Optional[Progress] = None
+    result: Optional[ItemResult] = None
+
+
+@dataclass
+class BatchReport:
+    """This run's results (summary.json also keeps earlier runs' other items) and whether Ctrl-C/cancel cut it."""
+
+    results: list[ItemResult] = field(default_factory=list)
+    cancelled: bool = False
+    summary_path: Optional[Path] = None
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def failed(self) -> int:
+        return self.count(FAILED)
+
+
+def texture_item(item: BatchItem, generator, out_dir: Path, progress=None, cancel=None) -> Path:
+    """Texture one item and write its output (+ the texture PNG beside a .glb); returns the output path.
+
+    Files are written in a temporary folder inside `out_dir` and moved into place, the output last, so an output
+    that exists is complete. Raises on failure (CancelledError when cancelled); nothing partial is left.
+    """
+    from ..geometry import load_mesh, save_textured
+    from ..images import save_png
+    from ..texturing import texture_mesh
+
+    out = Path(out_dir) / item.output
+    mesh = load_mesh(item.input, unwrap=item.unwrap)
+    result = texture_mesh(mesh, item.prompt, generator, progress=progress, cancel=cancel, **item.settings)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=out.parent))
+    try:
+        save_textured(mesh, result.texture, tmp / out.name)
+        if out.suffix.lower() == ".glb":
+            save_png(result.texture, tmp / (out.stem + ".png"))
+        # .png and .mtl first: once the output itself appears, everything it refers to is there.
+        for written in sorted(tmp.iterdir(), key=lambda p: p.name == out.name):
+            os.replace(written, out.parent / written.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """MeshDream's own errors are about the input or the settings and fail the same way again; anything else
+    (device out of memory, a crashed library) may not."""
+    return not isinstance(exc, MeshDreamError)
+
+
+def error_message(exc: BaseException) -> str:
+    """One line for summary.json: MeshDream's own message, or the exception's type and first line."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return text if isinstance(exc, MeshDreamError) else f"{type(exc).__name__}: {text} (internal error)"
+
+
+def run_item(
+    item: BatchItem,
+    generator,
+    out_dir: Path,
+    retries: int = 0,
+    progress: Optional[Callable[[Progress], None]] = None,
+    cancel: Optional[CancelToken] = None,
+) -> ItemResult:
+    """`texture_item` with up to `retries` more attempts for retryable errors; every failure becomes a result.
+    CancelledError (and KeyboardInterrupt) propagate: a cancelled item is not a failed one."""
+    out = Path(out_dir) / item.output
+    source = item.source or item.input
+    t0 = time.perf_counter()
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", MeshDreamWarning)  # repairs the core made; the result is usable
+                texture_item(item, generator, out_dir, progress, cancel)
+            return ItemResult(source, str(out), DONE, round(time.perf_counter() - t0, 3), attempts)
+        except CancelledError:
+            raise
+        except Exception as exc:
+            if attempts <= retries and is_retryable(exc):
+                continue
+            return ItemResult(
+                source, str(out), FAILED, round(time.perf_counter() - t0, 3), attempts, error_message(exc)
+            )
+
+
+def run_batch(
+    items: Sequence[BatchItem],
+    out_dir: str | os.PathLike,
+    *,
+    generator=None,
+    model: str = "builtin",
+    model_options: Optional[Mapping[str, Any]] = None,
+    retries: int = 0,
+    overwrite: bool = False,
+    progress: Optional[Callable[[BatchProgress], None]] = None,
+    cancel: Optional[CancelToken] = None,
+) -> BatchReport:
+    """Texture `items` (see collect_items) one after another into `out_dir`, with one generator for all.
+
+    generator: an already loaded one; else `load_generator(model, **model_options)`, loaded when the first item
+    needs it (a re-run with everything done loads nothing). Items that summary.json records as done and whose
+    output exists are skipped unless `overwrite`; an existing output of unknown origin fails its item instead of
+    being replaced. A failing item is recorded with its error and the batch goes on. `cancel` (or Ctrl-C) stops
+    the running item at its next step; it is left out of the summary and `report.cancelled` is set.
+    """
+    summary = Summary(out_dir)
+    report = BatchReport(summary_path=summary.path)
+    total = len(items)
+
+    def finish(item: BatchItem, result: ItemResult) -> None:
+        report.results.append(result)
+        summary.record(result)
+        if progress is not None:
+            progress(BatchProgress(len(report.results), total, item, result=result))
+
+    for item in items:
+        out = summary.output_path(item)
+        if not overwrite and summary.is_finished(item):
+            finish(item, ItemResult(item.source or item.input, str(out), SKIPPED))
+            continue
+        if out.exists() and not overwrite and summary.previous(item) is None:
+            message = str(OutputExistsError(f"'{out}' exists but no earlier batch made it; pass --overwrite."))
+            finish(item, ItemResult(item.source or item.input, str(out), FAILED, attempts=0, error=message))
+            continue
+        if cancel is not None and cancel.cancelled:
+            report.cancelled = True
+            break
+        if generator is None:
+            from ..generators import load_generator
+
+            generator = load_generator(model, **dict(model_options or {}))
+
+        def step(p: Progress, item=item) -> None:
+            if progress is not None:
+                progress(BatchProgress(len(report.results), total, item, step=p))
+
+        try:
+            result = run_item(item, generator, summary.out_dir, retries, step, cancel)
+        except CancelledError:
+            report.cancelled = True
+            break
+        finish(item, result)
+    summary.state = CANCELLED if report.cancelled else FINISHED
+    summary.write()
+    return report
