@@ -98,12 +98,4 @@ class MESHDREAM_PT_shape(_Panel, bpy.types.Panel):
 
 CLASSES = (MESHDREAM_PT_main, MESHDREAM_PT_texture, MESHDREAM_PT_project, MESHDREAM_PT_inpaint, MESHDREAM_PT_shape)
 
-
-def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(CLASSES)

@@ -60,12 +60,4 @@ class MESHDREAM_OT_check_installation(bpy.types.Operator):
 
 CLASSES = (MeshDreamPreferences, MESHDREAM_OT_check_installation)
 
-
-def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(CLASSES)

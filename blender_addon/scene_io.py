@@ -135,9 +135,10 @@ def image_arrays(image) -> tuple:
     return np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3] < 0.5).astype(np.uint8) * 255
 
 
-def new_image(png: bytes, name: str):
-    """A new image datablock: saved next to the .blend under a new file name, or packed while it is unsaved."""
-    if bpy.data.filepath:
+def new_image(png: bytes, name: str, pack: bool = False):
+    """A new image datablock: saved next to the .blend under a new file name, or packed while it is unsaved (or
+    when `pack`, e.g. for a .blend saved elsewhere than the user's)."""
+    if bpy.data.filepath and not pack:
         folder = os.path.dirname(bpy.data.filepath)
         stem = bpy.path.clean_name(name)
         path, n = os.path.join(folder, stem + ".png"), 1
@@ -181,9 +182,10 @@ def _wire(material, image, uv_name):
     return material
 
 
-def apply_texture(obj, png: bytes, uv_name: str):
-    """The texture as a new image, in copies of the object's materials (or a new material) assigned to it."""
-    image = new_image(png, f"MeshDream {obj.name}")
+def apply_texture(obj, png: bytes, uv_name: str, pack: bool = False):
+    """The texture as a new image, in copies of the object's materials (or a new material) assigned to it. The
+    originals keep a fake user, so a saved .blend still holds them once nothing uses them."""
+    image = new_image(png, f"MeshDream {obj.name}", pack)
     slots = [s for s in obj.material_slots if s.material is not None]
     if not slots:
         material = _wire(bpy.data.materials.new(f"MeshDream {obj.name}"), image, uv_name)
@@ -196,6 +198,7 @@ def apply_texture(obj, png: bytes, uv_name: str):
     for slot in slots:
         original = slot.material
         if original.name not in copies:
+            original.use_fake_user = True
             copy = original.copy()
             copy.name = f"{original.name} MeshDream"
             copies[original.name] = _wire(copy, image, uv_name)

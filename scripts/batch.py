@@ -139,56 +139,6 @@ def statuses(out: Path) -> dict[str, str]:
     return {Path(os.path.relpath(i["output"], out)).as_posix(): i["status"] for i in items}
 
 
-def new_image(png: Path, name: str):
-    """The texture as a new, packed image: the saved .blend carries it, nothing is written beside the user's."""
-    image = bpy.data.images.load(str(png), check_existing=False)
-    image.pack()
-    image.name = name
-    return image
-
-
-def wire(material, image, uv_name: str):
-    """`image` (through UV map `uv_name`) into Base Color of the material's Principled BSDF (added if missing)."""
-    if material.node_tree is None:
-        material.use_nodes = True
-    nodes, links = material.node_tree.nodes, material.node_tree.links
-    bsdf = next((n for n in nodes if n.type == "BSDF_PRINCIPLED"), None)
-    if bsdf is None:
-        bsdf = nodes.new("ShaderNodeBsdfPrincipled")
-        output = next((n for n in nodes if n.type == "OUTPUT_MATERIAL"), None) or nodes.new("ShaderNodeOutputMaterial")
-        links.new(bsdf.outputs[0], output.inputs["Surface"])
-    tex = nodes.new("ShaderNodeTexImage")
-    tex.image = image
-    tex.location = bsdf.location.x - 320, bsdf.location.y
-    uv = nodes.new("ShaderNodeUVMap")
-    uv.uv_map = uv_name
-    uv.location = tex.location.x - 200, tex.location.y
-    links.new(uv.outputs["UV"], tex.inputs["Vector"])
-    links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
-    return material
-
-
-def apply_to_object(obj, png: Path, uv_name: str) -> None:
-    """A new image in copies of the object's materials (or one new material); the originals stay untouched."""
-    image = new_image(png, f"MeshDream {obj.name}")
-    slots = [s for s in obj.material_slots if s.material is not None]
-    if not slots:
-        material = wire(bpy.data.materials.new(f"MeshDream {obj.name}"), image, uv_name)
-        if obj.material_slots:
-            obj.material_slots[obj.active_material_index].material = material
-        else:
-            obj.data.materials.append(material)
-        return
-    copies = {}
-    for slot in slots:
-        if slot.material.name not in copies:
-            slot.material.use_fake_user = True  # unassigned, it would be dropped from the saved .blend
-            copy = slot.material.copy()
-            copy.name = f"{slot.material.name} MeshDream"
-            copies[slot.material.name] = wire(copy, image, uv_name)
-        slot.material = copies[slot.material.name]
-
-
 def import_glb(path: Path) -> None:
     """A finished output as new objects named after it (the glTF importer brings its material and image)."""
     bpy.ops.import_scene.gltf(filepath=str(path))
@@ -237,7 +187,7 @@ def main(argv: list[str]) -> int:
         for name, (output, uv_name, added) in exported.items():
             obj = bpy.data.objects[name]
             if output in finished:
-                apply_to_object(obj, out / (Path(output).stem + ".png"), uv_name)
+                io.apply_texture(obj, (out / (Path(output).stem + ".png")).read_bytes(), uv_name, pack=True)
             elif added:
                 io.remove_uv(obj, added)  # a failed object keeps the UV maps it had
     else:
