@@ -14,9 +14,9 @@ bl_info = {
 
 try:
     import numpy  # noqa: F401  (scene_io's arrays)
-except ImportError:  # official Blender builds bundle numpy; some Linux distributions' packages do not
+except ImportError as exc:  # official Blender builds bundle numpy; some Linux distributions' packages do not
     raise ImportError(
-        "MeshDream needs numpy in Blender's Python; on Debian/Ubuntu: sudo apt install python3-numpy"
+        f"MeshDream needs numpy in Blender's Python ({exc}); on Debian/Ubuntu: sudo apt install python3-numpy"
     ) from None
 
 from . import operators, panel, preferences, props  # noqa: E402

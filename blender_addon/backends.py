@@ -20,6 +20,7 @@ BACKENDS = [
     ("IN_PROCESS", "In Blender", "Run the core inside Blender's own Python (it must have meshdream[server])"),
     ("REMOTE", "Remote Server", "Send jobs to a MeshDream server at a URL"),
 ]
+PREVIEW_EVERY_S = 1.0  # how often a running job's live views are fetched (the status polls in between stay small)
 _lock = threading.Lock()
 _in_process = None  # the Client of the server thread started inside this Blender
 
@@ -144,7 +145,8 @@ def check(cfg: dict) -> tuple[bool, list[str], list[str]]:
 
 
 class Run:
-    """One job, submitted and waited for on a daemon thread. `state` ends as done, failed or cancelled."""
+    """One job, submitted and waited for on a daemon thread. `state` ends as done, failed or cancelled;
+    with `preview`, `preview_png` holds the newest views (live while running, then the result's)."""
 
     def __init__(self, cfg: dict, submit, include=None, preview: bool = False) -> None:
         self.state, self.stage, self.step, self.total = "starting", "connecting", 0, 0
@@ -176,12 +178,16 @@ class Run:
             if self._cancel.is_set():
                 raise ClientError("Cancelled before it started.")
             job = self._submit(c)
-            version, cancel_sent = -1, False
+            version, cancel_sent, next_preview = -1, False, 0.0
             while True:
                 if self._cancel.is_set() and not cancel_sent:
                     c.cancel(job)
                     cancel_sent = True
-                s = c.status(job, after=version, wait=0.2)
+                live = self._preview and time.monotonic() >= next_preview
+                s = c.status(job, after=version, wait=0.2, preview=live)
+                if live:
+                    next_preview = time.monotonic() + PREVIEW_EVERY_S
+                    self.preview_png = s["preview_png"] or self.preview_png
                 version = s["version"]
                 self.stage, self.step, self.total = s["stage"], s["step"], s["total"]
                 if s["state"] == "running":

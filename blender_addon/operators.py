@@ -12,7 +12,7 @@ from . import backends, preferences, scene_io
 from .scene_io import SceneError
 
 ACTIVE = None  # the running Batch: read by the panel and the Cancel operator
-PREVIEW = {"collection": None, "icon": 0, "count": 0}  # the last job's views, for the panel
+PREVIEW = {"collection": None, "icon": 0, "count": 0, "path": None}  # the newest views (live or final), for the panel
 
 
 def _settings(props, *skip):
@@ -135,6 +135,7 @@ class Batch:
     def __init__(self, cfg, tasks):
         self.cfg, self.tasks = cfg, list(tasks)
         self.run, self.applied, self.error, self.cancelled = None, 0, None, False
+        self._shown = None  # the views PNG the panel shows
 
     @property
     def label(self):
@@ -162,6 +163,7 @@ class Batch:
                 task = self.tasks[0]
                 self.run = backends.Run(self.cfg, task.submit, task.include, preview=not bpy.app.background)
             if not self.run.finished:
+                self._show(self.run.preview_png)
                 return None
             run, task, self.run = self.run, self.tasks.pop(0), None
             if run.state != "done" or self.cancelled:
@@ -174,7 +176,13 @@ class Batch:
                 self.error = str(exc)
                 return self._end("failed")
             self.applied += 1
-            _show_preview(run.preview_png)
+            self._show(run.preview_png)
+
+    def _show(self, png_b64):
+        """Replace the panel's views when the run has newer ones (Run fetches them about once a second)."""
+        if png_b64 is not self._shown:
+            self._shown = png_b64
+            _show_preview(png_b64)
 
     def _end(self, outcome):
         for task in self.tasks:
@@ -184,7 +192,8 @@ class Batch:
 
 
 def _show_preview(png_b64):
-    """The generated views as an icon in the panel (a preview collection: no datablock is added)."""
+    """The views as an icon in the panel (a preview collection: no datablock is added). Each replaces the last,
+    its file too, so a live preview every second leaves nothing behind; a new name makes Blender reload it."""
     collection = PREVIEW["collection"]
     if not png_b64 or collection is None:
         return
@@ -194,7 +203,15 @@ def _show_preview(png_b64):
     path = os.path.join(tempfile.gettempdir(), f"meshdream-preview-{os.getpid()}-{PREVIEW['count']}.png")
     with open(path, "wb") as f:
         f.write(base64.b64decode(png_b64))
+    collection.clear()
     PREVIEW["icon"] = collection.load(f"views{PREVIEW['count']}", path, "IMAGE").icon_id
+    _remove_preview_file()
+    PREVIEW["path"] = path
+
+
+def _remove_preview_file():
+    if PREVIEW["path"] is not None and os.path.exists(PREVIEW["path"]):
+        os.remove(PREVIEW["path"])
 
 
 def _redraw(context):
@@ -364,4 +381,5 @@ def unregister():
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)
     bpy.utils.previews.remove(PREVIEW["collection"])
-    PREVIEW.update(collection=None, icon=0)
+    _remove_preview_file()
+    PREVIEW.update(collection=None, icon=0, path=None)

@@ -32,7 +32,7 @@ class MESHDREAM_PT_main(_Panel, bpy.types.Panel):
             layout.operator("meshdream.cancel", icon="CANCEL")
         if operators.PREVIEW["icon"]:
             box = layout.box()
-            box.label(text="Last job's views")
+            box.label(text="Views")  # live while a job runs, then its result's
             box.template_icon(icon_value=operators.PREVIEW["icon"], scale=6)
 
 

@@ -282,7 +282,8 @@ class Client:
     def status(self, job: str, after: int = -1, wait: float = 0.0, preview: bool = False) -> Dict[str, Any]:
         """state (queued, running, done, failed, cancelled), stage, step / total, error, queue_position...
 
-        wait: seconds to wait for a change past version `after` (long poll); preview: add the views' PNG.
+        wait: seconds to wait for a change past version `after` (long poll); preview: add the views' PNG (live, at
+        latent resolution, while the job runs; the result's views once done).
         """
         query = urllib.parse.urlencode({"after": after, "wait": wait, "preview": str(preview).lower()})
         return self._request("GET", f"/v1/jobs/{urllib.parse.quote(job)}?{query}", timeout=wait + self.timeout)

@@ -7,10 +7,14 @@ request) makes the operation raise `CancelledError` at its next check point.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+import numpy as np
+
 from .errors import CancelledError
+
+PreviewFn = Callable[[], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,9 @@ class Progress:
     step: int  # steps done in this stage
     total: int  # steps in this stage
     message: str = ""
+    # Denoising: the current views' clean estimate as (B, h, w, 3) uint8 at latent resolution. A callable, so a
+    # step costs nothing unless a consumer asks; call it inside the callback (it holds the step's device tensors).
+    preview: Optional[PreviewFn] = field(default=None, compare=False, repr=False)
 
     @property
     def fraction(self) -> float:
@@ -53,11 +60,13 @@ class Reporter:
         self._progress = progress
         self._cancel = cancel
 
-    def __call__(self, stage: str, step: int, total: int, message: str = "") -> None:
+    def __call__(
+        self, stage: str, step: int, total: int, message: str = "", preview: Optional[PreviewFn] = None
+    ) -> None:
         """Report, and stop if cancelled (checked again after the callback, which may be what cancels)."""
         if self._cancel is not None:
             self._cancel.raise_if_cancelled()
         if self._progress is not None:
-            self._progress(Progress(stage, step, total, message))
+            self._progress(Progress(stage, step, total, message, preview))
             if self._cancel is not None:
                 self._cancel.raise_if_cancelled()

@@ -5,6 +5,7 @@ model and tiny settings; the zip test installs the built add-on into a fresh Ble
 through its own worker with the vendored standard-library client only.
 """
 
+import os
 import subprocess
 import sys
 import threading
@@ -193,6 +194,28 @@ def test_cancel_leaves_the_scene_unchanged(scene):
     after = (names(bpy.data.materials), names(bpy.data.images), names(bpy.data.objects), names(obj.data.uv_layers))
     assert after == state
     assert operators.ACTIVE is None and not bpy.ops.meshdream.cancel.poll()
+
+
+def test_a_running_job_shows_live_views_each_replacing_the_last(scene):
+    """The UI path (background mode fetches no previews): Run polls live views; each shown one replaces the last."""
+    from blender_addon import backends, operators
+    from tests.conftest import asset
+
+    cfg = backends.config(bpy.context.preferences.addons[NAME].preferences)
+    settings = dict(n_views=2, view_resolution=64, texture_size=64, steps=200)
+    run = backends.Run(cfg, lambda c: c.submit_texture(str(asset("spot.obj")), "oak", **settings), preview=True)
+    shown, paths = [], []
+    deadline = time.monotonic() + 60
+    while len(shown) < 2 and not run.finished and time.monotonic() < deadline:
+        if run.preview_png is not None and run.preview_png not in shown:
+            shown.append(run.preview_png)
+            operators._show_preview(run.preview_png)
+            paths.append(operators.PREVIEW["path"])
+        time.sleep(0.05)
+    run.cancel()
+    run.join(30)
+    assert len(shown) == 2 and run.state == "cancelled" and run.step < 200
+    assert not os.path.exists(paths[0]) and os.path.exists(paths[1]) and len(operators.PREVIEW["collection"]) == 1
 
 
 def test_undo_is_replaced_by_new_datablocks_in_background_mode(scene):

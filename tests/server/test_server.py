@@ -242,6 +242,22 @@ def test_cancel_stops_a_running_job_within_one_step_and_drops_a_queued_one(serve
     assert c.wait(c.submit_shape("mug", **SHAPE)).points.shape == (256, 3)  # and the worker goes on
 
 
+def test_a_running_job_shows_a_live_preview_of_its_views(server):
+    c = client.Client(server.url)
+    job = c.submit_texture(str(asset("spot.obj")), "oak", **{**SMALL, "steps": 200})
+    s = c.status(job, preview=True)
+    while s["preview_png"] is None:
+        assert s["state"] in ("queued", "running"), s
+        s = c.status(job, after=s["version"], wait=10, preview=True)
+    c.cancel(job)
+    assert s["state"] == "running" and s["step"] < 200
+    # Built-in model: latent resolution is the view resolution; two views side by side.
+    assert png(base64.b64decode(s["preview_png"])).shape == (64, 2 * 64 + 4, 3)
+    with pytest.raises(client.ClientError, match="Cancelled"):
+        c.wait(job)
+    assert c.status(job, preview=True)["preview_png"] is None  # cancelled: no views, the live one is dropped
+
+
 def test_bad_requests_get_clear_errors(server):
     url = server.url
     status, body = raw(url, "POST", "/v1/jobs", b'{"kind": "shape", "prompt": ')

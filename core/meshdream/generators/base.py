@@ -26,6 +26,9 @@ class ModelNotFoundError(MeshDreamError, FileNotFoundError):
 
 
 CAPABILITIES = ("depth", "img2img", "inpaint")
+# Approximate linear map from SD 1.x/2.x/XL 4-channel (scaled) latents to RGB in [-1, 1] (keturn's SD 1.5 fit):
+# far cheaper than the VAE, good enough for a live preview.
+SD_LATENT_RGB = ((0.298, 0.207, 0.208), (0.187, 0.286, 0.173), (-0.158, 0.189, 0.264), (-0.184, -0.271, -0.473))
 
 
 @dataclass
@@ -141,6 +144,13 @@ class Generator(ABC):
     def prepare(self, request: GenerationRequest) -> dict:
         """Per-request conditioning computed once before the loop (e.g. depth latents, masked-image latents)."""
         return {}
+
+    def preview_rgb(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents (B, C, h, w) -> rough (B, 3, h, w) RGB in [0, 1] on the same device, without the decoder (live
+        previews). The default fits SD-family 4-channel latents; generators with other latents override it."""
+        factors = torch.tensor(SD_LATENT_RGB, device=latents.device, dtype=torch.float32)
+        rgb = torch.einsum("bchw,cr->brhw", latents.float(), factors)
+        return ((rgb + 1) / 2).clamp(0, 1)
 
     @abstractmethod
     def predict_noise(

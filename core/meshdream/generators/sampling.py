@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 
 from ..errors import InvalidParameterError
-from ..progress import CancelToken, ProgressCallback, Reporter
+from ..progress import CancelToken, PreviewFn, ProgressCallback, Reporter
 from .base import GenerationRequest, Generator
 
 X0Hook = Callable[[int, int, torch.Tensor], torch.Tensor]  # (step index, steps, x0) -> x0
@@ -30,6 +31,22 @@ def _resize(t: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> t
     return torch.nn.functional.interpolate(
         t, size=size, mode=mode, **({} if mode == "nearest" else {"antialias": True})
     )
+
+
+def _previewer(
+    generator: Generator, model_in: torch.Tensor, eps: torch.Tensor, alphas: torch.Tensor, t: torch.Tensor
+) -> PreviewFn:
+    """A step's clean estimate x0 as (B, h, w, 3) uint8 views, computed (on the device) only when a progress
+    consumer asks, so an unwatched loop pays nothing. `model_in` is the variance-preserving input every scheduler
+    feeds the model, so x0 = (x - sqrt(1 - a) eps) / sqrt(a) holds for sigma-space schedulers too."""
+
+    @torch.no_grad()
+    def preview() -> np.ndarray:
+        a = alphas[t.long()].to(torch.float32)
+        x0 = (model_in.float() - (1 - a).sqrt() * eps.float()) / a.sqrt()
+        return (generator.preview_rgb(x0) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+    return preview
 
 
 @torch.no_grad()
@@ -83,8 +100,9 @@ def sample(
         raise InvalidParameterError("Per-step hooks need a variance-preserving scheduler (dpm++, unipc or ddim).")
 
     total = len(timesteps)
+    preview = None  # the previous step's x0, shown with the next report
     for i, t in enumerate(timesteps):
-        report("denoise", i, total)
+        report("denoise", i, total, preview=preview)
         model_in = sched.scale_model_input(latents, t)
         eps = torch.cat(
             [
@@ -105,12 +123,14 @@ def sample(
             x0 = (lat32 - (1 - a).sqrt() * eps32) / a.sqrt()
             x0 = hook(i, total, x0).to(dev, torch.float32)
             eps = ((lat32 - a.sqrt() * x0) / (1 - a).sqrt()).to(dt)
+        # After the hook, so it shows the edited (synchronized) x0; `alphas[t]` is only indexed if asked.
+        preview = _previewer(generator, model_in, eps, alphas, t)
         latents = sched.step(eps, t, latents).prev_sample
         if release is not None and i + 1 < total:
             pinned = (release < 1.0 - (i + 1) / total).to(dt)
             noised = sched.add_noise(known, noise, timesteps[i + 1 : i + 2].repeat(n))
             latents = pinned * noised + (1 - pinned) * latents
-    report("denoise", total, total)
+    report("denoise", total, total, preview=preview)
     if release is not None:
         kept = (release <= 0).to(dt)
         latents = kept * known + (1 - kept) * latents

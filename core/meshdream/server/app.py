@@ -195,14 +195,16 @@ def create_app(
         job_id: str,
         after: int = Query(-1, description="answer once the job's version is newer than this"),
         wait: float = Query(0.0, ge=0, le=MAX_WAIT_S, description="seconds to wait for news (long poll)"),
-        preview: bool = Query(False, description="add preview_png: the generated views, once there are any"),
+        preview: bool = Query(
+            False, description="add preview_png: the views, live (denoising estimate) while running, then the result's"
+        ),
     ):
         job = get_job(job_id)
         if wait:
             worker.wait_for_change(job, after, wait)
         out = job_status(job)
         if preview:
-            out["preview_png"] = preview_png(job.result)
+            out["preview_png"] = preview_png(job)
         return out
 
     @app.post("/v1/jobs/{job_id}/cancel")

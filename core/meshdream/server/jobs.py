@@ -140,4 +140,5 @@ class Job:
     finished: Optional[float] = None
     cancel_token: CancelToken = field(default_factory=CancelToken)
     cancel_step: Optional[int] = None  # the step running when cancel arrived: it stops within one step of it
+    preview: Optional[np.ndarray] = None  # while running: the newest denoising preview, (B, h, w, 3) uint8
     version: int = 0  # bumped on every change, so a long poll can wait for "newer than what I saw"

@@ -364,11 +364,17 @@ def status(job: Job, queue_position: Optional[int]) -> dict:
     }
 
 
-def preview_png(result: Optional[JobResult]) -> Optional[str]:
-    """The generated views side by side, once there are any."""
-    if result is None or not result.views:
+def preview_png(job: Job) -> Optional[str]:
+    """The views side by side: the finished result's, or while running the newest denoising preview (latent
+    resolution, so a status poll stays cheap); None until there are any."""
+    live, result = job.preview, job.result  # in this order: a job finishing meanwhile gives one or the other
+    if result is not None:
+        views = result.views
+    else:
+        views = [] if live is None else list(live.astype(np.float32) / 255)
+    if not views:
         return None
-    return encode_png(contact_sheet(result.views, columns=len(result.views)))
+    return encode_png(contact_sheet(views, columns=len(views)))
 
 
 def _glb(result: JobResult) -> bytes:

@@ -42,6 +42,7 @@ from .jobs import (
 
 log = logging.getLogger("meshdream.server")
 KEEP_FINISHED = 32  # finished jobs whose results stay in memory to fetch; the oldest are forgotten first
+PREVIEW_EVERY_S = 0.5  # a running job's preview is refreshed at most this often (each costs a device sync)
 
 
 class ModelCache:
@@ -159,7 +160,7 @@ class Worker:
 
     def _finish(self, job: Job, state: str, error: Optional[str] = None, result: Optional[JobResult] = None) -> None:
         job.state, job.error, job.result, job.finished = state, error, result, time.time()
-        job.request = None  # the inputs (a mesh, images) are not needed any more
+        job.request = job.preview = None  # the inputs (a mesh, images) and the live preview are not needed any more
         self._changed(job)
 
     def _forget_old(self) -> None:
@@ -199,9 +200,17 @@ class Worker:
         log.info("worker stopped")
 
     def _run(self, job: Job) -> None:
+        last_preview = -PREVIEW_EVERY_S
+
         def progress(p: Progress) -> None:
+            nonlocal last_preview
+            preview = None
+            if p.preview is not None and time.monotonic() - last_preview >= PREVIEW_EVERY_S:
+                preview, last_preview = p.preview(), time.monotonic()  # outside the lock: it waits for the device
             with self.lock:
                 job.stage, job.step, job.total, job.message = p.stage, p.step, p.total, p.message
+                if preview is not None:
+                    job.preview = preview
                 self._changed(job)
 
         log.info("job %s (%s) started", job.id, job.kind)

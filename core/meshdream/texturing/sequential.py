@@ -12,6 +12,8 @@ small batch per view, which is what keeps a GPU busy.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 import trimesh
@@ -124,6 +126,6 @@ def _offset(progress, w: int, n: int):
         return None
 
     def report(p: Progress) -> None:
-        progress(Progress("denoise", w * p.total + p.step, n * p.total, f"views batch {w + 1} of {n}"))
+        progress(replace(p, step=w * p.total + p.step, total=n * p.total, message=f"views batch {w + 1} of {n}"))
 
     return report

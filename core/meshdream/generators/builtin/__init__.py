@@ -68,6 +68,10 @@ class BuiltinGenerator(Generator):
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         return ((latents.float() + 1) / 2).clamp(0, 1).cpu()
 
+    def preview_rgb(self, latents: torch.Tensor) -> torch.Tensor:
+        """Pixel space: the latents are the image, so the preview is exact (and stays on the device)."""
+        return ((latents.float() + 1) / 2).clamp(0, 1)
+
     def prepare(self, request: GenerationRequest) -> dict:
         n = len(request.prompts)
         h, w = request.size
