@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import meshdream
@@ -52,3 +53,10 @@ def tiny(tmp_path_factory):
         return cache[(kind, seed)]
 
     return get
+
+
+def blender_env(**extra: str) -> dict:
+    """Environment for the Blender program. A distribution's Blender (Debian's 3.4) takes its Python home from the
+    first `python3.11` on PATH; with a pyenv or venv Python first (as under `python build.py test` in CI) it loses
+    the system's site-packages, numpy included, so the system's bin folder goes first."""
+    return {**os.environ, "PATH": os.pathsep.join(["/usr/bin", os.environ.get("PATH", "")]), **extra}

@@ -19,7 +19,7 @@ from meshdream.errors import InvalidParameterError
 from meshdream.progress import CancelToken
 from PIL import Image
 
-from tests.conftest import BUNDLED
+from tests.conftest import BUNDLED, blender_env
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {"n_views": 2, "view_resolution": 64, "texture_size": 64, "steps": 3}
@@ -178,7 +178,8 @@ def test_outputs_of_same_named_inputs_do_not_clash(tmp_path):
 
 
 def run(*args, **kwargs):
-    return subprocess.run([*map(str, args)], capture_output=True, text=True, timeout=300, **kwargs)
+    """A child process (Blender or Python) with the Blender program's environment (see blender_env)."""
+    return subprocess.run([*map(str, args)], capture_output=True, text=True, timeout=300, env=blender_env(), **kwargs)
 
 
 def test_cli_exit_status(meshes, tmp_path, capsys):

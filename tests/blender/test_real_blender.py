@@ -5,7 +5,6 @@ out/addon/ for a person to look at. The steps inside Blender are in real_blender
 """
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.conftest import blender_env
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "out" / "addon"
@@ -63,15 +64,15 @@ def session(tmp_path_factory):
         check=True,
         capture_output=True,
         timeout=60,
+        env=blender_env(),
     )
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)
-    env = {
-        **os.environ,
-        "BLENDER_USER_SCRIPTS": str(tmp / "scripts"),  # the install must not touch the user's Blender
-        "BLENDER_USER_CONFIG": str(tmp / "config"),
-    }
+    env = blender_env(
+        BLENDER_USER_SCRIPTS=str(tmp / "scripts"),  # the install must not touch the user's Blender
+        BLENDER_USER_CONFIG=str(tmp / "config"),
+    )
     python = ROOT / ".venv" / "bin" / "python"
     done = subprocess.run(
         [
