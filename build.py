@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """MeshDream's one entry point.
 
-    python build.py setup          create .venv and install the core (editable) with the dev/test tools and the server
+    python build.py setup          create .venv and install the core (editable) with dev/test tools, server and Ray
     python build.py demo           set up, then run the demo; results go to out/
     python build.py test [ARGS]    set up, then run pytest (ARGS are passed on)
     python build.py bench [NAME]   set up, then run benchmarks; prints JSON and writes out/bench.json
@@ -54,7 +54,7 @@ def setup() -> None:
         print(f"creating {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    run(PYTHON, "-m", "pip", "install", "--quiet", *pins, "-e", f"{ROOT / 'core'}[dev,server]")
+    run(PYTHON, "-m", "pip", "install", "--quiet", *pins, "-e", f"{ROOT / 'core'}[dev,server,ray]")
     if shutil.which("npm"):  # the Khronos glTF validator checks our GLB files in the tests
         run("npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", VENV / "node", GLTF_VALIDATOR)
     stamp.write_text(digest)

@@ -357,6 +357,59 @@ def bench_server() -> dict:
     }
 
 
+def bench_ray() -> dict:
+    """12 small jobs (spot.obj, built-in model) in-process vs on a local Ray with 2 model workers (geometry loaded in
+    the workers: 2 cores leave none for geometry tasks), and Ray's scheduling cost per job from 200 no-op calls
+    (target: under 10 % of the in-process job time). Worker start (each imports torch, loads the model) shows in
+    the time to the first result; the steady-state rate counts from the first result to the last."""
+    import tempfile
+
+    import ray
+    from meshdream.batch import BatchItem, run_batch, run_batch_ray
+
+    job = dict(n_views=4, view_resolution=128, texture_size=256, steps=4)
+    items = [BatchItem(str(mesh_path("spot.obj")), "red brick", f"spot_{i}.glb", {**job, "seed": i}) for i in range(12)]
+    gen = meshdream.load_generator("builtin")
+    run_batch(items[:1], tempfile.mkdtemp(), generator=gen)  # warm: first-call costs
+    t = time.perf_counter()
+    run_batch(items, tempfile.mkdtemp(), generator=gen)
+    local_s = time.perf_counter() - t
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        stamps = []
+
+        def stamp(p) -> None:
+            if p.result is not None:
+                stamps.append(time.perf_counter())
+
+        t0 = time.perf_counter()
+        report = run_batch_ray(items, tempfile.mkdtemp(), workers=2, progress=stamp)
+        ray_s = time.perf_counter() - t0
+        assert report.count("done") == len(items)
+        noop = ray.remote(num_cpus=0)(lambda: None)
+        ray.get(noop.remote())
+        t = time.perf_counter()
+        for _ in range(200):
+            ray.get(noop.remote())
+        overhead_s = (time.perf_counter() - t) / 200
+    finally:
+        ray.shutdown()
+    per_job = local_s / len(items)
+    return {
+        "job": {**job, "mesh": "spot.obj", "model": "builtin", "jobs": len(items)},
+        "in_process_s": round(local_s, 2),
+        "in_process_jobs_per_min": round(60 * len(items) / local_s, 1),
+        "ray_2_workers_s": round(ray_s, 2),
+        "ray_jobs_per_min": round(60 * len(items) / ray_s, 1),
+        "ray_first_result_s": round(stamps[0] - t0, 2),  # worker start + model load + the first job
+        "ray_steady_jobs_per_min": round(60 * (len(stamps) - 1) / (stamps[-1] - stamps[0]), 1),
+        "noop_job_overhead_ms": round(1000 * overhead_s, 2),
+        "overhead_pct_of_job": round(100 * overhead_s / per_job, 2),
+        "target_met": overhead_s < 0.1 * per_job,
+    }
+
+
 BENCHES = {
     "roundtrip": bench_roundtrip,
     "speed": bench_speed,
@@ -366,6 +419,7 @@ BENCHES = {
     "texture_model": bench_texture_model,
     "shapes": bench_shapes,
     "server": bench_server,
+    "ray": bench_ray,  # needs the ray extra
     "gpu": lambda: __import__("bench_gpu").run(),  # scripts/bench_gpu.py: needs CUDA, so it runs only by name
 }
 

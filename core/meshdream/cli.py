@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import signal
 import sys
@@ -240,7 +241,7 @@ def _batch(args) -> int:
     """Many meshes with one loaded model; exit 1 if any item failed, 130 if Ctrl-C stopped it (finished items stay)."""
     from tqdm import tqdm
 
-    from .batch import FAILED, SKIPPED, collect_items, run_batch
+    from .batch import FAILED, SKIPPED, collect_items, run_batch, run_batch_ray
 
     settings = {
         "strategy": args.strategy,
@@ -268,7 +269,9 @@ def _batch(args) -> int:
 
     with _cancel_on_ctrl_c() as token:
         try:
-            report = run_batch(
+            # --ray: the same batch over a Ray cluster (one model worker per GPU, or per --cpus-per-worker cores)
+            ray_options = {"address": args.ray, "workers": args.workers, "cpus_per_worker": args.cpus_per_worker}
+            report = (functools.partial(run_batch_ray, **ray_options) if args.ray else run_batch)(
                 items,
                 args.out,
                 model=args.model,
@@ -393,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int)
     p.add_argument("--guidance", type=float)
     p.add_argument("--retries", type=int, default=0, help="more attempts for an item that failed unexpectedly")
+    p.add_argument("--ray", metavar="local|auto|ADDRESS", help="run on Ray: start one, join this machine's, or ADDRESS")
+    p.add_argument("--workers", type=int, help="--ray: model workers (default: one per GPU or per --cpus-per-worker)")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0, help="--ray: cores each model worker holds")
     p.set_defaults(run=_batch)
 
     p = sub.add_parser("models", help="list the models available offline")

@@ -47,8 +47,10 @@ class BatchReport:
         return self.count(FAILED)
 
 
-def texture_item(item: BatchItem, generator, out_dir: Path, progress=None, cancel=None) -> Path:
+def texture_item(item: BatchItem, generator, out_dir: Path, progress=None, cancel=None, mesh=None) -> Path:
     """Texture one item and write its output (+ the texture PNG beside a .glb); returns the output path.
+
+    mesh: the item's input already loaded (a scheduler that loads and unwraps on other cores passes it in).
 
     Files are written in a temporary folder inside `out_dir` and moved into place, the output last, so an output
     that exists is complete. Raises on failure (CancelledError when cancelled); nothing partial is left.
@@ -58,7 +60,7 @@ def texture_item(item: BatchItem, generator, out_dir: Path, progress=None, cance
     from ..texturing import texture_mesh
 
     out = Path(out_dir) / item.output
-    mesh = load_mesh(item.input, unwrap=item.unwrap)
+    mesh = load_mesh(item.input, unwrap=item.unwrap) if mesh is None else mesh
     result = texture_mesh(mesh, item.prompt, generator, progress=progress, cancel=cancel, **item.settings)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=out.parent))
@@ -117,6 +119,18 @@ def run_item(
             )
 
 
+def settled_result(summary: Summary, item: BatchItem, overwrite: bool) -> Optional[ItemResult]:
+    """The item's result without any work, or None if it must run: skipped when an earlier run finished it,
+    failed when its output exists but no batch made it. Every scheduler applies the same rule."""
+    out = summary.output_path(item)
+    if not overwrite and summary.is_finished(item):
+        return ItemResult(item.source or item.input, str(out), SKIPPED)
+    if out.exists() and not overwrite and summary.previous(item) is None:
+        message = str(OutputExistsError(f"'{out}' exists but no earlier batch made it; pass --overwrite."))
+        return ItemResult(item.source or item.input, str(out), FAILED, attempts=0, error=message)
+    return None
+
+
 def run_batch(
     items: Sequence[BatchItem],
     out_dir: str | os.PathLike,
@@ -148,13 +162,9 @@ def run_batch(
             progress(BatchProgress(len(report.results), total, item, result=result))
 
     for item in items:
-        out = summary.output_path(item)
-        if not overwrite and summary.is_finished(item):
-            finish(item, ItemResult(item.source or item.input, str(out), SKIPPED))
-            continue
-        if out.exists() and not overwrite and summary.previous(item) is None:
-            message = str(OutputExistsError(f"'{out}' exists but no earlier batch made it; pass --overwrite."))
-            finish(item, ItemResult(item.source or item.input, str(out), FAILED, attempts=0, error=message))
+        settled = settled_result(summary, item, overwrite)
+        if settled is not None:
+            finish(item, settled)
             continue
         if cancel is not None and cancel.cancelled:
             report.cancelled = True
