@@ -162,13 +162,90 @@ class Camera:
         )
 
 
-def default_elevations(n: int) -> list[float]:
+def default_elevations(n: int, bottom: bool = True) -> list[float]:
     """Elevations (degrees) for `n` orbit views: a ring alternating slightly above and below the equator, and for
-    six views or more one view from the top and one from below, the directions a ring never sees well."""
+    six views or more one view from the top and one from below, the directions a ring never sees well. Without
+    `bottom` (a surface open below, which a view from there would see only from behind), the first view looks
+    from the top and the rest ring the rim from above and level with it."""
+    if not bottom:
+        return [89.0] + [25.0 if k % 2 == 0 else 0.0 for k in range(n - 1)]
     if n < 6:
         return [15.0 if k % 2 == 0 else -10.0 for k in range(n)]
-    ring = [25.0 if k % 2 == 0 else -15.0 for k in range(n - 2)]
-    return ring + [89.0, -89.0]
+    return [25.0 if k % 2 == 0 else -15.0 for k in range(n - 2)] + [89.0, -89.0]
+
+
+# A mesh whose area-weighted normals lie this close to one axis (the largest eigenvalue of their second moment)
+# is flat for view placement: a plane, card, decal, leaf, terrain patch or 2D outline.
+FLAT_NORMALS = 0.9
+# An open mesh whose area-weighted mean normal is at least this long faces one way (a dome, a shell, a sheet):
+# its orbit turns around that direction. Closed meshes have a mean normal of zero.
+OPEN_FACING = 0.25
+SIDE_AREA = 0.02  # a side of a flat mesh gets views if at least this fraction of the area faces it
+FLAT_TILT = 35.0  # degrees between a flat mesh's normal and the views around the straight-on one
+
+
+def _surface_normals(mesh) -> tuple[np.ndarray, np.ndarray]:
+    """(F, 3) unit face normals and (F,) areas as fractions of the whole surface."""
+    tri = np.asarray(mesh.vertices, dtype=np.float64)[np.asarray(mesh.faces)]
+    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    length = np.linalg.norm(cross, axis=1)
+    return cross / np.maximum(length, 1e-30)[:, None], length / max(length.sum(), 1e-30)
+
+
+def _orbit_directions(elevations: Sequence[float], up: np.ndarray, front: np.ndarray) -> np.ndarray:
+    """(n, 3) unit directions towards the cameras of a ring around `up` (azimuth 0 at `front`); near-polar views
+    need no azimuth, so the ring's azimuths are spread over the others."""
+    side = np.cross(up, front)
+    el = np.radians(np.asarray(elevations, dtype=np.float64))
+    ring = np.abs(el) < np.radians(80)
+    az = np.zeros(len(el))
+    az[ring] = 2 * np.pi * np.arange(ring.sum()) / max(ring.sum(), 1)
+    horizontal = np.cos(az)[:, None] * front + np.sin(az)[:, None] * side
+    return np.cos(el)[:, None] * horizontal + np.sin(el)[:, None] * up
+
+
+def _flat_directions(n: int, axis: np.ndarray, normals: np.ndarray, area: np.ndarray, up, front) -> np.ndarray:
+    """Views of a flat mesh: on each side of it that surface faces (one side for a single-sided card, both for a
+    two-sided one), the first straight on and the rest tilted around the normal, never edge-on."""
+    facing = normals @ axis
+    share = np.array([area[facing > 0].sum(), area[facing < 0].sum()])
+    signs = np.array([1.0, -1.0])[share >= SIDE_AREA * share.sum()]
+    counts = np.full(len(signs), n // len(signs)) + (np.arange(len(signs)) < n % len(signs))
+    # The tilts start towards the world's up, so the first tilted view looks at the card from slightly above.
+    ref = up - axis * (up @ axis)
+    ref = ref if np.linalg.norm(ref) > 1e-6 else front - axis * (front @ axis)
+    ref /= np.linalg.norm(ref)
+    other = np.cross(axis, ref)
+    tilt = np.radians(FLAT_TILT)
+    out = []
+    for sign, count in zip(signs[counts > 0], counts[counts > 0]):
+        az = 2 * np.pi * np.arange(count - 1) / max(count - 1, 1)
+        around = np.cos(az)[:, None] * ref + np.sin(az)[:, None] * other
+        out += [sign * axis[None], np.cos(tilt) * sign * axis + np.sin(tilt) * around]
+    return np.concatenate(out)
+
+
+def _view_directions(n: int, mesh, elevations, up: np.ndarray, front: np.ndarray) -> np.ndarray:
+    """Where the cameras sit, as unit directions from the mesh. Closed meshes (and any mesh given `elevations`) get
+    the default orbit around the world's up; flat meshes get views around their normal on the sides their surface
+    faces; open meshes that face one way get the orbit turned around the direction they face, so no ring view
+    looks only at the back of the surface."""
+    if mesh is not None and elevations is None:
+        normals, area = _surface_normals(mesh)
+        moment = np.einsum("f,fi,fj->ij", area, normals, normals)
+        eigval, eigvec = np.linalg.eigh(moment)
+        if eigval[-1] >= FLAT_NORMALS:
+            return _flat_directions(n, eigvec[:, -1], normals, area, up, front)
+        mean = area @ normals
+        if np.linalg.norm(mean) >= OPEN_FACING:
+            facing = mean / np.linalg.norm(mean)
+            turned = front - facing * (front @ facing)
+            turned = turned if np.linalg.norm(turned) > 1e-6 else up - facing * (up @ facing)
+            return _orbit_directions(default_elevations(n, bottom=False), facing, turned / np.linalg.norm(turned))
+    elevations = default_elevations(n) if elevations is None else list(elevations)
+    if len(elevations) != n:
+        raise InvalidParameterError(f"Got {len(elevations)} elevations for {n} views; give one per view.")
+    return _orbit_directions(elevations, up, front)
 
 
 def orbit_cameras(
@@ -182,20 +259,20 @@ def orbit_cameras(
 ) -> list[Camera]:
     """`n` cameras around the mesh, each framing it tightly (the whole mesh fits with `margin` to spare).
 
-    Framing is exact and closed-form: for each direction, the distance and the image-plane offset of the target
-    are the smallest that keep every hull vertex inside the frustum. Without a mesh, the normalized unit cube
-    [-1, 1]^3 is framed. Azimuth 0 looks at the mesh's front (+Z), `up` is the world's up axis.
+    Directions follow the mesh's own surface (see `_view_directions`): a closed mesh gets the default orbit, a flat
+    or open one views that face its surface. Framing is exact and closed-form: for each direction, the distance
+    and the image-plane offset of the target are the smallest that keep every vertex inside the frustum.
+    Without a mesh, the normalized unit cube [-1, 1]^3 is framed. Azimuth 0 looks at the mesh's front (+Z), `up`
+    is the world's up axis (it also keeps every image upright).
     """
     if int(n) != n or n < 1:
         raise InvalidParameterError(f"Number of views {n!r} must be a positive whole number (8 is typical).")
-    elevations = default_elevations(n) if elevations is None else list(elevations)
-    if len(elevations) != n:
-        raise InvalidParameterError(f"Got {len(elevations)} elevations for {n} views; give one per view.")
     w, h = _resolution(resolution)
     if mesh is None:
         points = np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).reshape(3, -1).T.astype(np.float64)
     else:
-        points = np.asarray(mesh.convex_hull.vertices if len(mesh.vertices) > 4 else mesh.vertices, dtype=np.float64)
+        # All vertices, not the hull's: the extremes of linear functions are the same, and qhull fails on flat meshes.
+        points = np.asarray(mesh.vertices, dtype=np.float64)
     center = 0.5 * (points.min(0) + points.max(0))
     rel = points - center
 
@@ -209,14 +286,8 @@ def orbit_cameras(
 
     f = 0.5 * max(w, h) / np.tan(np.radians(fov) / 2)
     tx, ty = (1 - margin) * 0.5 * w / f, (1 - margin) * 0.5 * h / f  # tangent of the half-angles kept free
-    # Azimuths spread evenly over the ring views; near-polar views need none.
-    ring = [k for k, e in enumerate(elevations) if abs(e) < 80]
-    azimuths = np.zeros(n)
-    azimuths[ring] = 2 * np.pi * np.arange(len(ring)) / max(len(ring), 1)
     cameras = []
-    for az, elev in zip(azimuths, elevations):
-        el = np.radians(elev)
-        back = np.cos(el) * (np.cos(az) * front + np.sin(az) * side) + np.sin(el) * up
+    for back in _view_directions(int(n), mesh, elevations, up, front):
         right = np.cross(up, back)
         if np.linalg.norm(right) < 1e-6:
             right = side

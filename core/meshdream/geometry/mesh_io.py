@@ -8,7 +8,10 @@ The transform from the user's coordinates is kept in `mesh.metadata["meshdream"]
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import struct
 import warnings
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from PIL import Image
 
 from ..errors import (
     InvalidMeshError,
+    InvalidParameterError,
     MeshDreamWarning,
     MeshFileNotFoundError,
     OutputExistsError,
@@ -30,7 +34,39 @@ READ_FORMATS = (".obj", ".glb", ".gltf", ".ply", ".stl", ".off")
 WRITE_FORMATS = (".glb", ".obj")
 
 
-def _read(source) -> trimesh.Trimesh:
+def _gltf_uv_set(path: Path, uv_set: int):
+    """Load a glTF / GLB file with its TEXCOORD_<uv_set> as the UVs: trimesh reads TEXCOORD_0 only, so every
+    primitive's TEXCOORD_0 is pointed at the chosen accessor before trimesh parses the file."""
+    data = path.read_bytes()
+    glb = data[:4] == b"glTF"
+    size = struct.unpack_from("<I", data, 12)[0] if glb else len(data)
+    gltf = json.loads(data[20 : 20 + size] if glb else data)
+    primitives = [p for m in gltf.get("meshes", []) for p in m.get("primitives", [])]
+    name = f"TEXCOORD_{uv_set}"
+    missing = sum(name not in p.get("attributes", {}) for p in primitives)
+    if missing:
+        found = sorted({a for p in primitives for a in p.get("attributes", {}) if a.startswith("TEXCOORD_")})
+        raise InvalidParameterError(
+            f"'{path.name}' has no UV set {uv_set} ({name}) on {missing} of {len(primitives)} primitives; "
+            f"its UV sets: {', '.join(found) or 'none'}."
+        )
+    for p in primitives:
+        p["attributes"]["TEXCOORD_0"] = p["attributes"][name]
+    text = json.dumps(gltf).encode()
+    if not glb:
+        resolver = trimesh.resolvers.FilePathResolver(str(path))
+        return trimesh.load(io.BytesIO(text), file_type="gltf", resolver=resolver, process=False)
+    text += b" " * (-len(text) % 4)  # chunks are 4-byte aligned; JSON pads with spaces
+    rest = data[20 + size :]
+    head = struct.pack("<4sII", b"glTF", 2, 20 + len(text) + len(rest)) + struct.pack("<I4s", len(text), b"JSON")
+    return trimesh.load(io.BytesIO(head + text + rest), file_type="glb", process=False)
+
+
+def _read(source, uv_set: int = 0) -> trimesh.Trimesh:
+    if uv_set and not (isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() in (".glb", ".gltf")):
+        raise InvalidParameterError(
+            f"uv_set={uv_set}: only glTF / GLB files hold several UV sets; other meshes have one (uv_set=0)."
+        )
     if isinstance(source, trimesh.Trimesh):
         return source.copy()
     if isinstance(source, trimesh.Scene):
@@ -45,7 +81,9 @@ def _read(source) -> trimesh.Trimesh:
             f"'{path.name}' is not a format MeshDream reads; convert it to one of {', '.join(READ_FORMATS)}."
         )
     try:
-        loaded = trimesh.load(str(path), process=False)
+        loaded = _gltf_uv_set(path, uv_set) if uv_set else trimesh.load(str(path), process=False)
+    except InvalidParameterError:
+        raise
     except Exception as exc:  # parsers raise anything from KeyError to struct.error on broken files
         raise InvalidMeshError(f"Could not read '{path.name}' ({exc}); the file may be damaged or not a mesh.") from exc
     if isinstance(loaded, trimesh.Scene):
@@ -90,16 +128,20 @@ def _clean(mesh: trimesh.Trimesh, name: str) -> trimesh.Trimesh:
     return out
 
 
-def load_mesh(source, unwrap: str = "auto", normalize: bool = True) -> trimesh.Trimesh:
+def load_mesh(source, unwrap: str = "auto", normalize: bool = True, uv_set: int = 0) -> trimesh.Trimesh:
     """Load a mesh (OBJ, GLB/glTF, PLY, STL, OFF path, or a trimesh object, which is copied, not changed).
 
     unwrap: "auto" keeps usable UVs and unwraps otherwise (none, outside 0..1, overlapping); "always"; "never".
     normalize: centre the bounding box at the origin and scale the longest side to 2.
+    uv_set: which UV set of a glTF / GLB file to texture (n for TEXCOORD_n, e.g. Blender's active UV map); other
+        formats have one.
     """
     if unwrap not in ("auto", "always", "never"):
         raise InvalidMeshError(f"unwrap={unwrap!r} is unknown; use 'auto', 'always' or 'never'.")
+    if int(uv_set) != uv_set or uv_set < 0:
+        raise InvalidParameterError(f"uv_set={uv_set!r} must be a UV set index: 0 (the first), 1, ...")
     name = f"'{Path(os.fspath(source)).name}'" if isinstance(source, (str, os.PathLike)) else "The mesh"
-    mesh = _clean(_read(source), name)
+    mesh = _clean(_read(source, int(uv_set)), name)
     to_norm = np.eye(4)
     if normalize:
         lo, hi = mesh.bounds
@@ -113,7 +155,11 @@ def load_mesh(source, unwrap: str = "auto", normalize: bool = True) -> trimesh.T
         mesh = unwrapped(mesh)
     elif uv is not None:
         mesh.visual = trimesh.visual.TextureVisuals(uv=uv)
-    mesh.metadata["meshdream"] = {"to_normalized": to_norm.tolist(), "unwrapped": bool(did_unwrap)}
+    mesh.metadata["meshdream"] = {
+        "to_normalized": to_norm.tolist(),
+        "unwrapped": bool(did_unwrap),
+        "uv_set": int(uv_set),
+    }
     return mesh
 
 

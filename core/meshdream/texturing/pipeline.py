@@ -80,12 +80,15 @@ def texture_mesh(
         with timer("load_mesh"):
             mesh = load_mesh(mesh)
     with timer("views"):
-        if cameras is None:
+        chosen = cameras is None  # views MeshDream chose that see nothing are dropped; a caller's are an error
+        if chosen:
             cameras = orbit_cameras(1 if strategy == "project" else n_views, resolution=view_resolution, mesh=mesh)
         cameras = list(cameras)
         if strategy == "project" and len(cameras) != 1:
             raise InvalidParameterError(f"The project strategy takes exactly one camera, got {len(cameras)}.")
-        views = prepare_views(mesh, cameras, prompt.strip(), directions, normals=generator.uses_normals)
+        views = prepare_views(
+            mesh, cameras, prompt.strip(), directions, normals=generator.uses_normals, require_visible=not chosen
+        )
     settings = Settings(
         prompt=prompt.strip(),
         texture_size=texture_size // refine_scale,

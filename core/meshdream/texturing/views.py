@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -9,7 +10,9 @@ import numpy as np
 import torch
 import trimesh
 
+from ..errors import CameraError, MeshDreamWarning
 from ..geometry import Camera, ViewMaps, render
+from ..geometry.meshdata import mesh_data
 from ..images import depth_to_image
 
 # Words that keep generated views free of baked-in lighting (albedo only).
@@ -44,16 +47,45 @@ class ViewSet:
 
 
 def prepare_views(
-    mesh: trimesh.Trimesh, cameras: Sequence[Camera], prompt: str, directions: bool = True, normals: bool = True
+    mesh: trimesh.Trimesh,
+    cameras: Sequence[Camera],
+    prompt: str,
+    directions: bool = True,
+    normals: bool = True,
+    require_visible: bool = True,
 ) -> ViewSet:
-    """Render every camera once; normals only for generators that use them (`Generator.uses_normals`)."""
-    maps = [render(mesh, c) for c in cameras]
+    """Render every camera once; normals only for generators that use them (`Generator.uses_normals`).
+
+    require_visible: a camera that sees none of the mesh is the caller's mistake (CameraError). Without it (cameras
+    MeshDream chose itself), a view that sees no front of any face could paint nothing: it is dropped with a
+    MeshDreamWarning rather than stopping the job.
+    """
+    maps = [render(mesh, c, require_visible) for c in cameras]
+    if not require_visible:
+        keep = [k for k, (c, m) in enumerate(zip(cameras, maps)) if _sees_front(mesh, c, m)]
+        if not keep:
+            raise CameraError("None of the views sees the front of any face of the mesh; pass cameras that do.")
+        if len(keep) < len(cameras):
+            dropped = [np.round(cameras[k].position, 3).tolist() for k in range(len(cameras)) if k not in keep]
+            warnings.warn(
+                f"Dropped {len(dropped)} of {len(cameras)} views that see no front of the mesh (cameras at {dropped}).",
+                MeshDreamWarning,
+                stacklevel=2,
+            )
+        cameras, maps = [cameras[k] for k in keep], [maps[k] for k in keep]
     depth = torch.from_numpy(np.stack([depth_to_image(m.depth) for m in maps]))[:, None]
     normal = None
     if normals:
         camera_space = np.stack([m.normal @ c.rotation.T for c, m in zip(cameras, maps)]).astype(np.float32)
         normal = torch.from_numpy(camera_space).permute(0, 3, 1, 2)
     return ViewSet(list(cameras), maps, view_prompts(prompt, cameras, directions), depth, normal)
+
+
+def _sees_front(mesh: trimesh.Trimesh, camera: Camera, maps: ViewMaps) -> bool:
+    """Whether the camera is on the front side of any face it sees (the bake uses front sides only)."""
+    md = mesh_data(mesh)
+    faces = np.unique(maps.face[maps.mask])
+    return bool((np.einsum("fc,fc->f", md.face_normals[faces], camera.position - md.triangles[faces, 0]) > 0).any())
 
 
 def to_images(batch: torch.Tensor) -> list[np.ndarray]:

@@ -1,0 +1,75 @@
+"""Choosing the UV set of a glTF / GLB file with several (TEXCOORD_0, TEXCOORD_1): issue 15, item 5."""
+
+import json
+import struct
+
+import meshdream
+import numpy as np
+import pytest
+import trimesh
+from meshdream.geometry import to_user_frame
+
+
+def _uv0(xy):
+    return (xy + 1) / 2
+
+
+def _uv1(xy):  # the same layout turned a quarter: inside 0..1 and easy to tell apart
+    u = _uv0(xy)
+    return np.stack([1 - u[:, 1], u[:, 0]], axis=1)
+
+
+def _two_uv_sets(tmp_path):
+    """A 3x3-vertex grid as .glb and .gltf + .bin, TEXCOORD_0 from trimesh and a TEXCOORD_1 added to the file."""
+    g = np.linspace(-1, 1, 3)
+    xy = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+    k = np.arange(9).reshape(3, 3)[:-1, :-1].ravel()
+    faces = np.concatenate([np.stack([k, k + 1, k + 4], 1), np.stack([k, k + 4, k + 3], 1)])
+    grid = trimesh.Trimesh(np.c_[xy, np.zeros(9)], faces, process=False)
+    grid.visual = trimesh.visual.TextureVisuals(uv=_uv0(xy), material=trimesh.visual.material.PBRMaterial())
+    data = grid.export(file_type="glb")
+    size = struct.unpack_from("<I", data, 12)[0]
+    gltf = json.loads(data[20 : 20 + size])
+    binary = data[28 + size :]
+    uv1 = _uv1(xy) * [1, -1] + [0, 1]  # glTF's v runs downwards
+    gltf["bufferViews"].append({"buffer": 0, "byteOffset": len(binary), "byteLength": uv1.size * 4})
+    gltf["accessors"].append(
+        {"bufferView": len(gltf["bufferViews"]) - 1, "componentType": 5126, "count": 9, "type": "VEC2"}
+    )
+    gltf["meshes"][0]["primitives"][0]["attributes"]["TEXCOORD_1"] = len(gltf["accessors"]) - 1
+    binary += uv1.astype("<f4").tobytes()
+    gltf["buffers"] = [{"byteLength": len(binary)}]
+    text = json.dumps(gltf).encode()
+    text += b" " * (-len(text) % 4)
+    chunks = struct.pack("<I4s", len(text), b"JSON") + text + struct.pack("<I4s", len(binary), b"BIN\0") + binary
+    (tmp_path / "grid.glb").write_bytes(struct.pack("<4sII", b"glTF", 2, 12 + len(chunks)) + chunks)
+    (tmp_path / "grid.bin").write_bytes(binary)
+    gltf["buffers"] = [{"byteLength": len(binary), "uri": "grid.bin"}]
+    (tmp_path / "grid.gltf").write_text(json.dumps(gltf))
+    return tmp_path / "grid.glb", tmp_path / "grid.gltf"
+
+
+def _uv_by_position(mesh):
+    """The loaded UVs and the layout each set should give, per vertex (load_mesh may reorder vertices)."""
+    xy = to_user_frame(mesh).vertices[:, :2]
+    return mesh.visual.uv, xy
+
+
+def test_first_uv_set_by_default_and_the_chosen_one_on_request(tmp_path):
+    for path in _two_uv_sets(tmp_path):
+        uv, xy = _uv_by_position(meshdream.load_mesh(path))
+        np.testing.assert_allclose(uv, _uv0(xy), atol=1e-6)
+        mesh = meshdream.load_mesh(path, uv_set=1)
+        uv, xy = _uv_by_position(mesh)
+        np.testing.assert_allclose(uv, _uv1(xy), atol=1e-6)
+        assert mesh.metadata["meshdream"]["uv_set"] == 1 and not mesh.metadata["meshdream"]["unwrapped"]
+
+
+def test_missing_uv_set_says_which_there_are(tmp_path):
+    glb, _ = _two_uv_sets(tmp_path)
+    with pytest.raises(meshdream.InvalidParameterError, match="TEXCOORD_0, TEXCOORD_1"):
+        meshdream.load_mesh(glb, uv_set=2)
+    with pytest.raises(meshdream.InvalidParameterError, match="UV set index"):
+        meshdream.load_mesh(glb, uv_set=-1)
+    with pytest.raises(meshdream.InvalidParameterError, match="only glTF"):
+        meshdream.load_mesh(trimesh.creation.box(), uv_set=1)
