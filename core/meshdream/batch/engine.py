@@ -131,6 +131,21 @@ def settled_result(summary: Summary, item: BatchItem, overwrite: bool) -> Option
     return None
 
 
+class Recorder:
+    """Records a finished item in summary.json and the report, and reports it: the one way both schedulers
+    (`run_batch`, `run_batch_ray`) finish an item."""
+
+    def __init__(self, summary: Summary, total: int, progress: Optional[Callable[[BatchProgress], None]]) -> None:
+        self.summary, self.total, self.progress = summary, total, progress
+        self.report = BatchReport(summary_path=summary.path)
+
+    def __call__(self, item: BatchItem, result: ItemResult) -> None:
+        self.report.results.append(result)
+        self.summary.record(result)
+        if self.progress is not None:
+            self.progress(BatchProgress(len(self.report.results), self.total, item, result=result))
+
+
 def run_batch(
     items: Sequence[BatchItem],
     out_dir: str | os.PathLike,
@@ -151,16 +166,8 @@ def run_batch(
     being replaced. A failing item is recorded with its error and the batch goes on. `cancel` (or Ctrl-C) stops
     the running item at its next step; it is left out of the summary and `report.cancelled` is set.
     """
-    summary = Summary(out_dir)
-    report = BatchReport(summary_path=summary.path)
-    total = len(items)
-
-    def finish(item: BatchItem, result: ItemResult) -> None:
-        report.results.append(result)
-        summary.record(result)
-        if progress is not None:
-            progress(BatchProgress(len(report.results), total, item, result=result))
-
+    finish = Recorder(Summary(out_dir), len(items), progress)
+    summary, report, total = finish.summary, finish.report, finish.total
     for item in items:
         settled = settled_result(summary, item, overwrite)
         if settled is not None:

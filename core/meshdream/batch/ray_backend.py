@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ..errors import CancelledError, MeshDreamError, MeshDreamWarning
 from ..progress import CancelToken
-from .engine import BatchProgress, BatchReport, error_message, is_retryable, settled_result, texture_item
+from .engine import BatchProgress, BatchReport, Recorder, error_message, is_retryable, settled_result, texture_item
 from .jobs import DONE, FAILED, BatchItem, ItemResult
 from .summary import CANCELLED, FINISHED, Summary
 
@@ -166,16 +166,8 @@ def run_batch_ray(
     replaced), counts as an attempt; the item is retried up to `retries` times, on another worker when there is
     one. `cancel` or Ctrl-C stops the running items at their next step; finished items stay in summary.json.
     """
-    summary = Summary(out_dir)
-    report = BatchReport(summary_path=summary.path)
-    total = len(items)
-
-    def finish(item: BatchItem, result: ItemResult) -> None:
-        report.results.append(result)
-        summary.record(result)
-        if progress is not None:
-            progress(BatchProgress(len(report.results), total, item, result=result))
-
+    finish = Recorder(Summary(out_dir), len(items), progress)
+    summary, report = finish.summary, finish.report
     todo = []
     for item in items:
         settled = settled_result(summary, item, overwrite)
