@@ -77,9 +77,13 @@ class BakeOperator:
         return self.rows.device
 
     def reweighted(self, power: Optional[float] = None, mode: Optional[BakeMode] = None) -> "BakeOperator":
-        """The same gather with another view-angle power or mode (weights are recomputed lazily, once)."""
-        _check(power if power is not None else self.power, mode or self.mode)
-        return dataclasses.replace(self, power=self.power if power is None else power, mode=mode or self.mode)
+        """The same gather with another view-angle power or mode (weights are recomputed lazily, once); the same
+        power and mode give this operator itself, with the weights and matrix it already built."""
+        power, mode = self.power if power is None else power, mode or self.mode
+        _check(power, mode)
+        if (power, mode) == (self.power, self.mode):
+            return self
+        return dataclasses.replace(self, power=power, mode=mode)
 
     def select(self, view: int, mask: Optional[np.ndarray] = None) -> "BakeOperator":
         """The gather of one of the views alone, optionally limited by a per-pixel mask in [0, 1] (what
