@@ -11,10 +11,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-import numpy as np
 import torch
 
 from ..errors import MeshDreamError
+from ..tensors import to_device
 
 
 class GeneratorKindError(MeshDreamError, ValueError):
@@ -80,8 +80,7 @@ class Generator(ABC):
     def put(self, x, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
         """A numpy array or tensor on this generator's device (in `dtype` if given): the one way data reaches
         the model, so nothing in a strategy or a per-step hook mixes devices."""
-        t = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else torch.as_tensor(x)
-        return t.to(device=self.device, dtype=dtype)
+        return to_device(x, self.device, dtype)
 
     def alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
         """The schedule's cumulative alpha at timestep `t` (float32), from a copy kept on the device: nothing is

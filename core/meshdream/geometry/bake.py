@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Literal, Optional, Sequence
 
 import numpy as np
@@ -27,6 +27,7 @@ import trimesh
 
 from ..errors import InvalidParameterError
 from ..progress import CancelToken, ProgressCallback, Reporter
+from ..tensors import to_device
 from .camera import Camera
 from .meshdata import mesh_data
 from .padding import dilate
@@ -210,8 +211,7 @@ def bake_operator(
     md = mesh_data(mesh)
     texels = np.flatnonzero(uvm.coverage.ravel())
 
-    def put(a) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(a)).to(dev)
+    put = partial(to_device, device=dev)
 
     chart, depth, weight = [], [], []
     for v, cam in enumerate(cameras):

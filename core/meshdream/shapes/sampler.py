@@ -21,6 +21,7 @@ import torch
 
 from ..errors import InvalidParameterError, MeshDreamError
 from ..progress import CancelToken, ProgressCallback, Reporter
+from ..tensors import to_device
 from .model import ShapeModelConfig, ShapeNets
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "shape_model.safetensors"
@@ -63,8 +64,7 @@ class ShapeModel:
 
     def put(self, x, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
         """An array or tensor on the model's device (in `dtype` if given): the one way data reaches the nets."""
-        t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
-        return t.to(self.device, dtype)
+        return to_device(x, self.device, dtype)
 
     @property
     def categories(self) -> list[str]:
