@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 import meshdream
@@ -135,8 +136,12 @@ def features(double: bool) -> dict:
         try:
             gen = loader() if loader else None
             t_load = time.perf_counter() - t
-            with other_device() if double else contextlib.nullcontext():
+            with other_device() if double else contextlib.nullcontext(), warnings.catch_warnings(record=True) as seen:
+                warnings.simplefilter("always")
                 result = run(gen.to(device) if double and gen is not None else gen)
+            graph_failures = [str(w.message) for w in seen if "CUDA graph" in str(w.message)]
+            if graph_failures:  # every model family must replay its denoiser as a CUDA graph
+                raise RuntimeError(graph_failures[0])
             if not np.isfinite(np.asarray(result, np.float32)).all():
                 raise ValueError(f"non-finite values in the result of {name}")
             out[name] = {"ok": True, "load_s": round(t_load, 2), "run_s": round(time.perf_counter() - t - t_load, 2)}
@@ -262,14 +267,35 @@ def strategy_run(gen, strategy: str) -> dict:
     return {"wall_s": wall, "timings": {k: round(v, 3) for k, v in result.timings.items()}}
 
 
+def graphs_check(gen) -> dict:
+    """The denoiser as CUDA graphs (the default) against eager calls, at the small batches graphs are for:
+    wall seconds of each and the largest texture difference (same seed: the same kernels, so ~0)."""
+    out = {}
+    for strategy in ("project", "sequential"):
+        textures = {}
+        for graphs in (False, True):
+            gen.cuda_graphs = graphs
+            mesh = meshdream.load_mesh(SPOT)
+            job = {k: v for k, v in FULL_JOB.items() if strategy != "project" or k != "n_views"}
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", meshdream.MeshDreamWarning)  # a failed capture fails the check
+                result, wall = seconds(lambda: meshdream.texture_mesh(mesh, "red brick", gen, strategy=strategy, **job))
+            textures[graphs] = result.texture.astype(np.float32)
+            out[f"{strategy}_{'graphs' if graphs else 'eager'}_s"] = wall
+        out[f"{strategy}_max_abs_diff"] = round(float(np.abs(textures[True] - textures[False]).max()), 4)
+    gen.cuda_graphs = True
+    return out
+
+
 def release() -> None:
     gc.collect()
     torch.cuda.empty_cache()
 
 
 def preset_run(folders: tuple[Path, Path], preset: str) -> dict:
-    """Peak GPU memory (loading included) and wall time of the sync job with a fresh generator loaded under
-    `preset`, the process capped at CAPS_GB[preset] (the cap covers the weights too, as a card of that size does)."""
+    """Peak GPU memory (loading and both calls included) and wall time of the sync job (its second call: the first
+    is the warm-up) with a fresh generator loaded under `preset`, the process capped at CAPS_GB[preset] (the cap
+    covers the weights too, as a card of that size does)."""
     cap = CAPS_GB[preset]
     total = torch.cuda.get_device_properties(0).total_memory
     release()
@@ -277,8 +303,10 @@ def preset_run(folders: tuple[Path, Path], preset: str) -> dict:
     torch.cuda.reset_peak_memory_stats()
     try:
         gen, load_s = seconds(lambda: meshdream.load_generator(folders[0], controlnet=folders[1], memory=preset))
+        cold = strategy_run(gen, "sync")["wall_s"]
         run = strategy_run(gen, "sync")
-        return {"cap_gb": cap, "load_s": load_s, "peak_gb": round(torch.cuda.max_memory_allocated() / GIB, 2), **run}
+        peak = round(torch.cuda.max_memory_allocated() / GIB, 2)
+        return {"cap_gb": cap, "load_s": load_s, "peak_gb": peak, "cold_s": cold, **run}
     except Exception as exc:  # an out-of-memory error under the cap is this preset's result
         return {"cap_gb": cap, **error_record(exc)}
     finally:
@@ -292,16 +320,18 @@ def fullsize(out: dict) -> None:
     8 views at 512 px, 20 steps, guidance 7.5, 1024² texture, fp16."""
     out["setup"] = (
         "full-size SD 1.5 + depth ControlNet, random weights, saved and loaded with load_generator; "
-        f"spot.obj, {FULL_JOB}; times warm (the first sync call is the warm-up)"
+        f"spot.obj, {FULL_JOB}; times warm (each strategy's and preset's first call is its warm-up, cold_s)"
     )
     folders, out["build_save_s"] = seconds(lambda: save_fullsize(Path(tempfile.mkdtemp(prefix="meshdream_sd15_"))))
     gen, out["load_s"] = seconds(lambda: meshdream.load_generator(folders[0], controlnet=folders[1], memory="none"))
     out["dtype"] = str(gen.dtype)
     out["plain_cold_s"], out["plain_s"] = plain_pipeline(gen, meshdream.load_mesh(SPOT))
-    out["sync_cold_s"] = strategy_run(gen, "sync")["wall_s"]
     for strategy in ("sync", "sequential", "project"):
-        out[strategy] = strategy_run(gen, strategy)
+        # The first call of a strategy meets new batch shapes (kernels loaded lazily, graphs captured): its warm-up.
+        cold = strategy_run(gen, strategy)["wall_s"]
+        out[strategy] = {**strategy_run(gen, strategy), "cold_s": cold}
         out[strategy]["x_plain"] = round(out[strategy]["wall_s"] / out["plain_s"], 2)
+    out["graphs"] = graphs_check(gen)
     geometry = out["sync"]["timings"].get("geometry", 0.0)
     out["sync"]["geometry_pct"] = round(100 * geometry / out["sync"]["wall_s"], 1)
     gen = None  # its weights would count against the capped runs' memory

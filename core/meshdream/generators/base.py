@@ -65,7 +65,10 @@ class Generator(ABC):
     capabilities: frozenset[str] = frozenset()
     latent_factor: int = 8  # image pixels per latent pixel
     latent_channels: int = 4
+    # What texturing uses unless told otherwise: the view resolution the model was trained at, a texture with about
+    # two texels per view pixel, and its sampler settings (`default_steps`, `default_guidance`).
     native_resolution: int = 512
+    default_texture_size: int = 1024
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype = torch.float32
     scheduler: Any = None  # a diffusers scheduler
@@ -76,6 +79,7 @@ class Generator(ABC):
     default_steps: int = 20
     default_guidance: float = 7.5
     uses_normals: bool = False  # whether requests need camera-space normals (costly to render at full size)
+    cuda_graphs: bool = True  # on CUDA, replay each denoiser call as a CUDA graph (generators/graphs.py)
 
     def put(self, x, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
         """A numpy array or tensor on this generator's device (in `dtype` if given): the one way data reaches
@@ -90,7 +94,9 @@ class Generator(ABC):
         if key not in cache:
             cache.clear()
             cache[key] = self.put(self.scheduler.alphas_cumprod, torch.float32)
-        return cache[key][t.long()]
+        # index_select, not table[t]: indexing with a 0-dim tensor reads it on the host (a sync per step, and an
+        # op a CUDA graph capture cannot contain)
+        return cache[key].index_select(0, t.reshape(-1).long()).reshape(t.shape)
 
     def to(self, device: str | torch.device) -> "Generator":
         """Move the model to `device` (e.g. "cuda", "cuda:1", "cpu"); returns the generator."""

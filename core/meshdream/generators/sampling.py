@@ -15,6 +15,7 @@ import torch
 from ..errors import InvalidParameterError
 from ..progress import CancelToken, PreviewFn, ProgressCallback, Reporter
 from .base import GenerationRequest, Generator
+from .graphs import DenoiserGraphs
 
 X0Hook = Callable[[int, int, torch.Tensor], torch.Tensor]  # (step index, steps, x0) -> x0
 
@@ -33,16 +34,14 @@ def _resize(t: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> t
     )
 
 
-def _previewer(
-    generator: Generator, model_in: torch.Tensor, eps: torch.Tensor, alphas: torch.Tensor, t: torch.Tensor
-) -> PreviewFn:
+def _previewer(generator: Generator, model_in: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> PreviewFn:
     """A step's clean estimate x0 as (B, h, w, 3) uint8 views, computed (on the device) only when a progress
     consumer asks, so an unwatched loop pays nothing. `model_in` is the variance-preserving input every scheduler
     feeds the model, so x0 = (x - sqrt(1 - a) eps) / sqrt(a) holds for sigma-space schedulers too."""
 
     @torch.no_grad()
     def preview() -> np.ndarray:
-        a = alphas[t.long()].to(torch.float32)
+        a = generator.alpha_bar(t)
         x0 = (model_in.float() - (1 - a).sqrt() * eps.float()) / a.sqrt()
         return (generator.preview_rgb(x0) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
@@ -95,10 +94,10 @@ def sample(
         # Blended latent diffusion: a pixel with mask m is pinned to the known latents (noised to the current
         # level) while the step fraction is below 1 - m: m = 1 generates, 0 keeps, 0.5 refines the second half.
         release = _resize(request.inpaint_mask.to(dev, torch.float32), (lh, lw), "nearest")
-    alphas = sched.alphas_cumprod.to(dev)
     if hook is not None and getattr(sched, "init_noise_sigma", 1.0) != 1.0:
         raise InvalidParameterError("Per-step hooks need a variance-preserving scheduler (dpm++, unipc or ddim).")
 
+    denoise = DenoiserGraphs(generator, prompt, cond, request.guidance)
     total = len(timesteps)
     preview = None  # the previous step's x0, shown with the next report
     for i, t in enumerate(timesteps):
@@ -106,31 +105,25 @@ def sample(
         model_in = sched.scale_model_input(latents, t)
         eps = torch.cat(
             [
-                generator.predict_noise(
-                    model_in[s : s + generator.max_batch],
-                    t,
-                    prompt,
-                    cond,
-                    slice(s, min(s + generator.max_batch, n)),
-                    request.guidance,
-                )
+                denoise(model_in[s : s + generator.max_batch], t, slice(s, min(s + generator.max_batch, n)))
                 for s in range(0, n, generator.max_batch)
             ]
         )
         if hook is not None:
-            a = alphas[t.long()].to(torch.float32)
+            a = generator.alpha_bar(t)
             lat32, eps32 = latents.float(), eps.float()
             x0 = (lat32 - (1 - a).sqrt() * eps32) / a.sqrt()
             x0 = hook(i, total, x0).to(dev, torch.float32)
             eps = ((lat32 - a.sqrt() * x0) / (1 - a).sqrt()).to(dt)
-        # After the hook, so it shows the edited (synchronized) x0; `alphas[t]` is only indexed if asked.
-        preview = _previewer(generator, model_in, eps, alphas, t)
+        # After the hook, so it shows the edited (synchronized) x0; computed only if asked.
+        preview = _previewer(generator, model_in, eps, t)
         latents = sched.step(eps, t, latents).prev_sample
         if release is not None and i + 1 < total:
             pinned = (release < 1.0 - (i + 1) / total).to(dt)
             noised = sched.add_noise(known, noise, timesteps[i + 1 : i + 2].repeat(n))
             latents = pinned * noised + (1 - pinned) * latents
     report("denoise", total, total, preview=preview)
+    denoise.release()
     if release is not None:
         kept = (release <= 0).to(dt)
         latents = kept * known + (1 - kept) * latents

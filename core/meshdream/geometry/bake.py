@@ -87,14 +87,17 @@ class BakeOperator:
         return dataclasses.replace(self, power=power, mode=mode)
 
     def select(self, view: int, mask: Optional[np.ndarray] = None) -> "BakeOperator":
-        """The gather of one of the views alone, optionally limited by a per-pixel mask in [0, 1] (what
-        sequential texturing lets each new view paint), without projecting anything again."""
+        """The gather of one of the views alone, optionally limited by a per-pixel mask in [0, 1] (an (H, W) array,
+        or a tensor of H*W values: what sequential texturing lets each new view paint), without projecting anything
+        again."""
         h, w = self.shapes[view]
         offset = sum(a * b for a, b in self.shapes[:view])
         keep = torch.nonzero(self.view == view).squeeze(1)
         cols = self.cols[keep] - offset
         support = self.support[keep]
-        if mask is not None:
+        if isinstance(mask, torch.Tensor):
+            support = support * mask.reshape(-1).to(self.device, torch.float32)[cols]
+        elif mask is not None:
             m = as_float_image(mask, 1, f"mask of view {view}")[..., 0]
             support = support * torch.from_numpy(m.ravel()).to(self.device)[cols]
         return dataclasses.replace(
@@ -131,16 +134,30 @@ class BakeOperator:
             return torch.sparse_csr_tensor(crow, self.cols, self._weights[0], size=size)
 
     @property
-    def weight(self) -> np.ndarray:
-        """(N,) float32 summed view weights of the covered texels."""
-        return self._weights[1].cpu().numpy()
+    def texel_weight(self) -> torch.Tensor:
+        """(N,) float32 summed view weights of the covered texels, on the operator's device."""
+        return self._weights[1]
 
     @cached_property
-    def best_cos(self) -> np.ndarray:
-        """(N,) float32 cosine of the most frontal view that saw each covered texel, 0 if none."""
+    def texel_best_cos(self) -> torch.Tensor:
+        """(N,) float32 cosine of the most frontal view that saw each covered texel (0 if none), on the device."""
         out = torch.zeros(len(self.texels), device=self.device)
         cos = torch.where(self.support > 0, self.cos, torch.zeros((), device=self.device))
-        return out.scatter_reduce_(0, self.rows, cos, "amax").cpu().numpy()
+        return out.scatter_reduce_(0, self.rows, cos, "amax")
+
+    @property
+    def weight(self) -> np.ndarray:
+        return self.texel_weight.cpu().numpy()
+
+    @property
+    def best_cos(self) -> np.ndarray:
+        return self.texel_best_cos.cpu().numpy()
+
+    def built(self) -> "BakeOperator":
+        """This operator with its gather matrix built now (building reads sizes back from the device, so a loop
+        that must not wait on the device builds it beforehand)."""
+        self._matrix
+        return self
 
     def gather(self, pixels: torch.Tensor) -> torch.Tensor:
         """(sum H*W, C) float32 stacked view pixels on the operator's device -> (N, C) baked covered texels."""

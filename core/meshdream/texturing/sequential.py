@@ -19,7 +19,8 @@ import torch
 import trimesh
 
 from ..generators import GenerationRequest, sample
-from ..geometry import BakeOperator, bake_operator, render_texture, sample_texture
+from ..geometry import BakeOperator, bake_operator
+from ..geometry.texture import bilinear_taps, uv_to_pixel
 from ..progress import Progress
 from .common import Settings, Timer, final_bake
 from .result import TextureResult
@@ -55,63 +56,92 @@ def waves(op: BakeOperator, max_batch: int) -> list[list[int]]:
     return out
 
 
+class PaintedSoFar:
+    """The texture painted so far, as covered-texel rows on the generator's device (plus one row of zeros for
+    lookups that land off the layout), and what each view needs to read it: the bilinear taps of its object
+    pixels into those rows and how frontally it sees them. Reading it into a view (keep / refine / generate masks,
+    the init image) and baking a view into it are gathers there: no texture round trip through the host."""
+
+    def __init__(self, mesh: trimesh.Trimesh, views: ViewSet, op: BakeOperator, put):
+        n, size = len(op.texels), op.size
+        row_of = np.full(size * size, n, np.int64)
+        row_of[op.texels] = np.arange(n)
+        self.color = torch.zeros(n + 1, 3, device=op.device)
+        self.weight = torch.zeros(n + 1, device=op.device)
+        self.best_cos = torch.zeros(n + 1, device=op.device)
+        self.taps, self.tap_weight, self.pixels, self.cos = [], [], [], []
+        for cam, maps in zip(views.cameras, views.maps):
+            taps, weight = bilinear_taps(uv_to_pixel(maps.uv[maps.mask], size), size, size)
+            to_cam = cam.position - _pixel_points(cam, maps)
+            cos = np.einsum("nc,nc->n", maps.normal[maps.mask], to_cam / np.linalg.norm(to_cam, axis=1, keepdims=True))
+            self.taps.append(put(row_of[taps]))
+            self.tap_weight.append(put(weight, torch.float32))
+            self.pixels.append(put(np.flatnonzero(maps.mask.ravel())))
+            self.cos.append(put(cos, torch.float32))
+
+    @property
+    def empty(self) -> bool:
+        return not bool((self.weight > 0).any())
+
+    def read(self, k: int, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inpaint mask (H*W,), init image (H*W, 3)) of view k: 1 generate, 0 keep, REFINE_MASK refine; the
+        background and unseen surface are free."""
+        taps, w, pixels = self.taps[k], self.tap_weight[k], self.pixels[k]
+        prev_cos = (self.best_cos[taps] * w).sum(1)
+        mask = torch.ones(shape[0] * shape[1], device=taps.device)
+        mask[pixels] = torch.where(
+            prev_cos <= 0, 1.0, torch.where(prev_cos >= KEEP_RATIO * self.cos[k], 0.0, REFINE_MASK)
+        )
+        init = torch.ones(shape[0] * shape[1], 3, device=taps.device)
+        init[pixels] = (self.color[taps] * w[..., None]).sum(1)
+        return mask, init
+
+    def add(self, op: BakeOperator, pixels: torch.Tensor) -> None:
+        """Blend one view's bake (`op` selected to that view and the pixels it may paint) into the texture."""
+        n = len(op.texels)
+        new, w_new = op.gather(pixels), op.texel_weight
+        total = self.weight[:n] + w_new
+        blended = (self.color[:n] * self.weight[:n, None] + new * w_new[:, None]) / total.clamp_min(1e-30)[:, None]
+        self.color[:n] = torch.where(w_new[:, None] > 0, blended, self.color[:n])
+        self.weight[:n] = total
+        self.best_cos[:n] = torch.maximum(self.best_cos[:n], op.texel_best_cos)
+
+
 def texture_sequential(mesh: trimesh.Trimesh, views: ViewSet, generator, s: Settings, timer: Timer) -> TextureResult:
-    size = s.texture_size
-    acc = np.zeros((size, size, 3), np.float32)
-    acc_weight = np.zeros((size, size), np.float32)
-    best_cos = np.zeros((size, size), np.float32)
     generated: dict[int, tuple] = {}
     with timer("paint"):  # one projection of all views serves every per-view bake and the final bake
-        op = bake_operator(mesh, views.cameras, size, power=s.bake_power, maps=views.maps, device=generator.device)
+        op = bake_operator(
+            mesh, views.cameras, s.texture_size, power=s.bake_power, maps=views.maps, device=generator.device
+        )
         order = waves(op, generator.max_batch)
+        painted = PaintedSoFar(mesh, views, op, generator.put)
     for w, wave in enumerate(order):
         with timer("paint"):
-            painted = acc_weight > 0
-            masks, inits = zip(*(_paint_state(mesh, views, k, acc, painted, best_cos) for k in wave))
+            shape = views.maps[wave[0]].mask.shape
+            first = painted.empty
+            masks, inits = zip(*(painted.read(k, shape) for k in wave))
         request = GenerationRequest(
             prompts=[views.prompts[k] for k in wave],
             negative_prompt=s.negative_prompt,
             depth=views.depth[wave],
             normal=None if views.normal is None else views.normal[wave],
-            init_images=torch.from_numpy(np.stack(inits)).permute(0, 3, 1, 2) if painted.any() else None,
-            inpaint_mask=torch.from_numpy(np.stack(masks))[:, None] if painted.any() else None,
+            init_images=None if first else torch.stack(inits).view(len(wave), *shape, 3).permute(0, 3, 1, 2),
+            inpaint_mask=None if first else torch.stack(masks).view(len(wave), 1, *shape),
             steps=s.steps,
             guidance=s.guidance,
             seed=s.seed + w,
             reference_image=s.reference_image,
         )
         with timer("denoise"):
-            images = to_images(sample(generator, request, cancel=s.cancel, progress=_offset(s.progress, w, len(order))))
+            images = sample(generator, request, cancel=s.cancel, progress=_offset(s.progress, w, len(order)))
         with timer("paint"):
             for k, mask, image in zip(wave, masks, images):
-                generated[k] = (views.cameras[k], image)
-                r = op.select(k, views.maps[k].mask & (mask > 0)).apply([image], padding=0)
-                w_new = r.weight
-                acc = np.where(
-                    w_new[..., None] > 0,
-                    (acc * acc_weight[..., None] + r.texture * w_new[..., None])
-                    / np.maximum(acc_weight + w_new, 1e-12)[..., None],
-                    acc,
-                )
-                acc_weight += w_new
-                best_cos = np.maximum(best_cos, r.best_cos)
+                generated[k] = (views.cameras[k], to_images(image[None])[0])
+                pixels = generator.put(image.permute(1, 2, 0).reshape(-1, image.shape[0]), torch.float32)
+                painted.add(op.select(k, (mask > 0).float()), pixels)  # the bake reads object pixels only
     generated_in_order = [generated[k] for k in range(len(views.cameras))]
     texture, result = final_bake(mesh, generated_in_order, views, s, timer, generator, op=op)
     return TextureResult(texture, result.weight, generated_in_order, strategy="sequential")
-
-
-def _paint_state(mesh, views: ViewSet, k: int, acc, painted, best_cos) -> tuple[np.ndarray, np.ndarray]:
-    """(inpaint mask, init image) of view k against the texture so far: 1 generate, 0 keep, REFINE_MASK refine."""
-    cam, maps = views.cameras[k], views.maps[k]
-    mask = np.ones(maps.mask.shape, np.float32)  # background and unseen surface are free
-    init = np.ones(maps.mask.shape + (3,), np.float32)
-    if painted.any():
-        prev_cos = sample_texture(best_cos[..., None], maps.uv[maps.mask])[:, 0]
-        to_cam = cam.position - _pixel_points(cam, maps)
-        cos = np.einsum("nc,nc->n", maps.normal[maps.mask], to_cam / np.linalg.norm(to_cam, axis=1, keepdims=True))
-        mask[maps.mask] = np.where(prev_cos <= 0, 1.0, np.where(prev_cos >= KEEP_RATIO * cos, 0.0, REFINE_MASK))
-        init = render_texture(mesh, np.where(painted[..., None], acc, 0.0), cam, background=1.0, maps=maps)
-    return mask, init
 
 
 def _pixel_points(cam, maps) -> np.ndarray:

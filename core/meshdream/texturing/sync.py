@@ -36,9 +36,19 @@ class SharedTexture:
     """One synchronization step for fixed views: bake (B, C, h, w) predictions into a (size²) UV texture, fill
     texels no view sees from the nearest seen one, and render the texture back into the views' object pixels."""
 
-    def __init__(self, mesh: trimesh.Trimesh, cameras: list[Camera], maps: list[ViewMaps], size: int, generator):
+    def __init__(
+        self,
+        mesh: trimesh.Trimesh,
+        cameras: list[Camera],
+        maps: list[ViewMaps],
+        size: int,
+        generator,
+        powers: tuple[float, ...] = (0.0,),
+    ):
         self.op = bake_operator(mesh, cameras, size, power=0.0, maps=maps, device=generator.device)
-        self._powers: dict[float, object] = {}
+        # Every view-angle power's matrix is built here: building one reads sizes back from the device, which
+        # inside the loop would stall the host until the queued denoising caught up.
+        self._powers = {p: self.op.reweighted(p).built() for p in powers}
         seen = np.zeros(size * size, bool)
         seen[self.op.texels[self.op.weight > 0]] = True
         # Rows of the baked texel list that each texel of the full grid copies (itself if seen, else the nearest
@@ -59,8 +69,6 @@ class SharedTexture:
         if not self.active:
             return x0
         b, c, h, w = x0.shape
-        if power not in self._powers:
-            self._powers[power] = self.op.reweighted(power)
         flat = x0.permute(0, 2, 3, 1).reshape(-1, c)
         texels = self._powers[power].gather(flat)  # (N, C)
         values = (texels[self.source] * self.weight[..., None]).sum(1)
@@ -82,8 +90,9 @@ def texture_sync(
     with timer("sync"):
         cams = [c.scaled(f) for c in views.cameras]
         lmaps = [render(mesh, c, require_visible=False) for c in cams]
-        shared = SharedTexture(mesh, cams, lmaps, latent_texture_size(cams[0].width), generator)
         powers = (0.0, max_power / 3, 2 * max_power / 3, max_power)
+        size = latent_texture_size(cams[0].width) * s.atlas_grid
+        shared = SharedTexture(mesh, cams, lmaps, size, generator, powers)
     sync_steps = int(round(sync_fraction * s.steps))
 
     def hook(i: int, total: int, x0: torch.Tensor) -> torch.Tensor:
