@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """MeshDream benchmarks: `python build.py bench [NAME ...]` prints one JSON object and writes out/bench.json.
 
-NAMEs: roundtrip (bake fidelity), speed (render and bake timings), scale (2M-face mesh, peak memory).
+NAMEs: roundtrip (bake fidelity), speed (render and bake timings), scale (2M-face mesh, peak memory), meshes (a
+mixed set textured end to end: coverage, stage times, peak RSS; scripts/bench_meshes.py).
 Figures are measured on whatever machine runs this; the targets are for 2 CPU cores.
 """
 
@@ -254,12 +255,50 @@ def bench_fullsize() -> dict:
     }
 
 
+def readme_examples() -> dict:
+    """Wall seconds of the README's command-line examples with the built-in model at its defaults (target: each
+    <= 90 s on 2 cores), run as a user would, in a scratch folder; batch: one mesh."""
+    import shlex
+    import tempfile
+
+    from meshdream.images import save_png
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "meshes").mkdir()
+        for target in (work / "spot.obj", work / "meshes" / "spot.obj"):
+            target.write_bytes((BUNDLED / "spot.obj").read_bytes())
+        holes = np.full((512, 512, 4), 0.6, np.float32)  # a texture with a transparent square to fill
+        holes[170:340, 170:340, 3] = 0
+        save_png(holes, work / "holes.png")
+        examples = {
+            "texture": ["texture", "spot.obj", "--prompt", "red brick", "-o", "spot.glb"],
+            "inpaint": ["inpaint", "spot.obj", "holes.png", "-o", "filled.png", "--model", "builtin"],
+            "views": ["views", "spot.obj", "-o", "views/"],
+            "shape": ["shape", "chair", "-o", "chair.glb", "--texture", "brown wood"],
+            "batch": ["batch", "meshes/", "--prompt", "red brick", "-o", "batch_out/"],
+        }
+        out = {}
+        for name, args in examples.items():
+            t = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "meshdream", *args], cwd=work, capture_output=True, text=True)
+            out[name] = {"command": shlex.join(["meshdream", *args]), "wall_s": round(time.perf_counter() - t, 1)}
+            if proc.returncode:
+                out[name]["error"] = proc.stderr.strip().splitlines()[-1][:300]
+    return out
+
+
 def bench_texture_model() -> dict:
-    """The built-in model's evaluation (scripts/eval_texture_model.py) and the demo's timing."""
+    """The built-in model's evaluation (scripts/eval_texture_model.py), its families on one mesh
+    (out/texture_model_families.png), the README's command-line examples and the demo's timing."""
     sys.path.insert(0, str(ROOT / "scripts"))
-    from eval_texture_model import evaluate
+    from eval_texture_model import evaluate, families_sheet, judges
 
     result = evaluate()
+    judge = judges(2000, "cpu")["structure"]
+    sheet = ROOT / "out" / "texture_model_families.png"
+    result["families_on_spot"] = families_sheet(sheet, BUNDLED / "spot.obj", judge)
+    result["readme_examples"] = readme_examples()
     t = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "demo.py"), "--out", str(ROOT / "out" / "bench_demo")],
@@ -420,6 +459,7 @@ BENCHES = {
     "shapes": bench_shapes,
     "server": bench_server,
     "ray": bench_ray,  # needs the ray extra
+    "meshes": lambda: __import__("bench_meshes").run(),  # scripts/bench_meshes.py: a mixed set, one process each
     "gpu": lambda: __import__("bench_gpu").run(),  # scripts/bench_gpu.py: needs CUDA, so it runs only by name
 }
 

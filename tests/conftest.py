@@ -60,3 +60,23 @@ def blender_env(**extra: str) -> dict:
     first `python3.11` on PATH; with a pyenv or venv Python first (as under `python build.py test` in CI) it loses
     the system's site-packages, numpy included, so the system's bin folder goes first."""
     return {**os.environ, "PATH": os.pathsep.join(["/usr/bin", os.environ.get("PATH", "")]), **extra}
+
+
+def khronos_issues(path: Path) -> dict:
+    """The Khronos glTF validator's issues for a .glb ({"numErrors", "numWarnings", "messages", ...}); skips the
+    test where node or the validator package is missing (python build.py setup installs it when npm exists)."""
+    import json
+    import shutil
+    import subprocess
+
+    modules = ROOT / ".venv" / "node" / "node_modules"
+    if not shutil.which("node") or not (modules / "gltf-validator").exists():
+        pytest.skip("node or the gltf-validator package is missing (python build.py setup installs it when npm exists)")
+    proc = subprocess.run(
+        ["node", str(ROOT / "tests" / "tools" / "validate_gltf.js"), str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NODE_PATH": str(modules)},
+        check=True,
+    )
+    return json.loads(proc.stdout)

@@ -97,6 +97,18 @@ def _cancel_on_ctrl_c():
         signal.signal(signal.SIGINT, previous)
 
 
+def _load_mesh(args):
+    """The command's mesh (its --uv-set); unwrapping a large mesh shows a progress bar and stops on Ctrl-C."""
+    from .geometry import load_mesh
+
+    bar = _ProgressBar()
+    with _cancel_on_ctrl_c() as token:
+        try:
+            return load_mesh(args.mesh, uv_set=args.uv_set, progress=bar, cancel=token)
+        finally:
+            bar.close()
+
+
 def _generator(spec, args):
     from .generators import load_generator
 
@@ -119,13 +131,13 @@ def _refuse_existing(path: Path, overwrite: bool) -> None:
 
 
 def _texture(args) -> None:
-    from .geometry import load_mesh, save_textured
+    from .geometry import save_textured
     from .images import contact_sheet, save_png
     from .texturing import texture_mesh
 
     out = Path(args.output)
     _refuse_existing(out, args.overwrite)  # before minutes of work, not after
-    mesh = load_mesh(args.mesh)
+    mesh = _load_mesh(args)
     generator = _generator(args.model, args)
     inpainter = _generator(args.inpaint_model, args) if args.inpaint_model else None
     reference = None
@@ -155,12 +167,12 @@ def _texture(args) -> None:
             )
         finally:
             bar.close()
-    save_textured(mesh, result.texture, out, overwrite=args.overwrite)
+    save_textured(mesh, result.textures or result.texture, out, overwrite=args.overwrite)  # pages, if any
     if args.views_sheet:
         save_png(contact_sheet([img for _, img in result.views], columns=len(result.views)), Path(args.views_sheet))
     t = result.timings
     print(
-        f"Wrote {out} ({args.strategy}, {len(result.views)} views, {args.texture_size}² texture; {t['total']:.1f} s: "
+        f"Wrote {out} ({args.strategy}, {len(result.views)} views, {len(result.texture)}² texture; {t['total']:.1f} s: "
         f"model {t['model']:.1f} s, geometry {t['geometry']:.1f} s)"
     )
     if args.verbose:
@@ -172,13 +184,12 @@ def _inpaint(args) -> None:
     import numpy as np
     from PIL import Image
 
-    from .geometry import load_mesh
     from .images import save_png
     from .texturing import inpaint_uv
 
     out = Path(args.output)
     _refuse_existing(out, args.overwrite)
-    mesh = load_mesh(args.mesh)
+    mesh = _load_mesh(args)
     rgba = np.asarray(Image.open(args.texture).convert("RGBA"), np.float32) / 255
     if args.mask:
         mask = np.asarray(Image.open(args.mask).convert("L").resize(rgba.shape[1::-1])) > 127
@@ -243,15 +254,19 @@ def _batch(args) -> int:
 
     from .batch import FAILED, SKIPPED, collect_items, run_batch, run_batch_ray
 
+    unless_unset = {  # unset: the model's own (texture_mesh)
+        "view_resolution": args.view_resolution,
+        "texture_size": args.texture_size,
+        "steps": args.steps,
+        "guidance": args.guidance,
+    }
     settings = {
         "strategy": args.strategy,
         "n_views": args.views,
-        "view_resolution": args.view_resolution,
-        "texture_size": args.texture_size,
         "seed": args.seed,
-        **{k: v for k, v in {"steps": args.steps, "guidance": args.guidance}.items() if v is not None},
+        **{k: v for k, v in unless_unset.items() if v is not None},
     }
-    items = collect_items(args.inputs, args.prompt, settings, args.jobs)
+    items = collect_items(args.inputs, args.prompt, settings, args.jobs, uv_set=args.uv_set)
     options = {"controlnet": args.controlnet, "base": args.base, "lora": args.lora}
     options = {k: v for k, v in options.items() if v} | {"device": args.device, "memory": args.memory}
     bar = tqdm(total=len(items), desc="batch", unit="mesh", file=sys.stderr)
@@ -331,14 +346,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
+    def uv_set_option(p):
+        p.add_argument("--uv-set", type=int, default=0, help="UV set of a glTF/GLB file to texture (n: TEXCOORD_n)")
+
     def texture_options(p):
         """texture_mesh's job settings (the `texture` and `batch` subcommands)."""
         p.add_argument("--strategy", default="sync", choices=("sync", "sequential", "project"))
         p.add_argument("--views", type=int, default=8)
-        p.add_argument("--view-resolution", type=int, default=512)
-        p.add_argument("--texture-size", type=int, default=1024)
+        # Unset, these take what the model's card says suits it (built-in: 128 px views, 512² texture; SD 1.5: 512 px).
+        p.add_argument("--view-resolution", type=int)
+        p.add_argument("--texture-size", type=int)
         p.add_argument("--steps", type=int)
         p.add_argument("--guidance", type=float)
+        uv_set_option(p)
 
     p = sub.add_parser("texture", help="texture a mesh from a prompt and write a textured GLB/OBJ")
     p.add_argument("mesh")
@@ -360,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask", help="PNG, white = fill")
     p.add_argument("--prompt", default="")
     model_options(p, None)
+    uv_set_option(p)
     p.set_defaults(run=_inpaint)
 
     p = sub.add_parser("shape", help="generate a new watertight, UV-unwrapped mesh from a shape category")

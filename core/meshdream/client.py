@@ -133,16 +133,19 @@ def _file(path: Any) -> bytes:
         raise ClientError(f"Cannot read '{path}': {exc.strerror}.") from None
 
 
-def _mesh(mesh: Any, unwrap: str) -> Dict[str, Any]:
-    """A path (uploaded), a dict or (vertices, faces[, uvs]) tuple, or an object with .vertices / .faces."""
+def _mesh(mesh: Any, unwrap: str, uv_set: int = 0) -> Dict[str, Any]:
+    """A path (uploaded), a dict or (vertices, faces[, uvs]) tuple, or an object with .vertices / .faces.
+    uv_set: the UV set (TEXCOORD_n) of a .glb file to texture; arrays carry one. Sent only when not the first,
+    so servers from before it existed take the request."""
+    options = {"unwrap": unwrap, **({"uv_set": uv_set} if uv_set else {})}
     if isinstance(mesh, (str, os.PathLike)):
         data = base64.b64encode(_file(mesh)).decode()
-        return {"file": {"name": os.path.basename(os.fspath(mesh)), "data": data}, "unwrap": unwrap}
+        return {"file": {"name": os.path.basename(os.fspath(mesh)), "data": data}, **options}
     if isinstance(mesh, (tuple, list)):
         mesh = dict(zip(("vertices", "faces", "uvs"), mesh))
     elif not isinstance(mesh, dict):
         mesh = {"vertices": mesh.vertices, "faces": mesh.faces}
-    return {**{k: _array(v) for k, v in mesh.items() if v is not None}, "unwrap": unwrap}
+    return {**{k: _array(v) for k, v in mesh.items() if v is not None}, **options}
 
 
 def _image(image: Any) -> Optional[Dict[str, Any]]:
@@ -220,13 +223,15 @@ class Client:
         inpaint_model=None,
         reference_image=None,
         unwrap: str = "auto",
+        uv_set: int = 0,
         **settings,
     ) -> str:
-        """texture_mesh: strategy="sync" (default) or "sequential"; cameras default to orbit views."""
+        """texture_mesh: strategy="sync" (default) or "sequential"; cameras default to orbit views. uv_set: which
+        UV set (TEXCOORD_n) of a .glb file to texture."""
         return self.submit(
             {
                 "kind": "texture",
-                "mesh": _mesh(mesh, unwrap),
+                "mesh": _mesh(mesh, unwrap, uv_set),
                 "prompt": prompt,
                 "model": model,
                 "inpaint_model": inpaint_model,
@@ -246,13 +251,14 @@ class Client:
         model=None,
         reference_image=None,
         unwrap: str = "auto",
+        uv_set: int = 0,
         **settings,
     ) -> str:
         """Paint what one camera (e.g. the viewport) sees; init_image: img2img from it at settings strength."""
         return self.submit(
             {
                 "kind": "project",
-                "mesh": _mesh(mesh, unwrap),
+                "mesh": _mesh(mesh, unwrap, uv_set),
                 "prompt": prompt,
                 "model": model,
                 "camera": _camera(camera),
@@ -262,12 +268,14 @@ class Client:
             }
         )
 
-    def submit_inpaint(self, mesh, texture, mask=None, *, model=None, unwrap: str = "auto", **settings) -> str:
+    def submit_inpaint(
+        self, mesh, texture, mask=None, *, model=None, unwrap: str = "auto", uv_set: int = 0, **settings
+    ) -> str:
         """inpaint_uv: fill `mask` texels (white) or else the texture's transparent ones, and smooth seams."""
         return self.submit(
             {
                 "kind": "inpaint",
-                "mesh": _mesh(mesh, unwrap),
+                "mesh": _mesh(mesh, unwrap, uv_set),
                 "texture": _image(texture),
                 "mask": _image(mask),
                 "model": model,

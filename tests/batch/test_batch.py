@@ -158,6 +158,7 @@ def test_jobs_file_with_per_job_prompts_and_settings(meshes, generator, tmp_path
         ('{"input": "a.obj", "output": "../a.glb"}', "inside the out folder"),
         ('{"prompt": "red"}', 'at least "input"'),
         ("{input: a.obj}", "is not JSON"),
+        ('{"input": "a.glb", "uv_set": -1}', "uv_set must be a UV set index"),
     ],
 )
 def test_bad_jobs_lines_are_one_line_errors_naming_the_line(tmp_path, line, message):
@@ -166,6 +167,21 @@ def test_bad_jobs_lines_are_one_line_errors_naming_the_line(tmp_path, line, mess
     with pytest.raises(InvalidParameterError, match="jobs.jsonl line 2") as info:
         read_jobs(jobs, prompt="red")
     assert message in str(info.value)
+
+
+def test_uv_set_from_the_jobs_file_and_the_command_line(generator, tmp_path):
+    from tests.core.test_uv_sets import _two_uv_sets, _uv1, _uv_by_position
+
+    glb, _ = _two_uv_sets(tmp_path)
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"input": "grid.glb", "uv_set": 1}) + "\n" + json.dumps({"input": "grid.glb"}) + "\n")
+    items = collect_items([glb], "red brick", TINY, jobs=jobs, uv_set=1)
+    assert [i.uv_set for i in items] == [1, 1, 1]
+    assert [i.uv_set for i in read_jobs(jobs, "red brick")] == [1, 0]
+    report = run_batch(items[:1], tmp_path / "out", generator=generator)
+    assert report.failed == 0
+    uv, xy = _uv_by_position(meshdream.load_mesh(tmp_path / "out" / items[0].output))
+    np.testing.assert_allclose(uv, _uv1(xy), atol=1e-5)
 
 
 def test_outputs_of_same_named_inputs_do_not_clash(tmp_path):

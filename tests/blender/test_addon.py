@@ -69,9 +69,9 @@ def image_std(material) -> float:
     return float(pixels.reshape(-1, 4)[:, :3].std(axis=0).max())
 
 
-def uv_data(obj) -> np.ndarray:
+def uv_data(obj, layer=None) -> np.ndarray:
     uv = np.empty(len(obj.data.loops) * 2, np.float32)
-    obj.data.uv_layers.active.data.foreach_get("uv", uv)
+    (layer or obj.data.uv_layers.active).data.foreach_get("uv", uv)
     return uv
 
 
@@ -112,6 +112,35 @@ def test_texture_selected_keeps_the_users_material_and_uv_map(scene):
     assert len(names(bpy.data.images) - images_before) == 1
     assert next(iter(names(bpy.data.images) - images_before)).startswith("MeshDream")
     assert bpy.data.images[new.node_tree.nodes.active.image.name].packed_file is not None  # unsaved .blend: packed
+
+
+def test_texture_uses_the_active_uv_map_of_several_and_changes_none(scene, monkeypatch):
+    """Issue 15, item 5: with two UV maps and the second active, the job is sent and wired on the second."""
+    from blender_addon import scene_io
+
+    obj = bpy.context.active_object
+    me = obj.data
+    second = me.uv_layers.new(name="Second")  # a copy of the first, squeezed into the left half
+    uv = np.empty(len(me.loops) * 2, np.float32)
+    second.data.foreach_get("uv", uv)
+    uv[0::2] *= 0.5
+    second.data.foreach_set("uv", uv)
+    me.uv_layers.active = second
+    before = {layer.name: uv_data(obj, layer) for layer in me.uv_layers}
+    sent = []
+    arrays = scene_io.mesh_arrays
+    monkeypatch.setattr(scene_io, "mesh_arrays", lambda *a: sent.append((a[2], arrays(*a))) or sent[-1][1])
+
+    assert bpy.ops.meshdream.texture_selected() == {"FINISHED"}
+
+    ((uv_name, mesh),) = sent
+    assert uv_name == "Second" and mesh["uvs"][..., 0].max() <= 0.5 + 1e-6 < before["UVMap"][0::2].max()
+    nodes = obj.active_material.node_tree.nodes
+    assert nodes.active.type == "TEX_IMAGE" and image_std(obj.active_material) > 0.01
+    (link,) = nodes.active.inputs["Vector"].links
+    assert link.from_node.type == "UVMAP" and link.from_node.uv_map == "Second"
+    assert me.uv_layers.active.name == "Second" and [layer.name for layer in me.uv_layers] == list(before)
+    assert all(np.array_equal(uv_data(obj, me.uv_layers[name]), data) for name, data in before.items())
 
 
 def test_texture_saves_next_to_a_saved_blend(scene, tmp_path):

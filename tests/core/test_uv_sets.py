@@ -73,3 +73,39 @@ def test_missing_uv_set_says_which_there_are(tmp_path):
         meshdream.load_mesh(glb, uv_set=-1)
     with pytest.raises(meshdream.InvalidParameterError, match="only glTF"):
         meshdream.load_mesh(trimesh.creation.box(), uv_set=1)
+
+
+SMALL = dict(n_views=2, view_resolution=64, texture_size=64, steps=3, seed=0)
+
+
+def test_texture_mesh_textures_the_chosen_uv_set_of_a_path(tmp_path):
+    glb, _ = _two_uv_sets(tmp_path)
+    gen = meshdream.load_generator("builtin")
+    by_path = meshdream.texture_mesh(glb, "red brick", gen, uv_set=1, **SMALL)
+    loaded = meshdream.texture_mesh(meshdream.load_mesh(glb, uv_set=1), "red brick", gen, **SMALL)
+    first = meshdream.texture_mesh(glb, "red brick", gen, **SMALL)
+    np.testing.assert_array_equal(by_path.texture, loaded.texture)
+    assert not np.array_equal(by_path.texture, first.texture)  # the same views baked through another layout
+    assert by_path.timings["load_mesh"] > 0 and "unwrap" not in by_path.timings  # its own UVs: nothing unwrapped
+    with pytest.raises(meshdream.InvalidParameterError, match="loaded with UV set 1"):
+        meshdream.texture_mesh(meshdream.load_mesh(glb, uv_set=1), "red brick", gen, uv_set=0, **SMALL)
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "meshdream.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def test_cli_uv_set(tmp_path):
+    glb, _ = _two_uv_sets(tmp_path)
+    tiny = ["--views", "2", "--view-resolution", "64", "--texture-size", "64", "--steps", "3"]
+    r = _cli("texture", glb, "--prompt", "red brick", "-o", tmp_path / "out.glb", "--uv-set", "1", *tiny)
+    assert r.returncode == 0, r.stderr
+    uv, xy = _uv_by_position(meshdream.load_mesh(tmp_path / "out.glb"))
+    np.testing.assert_allclose(uv, _uv1(xy), atol=1e-5)  # the result is mapped through TEXCOORD_1
+    obj = tmp_path / "box.obj"
+    trimesh.creation.box().export(obj)
+    r = _cli("texture", obj, "--prompt", "red brick", "-o", tmp_path / "box.glb", "--uv-set", "1")
+    assert r.returncode == 2 and "only glTF" in r.stderr and "Traceback" not in r.stderr

@@ -27,6 +27,7 @@ from meshdream.images import to_uint8
 from PIL import Image
 
 from tests.conftest import asset
+from tests.core.test_uv_sets import _two_uv_sets, _uv1
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -195,6 +196,20 @@ def test_inpaint_job_fills_transparent_texels(server):
     r = c.wait(c.submit_inpaint(str(asset("spot.obj")), rgba))
     ref = meshdream.inpaint_uv(mesh, rgba[..., :3], rgba[..., 3] == 0)
     np.testing.assert_array_equal(png(r.texture_png), to_uint8(ref))
+
+
+def test_uv_set_of_an_uploaded_glb_is_the_one_textured(server, tmp_path):
+    glb, _ = _two_uv_sets(tmp_path)
+    c = client.Client(server.url)
+    r = c.wait(c.submit_texture(glb, "red brick", uv_set=1, **SMALL))
+    corners = np.asarray(r.mesh["vertices"])[np.asarray(r.mesh["faces"])].reshape(-1, 3)
+    np.testing.assert_allclose(np.asarray(r.mesh["uvs"]).reshape(-1, 2), _uv1(corners[:, :2]), atol=1e-5)
+    glb_uv = trimesh.load(io.BytesIO(r.glb), file_type="glb", force="mesh")
+    np.testing.assert_allclose(glb_uv.visual.uv, _uv1(glb_uv.vertices[:, :2]), atol=1e-5)
+    assert r.timings["unwrap"] == 0 and "load_mesh" in r.timings
+    arrays = {"vertices": corners, "faces": np.arange(len(corners)).reshape(-1, 3)}
+    with pytest.raises(client.ClientError, match="only glTF"):  # arrays carry one UV set
+        c.wait(c.submit_texture(arrays, "red brick", uv_set=1, **SMALL))
 
 
 def test_two_clients_at_once_are_both_served_in_order(server):

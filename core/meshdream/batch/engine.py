@@ -60,12 +60,13 @@ def texture_item(item: BatchItem, generator, out_dir: Path, progress=None, cance
     from ..texturing import texture_mesh
 
     out = Path(out_dir) / item.output
-    mesh = load_mesh(item.input, unwrap=item.unwrap) if mesh is None else mesh
+    if mesh is None:
+        mesh = load_mesh(item.input, unwrap=item.unwrap, uv_set=item.uv_set, progress=progress, cancel=cancel)
     result = texture_mesh(mesh, item.prompt, generator, progress=progress, cancel=cancel, **item.settings)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=out.parent))
     try:
-        save_textured(mesh, result.texture, tmp / out.name)
+        save_textured(mesh, result.textures or result.texture, tmp / out.name)  # pages (materials, UDIM), if any
         if out.suffix.lower() == ".glb":
             save_png(result.texture, tmp / (out.stem + ".png"))
         # .png and .mtl first: once the output itself appears, everything it refers to is there.

@@ -31,7 +31,7 @@ SETTINGS = (
     "refine_strength",
 )
 UNWRAP = ("auto", "always", "never")
-JOB_KEYS = ("input", "prompt", "settings", "output", "source", "unwrap")
+JOB_KEYS = ("input", "prompt", "settings", "output", "source", "unwrap", "uv_set")
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class BatchItem:
 
     source: what summary.json calls the input (e.g. "scene.blend:Suzanne" for a mesh Blender exported to a
     temporary file); None means the input path itself. unwrap: load_mesh's option ("never" keeps a DCC UV map).
+    uv_set: load_mesh's too, the UV set (TEXCOORD_n) of a glTF / GLB input to texture.
     """
 
     input: str
@@ -48,6 +49,7 @@ class BatchItem:
     settings: Mapping[str, Any] = field(default_factory=dict)
     source: Optional[str] = None
     unwrap: str = "auto"
+    uv_set: int = 0
 
     @property
     def name(self) -> str:
@@ -120,11 +122,15 @@ def _mesh_files(path: Path) -> list[Path]:
 
 
 def read_jobs(
-    path: str | os.PathLike, prompt: Optional[str] = None, settings: Optional[Mapping[str, Any]] = None
+    path: str | os.PathLike,
+    prompt: Optional[str] = None,
+    settings: Optional[Mapping[str, Any]] = None,
+    uv_set: int = 0,
 ) -> list[BatchItem]:
     """Items from a jobs.jsonl: one JSON object per line, {"input", "prompt", "settings", "output", "source",
-    "unwrap"}; only "input" is needed. Relative inputs start at the file's folder; the job's prompt and settings
-    override `prompt` and `settings` (the command line's). Blank lines and lines starting with # are ignored."""
+    "unwrap", "uv_set"}; only "input" is needed. Relative inputs start at the file's folder; the job's prompt,
+    settings and uv_set override `prompt`, `settings` and `uv_set` (the command line's). Blank lines and lines
+    starting with # are ignored."""
     path = Path(path)
     if not path.is_file():
         raise MeshFileNotFoundError(f"No jobs file at '{path}'; check the path.")
@@ -149,6 +155,9 @@ def read_jobs(
             raise InvalidParameterError(f"{where}: the job has no prompt; give it one or pass --prompt.")
         if job.get("unwrap", "auto") not in UNWRAP:
             raise InvalidParameterError(f"{where}: unwrap must be one of {', '.join(UNWRAP)}.")
+        job_uv_set = job.get("uv_set", uv_set)
+        if not isinstance(job_uv_set, int) or isinstance(job_uv_set, bool) or job_uv_set < 0:
+            raise InvalidParameterError(f"{where}: uv_set must be a UV set index, 0 (the first), 1, ...")
         mesh = (path.parent / job["input"]).resolve()
         if job.get("output"):
             output = _output_name(job["output"], where)
@@ -168,6 +177,7 @@ def read_jobs(
                 },
                 source=job.get("source"),
                 unwrap=job.get("unwrap", "auto"),
+                uv_set=job_uv_set,
             )
         )
     return items
@@ -178,8 +188,10 @@ def collect_items(
     prompt: Optional[str] = None,
     settings: Optional[Mapping[str, Any]] = None,
     jobs: Optional[str | os.PathLike] = None,
+    uv_set: int = 0,
 ) -> list[BatchItem]:
     """The batch's items: every mesh file in each input folder (sorted), each input file, then the jobs file's jobs.
+    uv_set: the UV set of glTF / GLB inputs to texture (a job's own "uv_set" wins).
 
     Output names are the inputs' stems (.glb), made unique. A missing folder or jobs file, an unknown setting or
     a missing prompt is an error now, before any work; a file that does not load fails later as its own item.
@@ -190,9 +202,9 @@ def collect_items(
         for mesh in _mesh_files(Path(entry)):
             if not prompt or not prompt.strip():
                 raise InvalidParameterError("No prompt; pass --prompt 'what the texture shows' (or use --jobs).")
-            items.append(BatchItem(str(mesh.resolve()), prompt, _stem(mesh.name) + ".glb", settings))
+            items.append(BatchItem(str(mesh.resolve()), prompt, _stem(mesh.name) + ".glb", settings, uv_set=uv_set))
     if jobs is not None:
-        items += read_jobs(jobs, prompt, settings)
+        items += read_jobs(jobs, prompt, settings, uv_set)
     if not items:
         raise InvalidParameterError("Nothing to do: no mesh files in the inputs; pass mesh files, folders or --jobs.")
     return _unique(items)

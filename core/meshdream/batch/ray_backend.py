@@ -50,7 +50,7 @@ def load_item_mesh(item: BatchItem) -> tuple[Loaded, Any]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MeshDreamWarning)
-            mesh = load_mesh(item.input, unwrap=item.unwrap)
+            mesh = load_mesh(item.input, unwrap=item.unwrap, uv_set=item.uv_set)
         return Loaded(time.perf_counter() - t0), mesh
     except Exception as exc:
         return Loaded(time.perf_counter() - t0, error_message(exc), is_retryable(exc)), None

@@ -11,9 +11,12 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import struct
+import time
 import warnings
 from pathlib import Path
+from typing import Mapping, Optional
 
 import numpy as np
 import trimesh
@@ -27,8 +30,10 @@ from ..errors import (
     OutputExistsError,
     UnsupportedFormatError,
 )
+from ..progress import CancelToken, ProgressCallback
+from .pages import MATERIAL, Pages, atlas_mesh, face_materials, layout_pages
 from .texture import as_float_image
-from .unwrap import fit_unit_square, unwrapped, uvs_usable
+from .unwrap import fit_unit_square, udim_tiles, unwrapped, uvs_usable
 
 READ_FORMATS = (".obj", ".glb", ".gltf", ".ply", ".stl", ".off")
 WRITE_FORMATS = (".glb", ".obj")
@@ -62,15 +67,51 @@ def _gltf_uv_set(path: Path, uv_set: int):
     return trimesh.load(io.BytesIO(head + text + rest), file_type="glb", process=False)
 
 
-def _read(source, uv_set: int = 0) -> trimesh.Trimesh:
+def _material_key(part: trimesh.Trimesh):
+    """What tells a part's material apart: its name, else the material object; None without a material."""
+    material = getattr(part.visual, "material", None)
+    return None if material is None else (getattr(material, "name", None) or id(material))
+
+
+def _merged(parts: list[trimesh.Trimesh]) -> tuple[trimesh.Trimesh, list[str]]:
+    """One mesh from scene parts (OBJ `usemtl` groups, glTF primitives), each face's material kept in the MATERIAL
+    face attribute; returns it and the material names ([] when no part has a material).
+
+    trimesh's own concatenation packs the parts' materials into one atlas, rewriting their UVs; here UVs stay as
+    they are (materials may overlap in UV space: each has a texture of its own).
+    """
+    keys = [_material_key(p) for p in parts]
+    order = list(dict.fromkeys(keys))
+    names = [] if order == [None] else [k if isinstance(k, str) else f"material_{i}" for i, k in enumerate(order)]
+    offsets = np.cumsum([0] + [len(p.vertices) for p in parts[:-1]])
+    uvs = [getattr(p.visual, "uv", None) for p in parts]
+    out = trimesh.Trimesh(
+        np.concatenate([np.asarray(p.vertices, np.float64) for p in parts]),
+        np.concatenate([np.asarray(p.faces, np.int64).reshape(-1, 3) + o for p, o in zip(parts, offsets)]),
+        process=False,
+    )
+    if all(uv is not None and len(uv) == len(p.vertices) for uv, p in zip(uvs, parts)):
+        out.visual = trimesh.visual.TextureVisuals(uv=np.concatenate(uvs).astype(np.float64))
+    index = np.repeat([order.index(k) for k in keys], [len(p.faces) for p in parts])
+    out.face_attributes[MATERIAL] = index.astype(np.int64)
+    return out, names
+
+
+def _read(source, uv_set: int = 0) -> tuple[trimesh.Trimesh, list[str]]:
     if uv_set and not (isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() in (".glb", ".gltf")):
         raise InvalidParameterError(
             f"uv_set={uv_set}: only glTF / GLB files hold several UV sets; other meshes have one (uv_set=0)."
         )
     if isinstance(source, trimesh.Trimesh):
-        return source.copy()
+        names, index = face_materials(source)
+        if names:  # a mesh from load_mesh: keep its materials
+            out = source.copy()
+            out.face_attributes[MATERIAL] = index
+            return out, names
+        return _merged([source.copy()])
     if isinstance(source, trimesh.Scene):
-        return source.to_geometry() if len(source.geometry) else trimesh.Trimesh()
+        parts = [g for g in source.dump() if isinstance(g, trimesh.Trimesh)] if source.geometry else []
+        return _merged(parts) if parts else (trimesh.Trimesh(), [])
     path = Path(os.fspath(source)).expanduser()
     if not path.is_file():
         raise MeshFileNotFoundError(
@@ -90,16 +131,17 @@ def _read(source, uv_set: int = 0) -> trimesh.Trimesh:
         meshes = [g for g in loaded.dump() if isinstance(g, trimesh.Trimesh)] if loaded.geometry else []
         if not meshes:
             raise InvalidMeshError(f"'{path.name}' holds no triangles (only points, lines or an empty scene).")
-        loaded = trimesh.util.concatenate(meshes) if len(meshes) > 1 else meshes[0]
+        return _merged(meshes)
     if not isinstance(loaded, trimesh.Trimesh):
         raise InvalidMeshError(
             f"'{path.name}' holds no triangles ({type(loaded).__name__}); for point clouds use points_to_mesh()."
         )
-    return loaded
+    return _merged([loaded])
 
 
-def _clean(mesh: trimesh.Trimesh, name: str) -> trimesh.Trimesh:
-    """Reject what cannot be repaired, drop (with a warning) degenerate faces that can."""
+def _clean(mesh: trimesh.Trimesh, materials: list[str], name: str) -> tuple[trimesh.Trimesh, list[str]]:
+    """Reject what cannot be repaired, drop (with a warning) degenerate faces that can; materials left without
+    faces are dropped too."""
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     faces = np.asarray(mesh.faces, dtype=np.int64).reshape(-1, 3)
     if len(faces) == 0:
@@ -123,25 +165,52 @@ def _clean(mesh: trimesh.Trimesh, name: str) -> trimesh.Trimesh:
     out = trimesh.Trimesh(vertices, faces[good], process=False)
     if uv is not None and len(uv) == len(vertices):
         out.visual = trimesh.visual.TextureVisuals(uv=np.asarray(uv, dtype=np.float64))
-    out.merge_vertices()  # merges equal positions with equal UVs only
+    used, index = np.unique(np.asarray(mesh.face_attributes[MATERIAL])[good], return_inverse=True)
+    out.face_attributes[MATERIAL] = index.astype(np.int64)
+    out.merge_vertices()  # merges equal positions with equal UVs only; faces keep their order
     out.remove_unreferenced_vertices()
-    return out
+    return out, [materials[k] for k in used] if materials else []
 
 
-def load_mesh(source, unwrap: str = "auto", normalize: bool = True, uv_set: int = 0) -> trimesh.Trimesh:
+def _uvs_usable(uv: np.ndarray | None, faces: np.ndarray, materials: list[str], index: np.ndarray) -> bool:
+    """Whether a layout can be textured as it is: per UDIM tile, or per material (materials may overlap each
+    other in UV space: in the file each has a texture of its own)."""
+    if uv is None:
+        return False
+    pages = layout_pages(uv, faces, materials, index, per_material=True)
+    if pages is None:
+        return uvs_usable(uv, faces)
+    corner = pages.to_atlas(uv[faces], pages.face_page[:, None])
+    return uvs_usable(corner.reshape(-1, 2), np.arange(corner.size // 2).reshape(-1, 3))
+
+
+def load_mesh(
+    source,
+    unwrap: str = "auto",
+    normalize: bool = True,
+    uv_set: int = 0,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+) -> trimesh.Trimesh:
     """Load a mesh (OBJ, GLB/glTF, PLY, STL, OFF path, or a trimesh object, which is copied, not changed).
 
     unwrap: "auto" keeps usable UVs and unwraps otherwise (none, outside 0..1, overlapping); "always"; "never".
+        UDIM layouts (tiles 1001+) and materials overlapping each other in UV space are usable: they are kept.
     normalize: centre the bounding box at the origin and scale the longest side to 2.
     uv_set: which UV set of a glTF / GLB file to texture (n for TEXCOORD_n, e.g. Blender's active UV map); other
         formats have one.
+    progress, cancel: an unwrap of a large mesh (seconds) reports stage "unwrap" and stops on cancel.
+
+    metadata["meshdream"]: "to_normalized", "unwrapped", "uv_set", "materials" (names, [] without any; each face's
+    index into them is the face attribute "material"), "udim_tiles" (the tiles the kept layout uses, [] if none)
+    and "unwrap_seconds" (of the load's time, what unwrapping took; 0 without).
     """
     if unwrap not in ("auto", "always", "never"):
         raise InvalidMeshError(f"unwrap={unwrap!r} is unknown; use 'auto', 'always' or 'never'.")
     if int(uv_set) != uv_set or uv_set < 0:
         raise InvalidParameterError(f"uv_set={uv_set!r} must be a UV set index: 0 (the first), 1, ...")
     name = f"'{Path(os.fspath(source)).name}'" if isinstance(source, (str, os.PathLike)) else "The mesh"
-    mesh = _clean(_read(source, int(uv_set)), name)
+    mesh, materials = _clean(*_read(source, int(uv_set)), name)
     to_norm = np.eye(4)
     if normalize:
         lo, hi = mesh.bounds
@@ -149,16 +218,26 @@ def load_mesh(source, unwrap: str = "auto", normalize: bool = True, uv_set: int 
         to_norm[:3, :3] *= scale
         to_norm[:3, 3] = -scale * 0.5 * (lo + hi)
         mesh.apply_transform(to_norm)
-    uv = fit_unit_square(getattr(mesh.visual, "uv", None))
-    did_unwrap = unwrap == "always" or (unwrap == "auto" and not uvs_usable(uv, mesh.faces))
+    faces = np.asarray(mesh.faces, np.int64)
+    uv = getattr(mesh.visual, "uv", None)
+    if udim_tiles(uv, faces) is None:
+        uv = fit_unit_square(uv)
+    index = mesh.face_attributes[MATERIAL]
+    did_unwrap = unwrap == "always" or (unwrap == "auto" and not _uvs_usable(uv, faces, materials, index))
+    unwrap_s, t = 0.0, time.perf_counter()
     if did_unwrap:
-        mesh = unwrapped(mesh)
+        mesh = unwrapped(mesh, progress=progress, cancel=cancel)
+        unwrap_s = time.perf_counter() - t
     elif uv is not None:
         mesh.visual = trimesh.visual.TextureVisuals(uv=uv)
+    tiles = udim_tiles(getattr(mesh.visual, "uv", None), np.asarray(mesh.faces, np.int64))
     mesh.metadata["meshdream"] = {
         "to_normalized": to_norm.tolist(),
         "unwrapped": bool(did_unwrap),
         "uv_set": int(uv_set),
+        "materials": materials,
+        "udim_tiles": [] if tiles is None else np.unique(tiles).tolist(),
+        "unwrap_seconds": round(unwrap_s, 4),
     }
     return mesh
 
@@ -171,42 +250,142 @@ def to_user_frame(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
     return out
 
 
-def save_textured(mesh: trimesh.Trimesh, texture, path, overwrite: bool = False) -> Path:
-    """Write the mesh with `texture` ((S, S, 3) float in [0, 1] or uint8, OBJ convention) as its base colour.
+def _to_image(texture, what: str) -> Image.Image:
+    rgb = as_float_image(texture, 3, what)
+    return Image.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8))
 
-    .glb: one self-contained file (PBR material, baseColorTexture). .obj: OBJ + MTL + PNG side by side.
+
+def _output_pages(mesh: trimesh.Trimesh, texture) -> tuple[Pages | None, dict]:
+    """(pages or None, {page name: image}) of what save_textured writes; one image is keyed ""."""
+    uv, faces = mesh.visual.uv, np.asarray(mesh.faces, np.int64)
+    names, index = face_materials(mesh)
+    tiles = layout_pages(uv, faces, names, index, per_material=False)
+    if isinstance(texture, Mapping):
+        pages = tiles or layout_pages(uv, faces, names, index, per_material=True)
+        if pages is None and len(texture) == 1:
+            return None, {"": _to_image(next(iter(texture.values())), "texture")}
+        if pages is None:
+            raise InvalidParameterError(
+                f"Got {len(texture)} texture pages but the mesh has one texture space; pass one (S, S, 3) image."
+            )
+        pages.check_names(texture)
+        return pages, {k: _to_image(texture[k], f"texture of page {k}") for k in pages.names}
+    if tiles is not None:
+        raise InvalidParameterError(
+            f"The mesh's UVs span UDIM tiles {list(tiles.names)}; pass one image per tile, {{'1001': image, ...}} "
+            "(TextureResult.textures)."
+        )
+    if len(names) > 1 and not uvs_usable(uv, faces):
+        raise InvalidParameterError(
+            f"The UVs of materials {names} overlap each other, so one texture cannot serve them; pass one image per "
+            "material, {name: image} (TextureResult.textures)."
+        )
+    return None, {"": _to_image(texture, "texture")}
+
+
+def _file_names(stem: str, pages: Pages | None) -> dict[str, str]:
+    """Image file of each page: <stem>.png, <stem>.<tile>.png, or <stem>_<material>.png (made file-safe)."""
+    if pages is None:
+        return {"": f"{stem}.png"}
+    if pages.udim:
+        return {k: f"{stem}.{k}.png" for k in pages.names}
+    out: dict[str, str] = {}
+    for k in pages.names:
+        safe = re.sub(r"[^\w.-]", "_", k)
+        while f"{stem}_{safe}.png" in out.values():
+            safe += "_"
+        out[k] = f"{stem}_{safe}.png"
+    return out
+
+
+def save_textured(mesh: trimesh.Trimesh, texture, path, overwrite: bool = False) -> Path:
+    """Write the mesh with its base colour: one (S, S, 3) image (float in [0, 1] or uint8, OBJ convention) that
+    all its materials share, or, for a mesh whose texture has pages, one image per page keyed by its name
+    (material names or UDIM tiles "1001", ...: TextureResult.textures).
+
+    Every material of the mesh is written (a mesh with one material gets it named after the file).
+    .glb: one self-contained file, a PBR material per material; UDIM tiles are packed into one atlas with
+    remapped UVs (glTF has no UDIM). .obj: OBJ + MTL + PNGs side by side: <stem>.png, <stem>_<material>.png, or
+    <stem>.<tile>.png per UDIM tile (map_Kd <stem>.<UDIM>.png) with the UVs as they are.
     Existing files are kept unless overwrite=True.
     """
     path = Path(os.fspath(path)).expanduser()
     suffix = path.suffix.lower()
     if suffix not in WRITE_FORMATS:
         raise UnsupportedFormatError(f"Cannot write '{path.name}'; use a {' or '.join(WRITE_FORMATS)} file name.")
-    written = [path] if suffix == ".glb" else [path, path.with_suffix(".mtl"), path.with_suffix(".png")]
+    uv = getattr(mesh.visual, "uv", None)
+    if uv is None or len(uv) != len(mesh.vertices):
+        raise InvalidMeshError("The mesh has no UV coordinates to map the texture with; load it with load_mesh().")
+    pages, images = _output_pages(mesh, texture)
+    files = _file_names(path.stem, pages)
+    written = [path]
+    if suffix == ".obj":
+        written += [path.with_suffix(".mtl"), *(path.parent / f for f in files.values())]
     existing = [p for p in written if p.exists()]
     if existing and not overwrite:
         raise OutputExistsError(
             f"'{existing[0]}' already exists; choose another name or pass overwrite=True (--overwrite) to replace it."
         )
-    uv = getattr(mesh.visual, "uv", None)
-    if uv is None or len(uv) != len(mesh.vertices):
-        raise InvalidMeshError("The mesh has no UV coordinates to map the texture with; load it with load_mesh().")
-    rgb = as_float_image(texture, 3, "texture")
-    image = Image.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8))
+    names, index = face_materials(mesh)
+    if len(names) < 2:
+        names, index = [path.stem], np.zeros(len(mesh.faces), np.int64)
     out = to_user_frame(mesh)
-    if suffix == ".glb":
-        material = trimesh.visual.material.PBRMaterial(
-            name=path.stem, baseColorTexture=image, metallicFactor=0.0, roughnessFactor=1.0
-        )
-    else:
-        material = trimesh.visual.material.SimpleMaterial(name=path.stem, image=image)
-    out.visual = trimesh.visual.TextureVisuals(uv=uv, material=material)
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".glb":
-        out.export(str(path))
+        if pages is not None and pages.udim:
+            atlas = _to_image(pages.pack({k: np.asarray(v) for k, v in images.items()}), "texture atlas")
+            out, images = atlas_mesh(out, pages), {k: atlas for k in names}
+        elif pages is None:
+            images = {k: images[""] for k in names}
+        _write_glb(path, out, index, names, [images[k] for k in names])
     else:
-        # The material is named after the file, so trimesh writes <stem>.mtl and <stem>.png beside it.
-        text, files = trimesh.exchange.obj.export_obj(out, return_texture=True, mtl_name=path.with_suffix(".mtl").name)
-        for fname, data in files.items():
-            (path.parent / fname).write_bytes(data)
-        path.write_text(text)
+        if pages is not None and pages.udim:
+            maps = [f"{path.stem}.<UDIM>.png"] * len(names)
+        else:
+            maps = [files[k if pages is not None else ""] for k in names]
+        for k, image in images.items():
+            image.save(path.parent / files[k])
+        _write_obj(path, out, index, names, maps)
     return path
+
+
+def _write_glb(path: Path, mesh: trimesh.Trimesh, index: np.ndarray, names: list[str], images: list) -> None:
+    """One glTF mesh primitive (trimesh geometry) per material, each with its own PBR material."""
+    scene = trimesh.Scene()
+    uv = np.asarray(mesh.visual.uv)
+    for k, (name, image) in enumerate(zip(names, images)):
+        faces = np.asarray(mesh.faces)[index == k]
+        used, inverse = np.unique(faces, return_inverse=True)
+        material = trimesh.visual.material.PBRMaterial(
+            name=name, baseColorTexture=image, metallicFactor=0.0, roughnessFactor=1.0
+        )
+        part = trimesh.Trimesh(
+            mesh.vertices[used],
+            inverse.reshape(-1, 3),
+            visual=trimesh.visual.TextureVisuals(uv=uv[used], material=material),
+            process=False,
+        )
+        scene.add_geometry(part, geom_name=name)
+    if len(names) == 1:  # a single mesh exports without the scene's node
+        scene = next(iter(scene.geometry.values()))
+    scene.export(str(path))
+
+
+def _write_obj(path: Path, mesh: trimesh.Trimesh, index: np.ndarray, names: list[str], maps: list[str]) -> None:
+    """OBJ with one `usemtl` group per material and an MTL whose materials show their map_Kd image unlit by
+    Kd (1, 1, 1): viewers multiply the two."""
+    obj_names = [re.sub(r"\s", "_", n) for n in names]  # OBJ / MTL names end at whitespace
+    buf = io.StringIO()
+    buf.write(f"# MeshDream\nmtllib {path.with_suffix('.mtl').name}\n")
+    np.savetxt(buf, mesh.vertices, fmt="v %.8f %.8f %.8f")
+    np.savetxt(buf, mesh.visual.uv, fmt="vt %.8f %.8f")
+    faces = np.repeat(np.asarray(mesh.faces) + 1, 2, axis=1)  # v/vt share indices
+    for k, name in enumerate(obj_names):
+        buf.write(f"usemtl {name}\n")
+        np.savetxt(buf, faces[index == k], fmt="f %d/%d %d/%d %d/%d")
+    mtl = "".join(
+        f"newmtl {name}\nKa 0 0 0\nKd 1 1 1\nKs 0 0 0\nNs 1\nillum 1\nmap_Kd {image}\n\n"
+        for name, image in zip(obj_names, maps)
+    )
+    path.with_suffix(".mtl").write_text(mtl)
+    path.write_text(buf.getvalue())

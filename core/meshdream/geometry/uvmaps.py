@@ -84,7 +84,7 @@ def uv_maps(mesh: trimesh.Trimesh, size: int) -> UVMaps:
 
 
 def _build(md: MeshData, size: int) -> UVMaps:
-    face, bary = rasterize_uv(md.uv, md.faces, size)
+    face, bary = rasterize_uv(md.uv, md.faces, size, md.uv_caster)
     idx = np.flatnonzero(face >= 0)
     f, b = face.ravel()[idx], np.take(bary.reshape(-1, 3), idx, axis=0)
     position = np.full((size * size, 3), np.nan, np.float32)
@@ -112,29 +112,10 @@ def _seam_pairs(md: MeshData, face_map: np.ndarray, size: int) -> np.ndarray:
     along the edge are sampled at half-texel spacing in both UV layouts, nudged half a texel into their own
     triangle, and the texels they land on are paired.
     """
-    faces, pid = md.faces, md.position_id
-    corner_a = faces.ravel()  # edge k of face f runs from corner k to corner k+1
-    corner_b = faces[:, [1, 2, 0]].ravel()
-    face_of = np.repeat(np.arange(len(faces)), 3)
-    pa, pb = pid[corner_a], pid[corner_b]
-    key = np.stack([np.minimum(pa, pb), np.maximum(pa, pb)], axis=1)
-    order = np.lexsort((key[:, 1], key[:, 0]))
-    ks = key[order]
-    same = np.all(ks[1:] == ks[:-1], axis=1)
-    # Manifold edges: exactly two half-edges share the key.
-    first = np.flatnonzero(same & np.r_[True, ~same[:-1]] & np.r_[~same[1:], True])
-    e1, e2 = order[first], order[first + 1]
-    # Orient side 2 like side 1 (same welded start point).
-    flip = pa[e1] != pa[e2]
-    a1, b1 = corner_a[e1], corner_b[e1]
-    a2 = np.where(flip, corner_b[e2], corner_a[e2])
-    b2 = np.where(flip, corner_a[e2], corner_b[e2])
-    uv = md.uv
-    seam = (np.abs(uv[a1] - uv[a2]).max(1) > 1e-6) | (np.abs(uv[b1] - uv[b2]).max(1) > 1e-6)
-    if not seam.any():
+    a1, b1, f1, a2, b2, f2 = md.seam_edges
+    if not len(a1):
         return np.zeros((0, 2), np.int64)
-    a1, b1, a2, b2 = a1[seam], b1[seam], a2[seam], b2[seam]
-    f1, f2 = face_of[e1][seam], face_of[e2][seam]
+    faces, uv = md.faces, md.uv
     length = np.maximum(np.linalg.norm(uv[b1] - uv[a1], axis=1), np.linalg.norm(uv[b2] - uv[a2], axis=1)) * size
     counts = np.ceil(2 * length).astype(np.int64) + 1
     idx = np.repeat(np.arange(len(counts)), counts)

@@ -17,7 +17,7 @@ import numpy as np
 import trimesh
 
 from ..geometry import Camera, load_mesh
-from ..progress import CancelToken
+from ..progress import CancelToken, ProgressCallback
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 FINISHED = (DONE, FAILED, CANCELLED)
@@ -45,22 +45,27 @@ class MeshInput:
     file_name: Optional[str] = None
     file_data: Optional[bytes] = None
     unwrap: str = "auto"
+    uv_set: int = 0  # the glTF UV set (TEXCOORD_n) of an uploaded .glb to texture
 
-    def load(self) -> trimesh.Trimesh:
-        """The mesh in MeshDream's normalized frame; its metadata keeps the way back to the caller's frame."""
+    def load(
+        self, progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None
+    ) -> trimesh.Trimesh:
+        """The mesh in MeshDream's normalized frame; its metadata keeps the way back to the caller's frame.
+        progress / cancel: load_mesh's (an unwrap of a large mesh reports progress and stops on cancel)."""
+        options = {"unwrap": self.unwrap, "uv_set": self.uv_set, "progress": progress, "cancel": cancel}
         if self.file_data is not None:
             with tempfile.TemporaryDirectory(prefix="meshdream-upload-") as tmp:
                 # Only the base name is kept (the upload never names a server path); odd characters become "_".
                 path = Path(tmp) / re.sub(r"[^\w.-]", "_", Path(self.file_name).name)
                 path.write_bytes(self.file_data)
-                return load_mesh(path, unwrap=self.unwrap)
+                return load_mesh(path, **options)
         if self.uvs is None:
-            return load_mesh(trimesh.Trimesh(self.vertices, self.faces, process=False), unwrap=self.unwrap)
+            return load_mesh(trimesh.Trimesh(self.vertices, self.faces, process=False), **options)
         # One vertex per corner carries its UV; load_mesh merges corners that share position and UV again.
         corners = np.arange(self.faces.size).reshape(-1, 3)
         mesh = trimesh.Trimesh(self.vertices[self.faces].reshape(-1, 3), corners, process=False)
         mesh.visual = trimesh.visual.TextureVisuals(uv=self.uvs.reshape(-1, 2))
-        return load_mesh(mesh, unwrap=self.unwrap)
+        return load_mesh(mesh, **options)
 
 
 @dataclass
@@ -115,7 +120,8 @@ Request = Union[TextureRequest, InpaintRequest, ShapeRequest]
 @dataclass
 class JobResult:
     timings: dict[str, float]
-    texture: Optional[np.ndarray] = None  # (S, S, 3) float
+    texture: Optional[np.ndarray] = None  # (S, S, 3) float (with pages: their atlas)
+    textures: dict[str, np.ndarray] = field(default_factory=dict)  # pages (TextureResult.textures), if any
     weight: Optional[np.ndarray] = None  # (S, S) bake confidence
     views: list[np.ndarray] = field(default_factory=list)  # generated view images
     mesh: Optional[trimesh.Trimesh] = None  # normalized (load_mesh) mesh the texture belongs to

@@ -205,6 +205,7 @@ class MeshIn(Strict):
     uvs: Optional[Annotated[ArrayArg, shaped((None, 3, 2), np.float64)]] = None
     file: Optional[FileIn] = None
     unwrap: Literal["auto", "always", "never"] = "auto"
+    uv_set: int = Field(0, ge=0, description="UV set of a .glb file to texture (TEXCOORD_n; Blender: the active map)")
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -219,8 +220,8 @@ class MeshIn(Strict):
 
     def input(self) -> MeshInput:
         if self.file is not None:
-            return MeshInput(file_name=self.file.name, file_data=self.file.data, unwrap=self.unwrap)
-        return MeshInput(self.vertices, self.faces, self.uvs, unwrap=self.unwrap)
+            return MeshInput(file_name=self.file.name, file_data=self.file.data, unwrap=self.unwrap, uv_set=self.uv_set)
+        return MeshInput(self.vertices, self.faces, self.uvs, unwrap=self.unwrap, uv_set=self.uv_set)
 
 
 Pixels = Annotated[int, Field(gt=0, le=16384)]
@@ -249,7 +250,18 @@ def _model(value: Union[None, str, ModelIn], default: Optional[ModelSpec]) -> Op
     return ModelSpec(value) if isinstance(value, str) else value.model_spec()
 
 
-TEXTURE_RESERVED = ("mesh", "prompt", "generator", "progress", "cancel", "cameras", "init_image", "reference_image")
+# uv_set belongs to the mesh ("mesh": {"uv_set": n}): the worker loads the mesh before texture_mesh sees it.
+TEXTURE_RESERVED = (
+    "mesh",
+    "prompt",
+    "generator",
+    "progress",
+    "cancel",
+    "cameras",
+    "init_image",
+    "reference_image",
+    "uv_set",
+)
 
 
 class TextureJobIn(Strict):
@@ -382,7 +394,8 @@ def _glb(result: JobResult) -> bytes:
     if result.texture is None:
         return to_user_frame(result.mesh).export(file_type="glb")
     with tempfile.TemporaryDirectory(prefix="meshdream-result-") as tmp:
-        return save_textured(result.mesh, result.texture, Path(tmp) / "result.glb").read_bytes()
+        texture = result.textures or result.texture  # pages (materials, UDIM tiles), if any
+        return save_textured(result.mesh, texture, Path(tmp) / "result.glb").read_bytes()
 
 
 def encode_result(job: Job, parts: tuple[str, ...]) -> dict:

@@ -29,6 +29,7 @@ class Settings:
     bake_power: float = 6.0
     inpaint_generator: object = None  # fills unseen texels in UV space; None: harmonic fill
     reference_image: object = None  # (1, 3, H, W) tensor for generators with an IP-Adapter
+    atlas_grid: int = 1  # pages per side of the texture atlas (several materials / UDIM tiles); sizes scale with it
     progress: Optional[ProgressCallback] = None
     cancel: Optional[CancelToken] = None
 
@@ -36,6 +37,7 @@ class Settings:
 # What each timed stage of texturing is, so timings add up to "setup", "geometry" and "model" totals.
 STAGE_KINDS = {
     "load_mesh": "setup",  # reading, cleaning and normalizing the mesh (skipped for a mesh from load_mesh)
+    "unwrap": "setup",  # xatlas UV unwrapping of a mesh without usable UVs, while loading it
     "load_model": "setup",  # loading the built-in model when no generator is given
     "views": "geometry",  # cameras and the depth / normal / mask renders of every view
     "sync": "geometry",  # building the shared latent texture and the per-step bake / render-back
@@ -74,6 +76,15 @@ class Timer:
             self._credit(self._open.pop(), now)
             if self._open:
                 self._open[-1][1] = now
+
+    def split(self, stage: str, part: str, seconds: float) -> None:
+        """Credit `seconds` of what `stage` measured to stage `part` instead: a call that times its own inner
+        steps (load_mesh's unwrap) gets them reported apart."""
+        if part not in STAGE_KINDS:
+            raise ValueError(f"unknown timing stage {part!r}")
+        if seconds > 0:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) - seconds
+            self.seconds[part] = self.seconds.get(part, 0.0) + seconds
 
     def timings(self, total: float) -> dict[str, float]:
         """Seconds per stage, per kind ("setup", "geometry", "model") and "total" (the whole call)."""

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
 import trimesh
 
 from ..errors import InvalidParameterError
-from ..geometry import Camera, load_mesh, orbit_cameras
+from ..geometry import Camera, load_mesh, orbit_cameras, uv_maps
+from ..geometry.pages import atlas_mesh, material_mesh, mesh_pages
 from ..geometry.texture import as_float_image, check_texture_size
 from ..progress import CancelToken, ProgressCallback
 from .common import Settings, Timer
@@ -26,12 +27,12 @@ STRATEGIES = ("sync", "sequential", "project")
 
 def texture_mesh(
     mesh,
-    prompt: str,
+    prompt: Union[str, Mapping[str, str]],
     generator=None,
     strategy: str = "sync",
     n_views: int = 8,
-    view_resolution: int = 512,
-    texture_size: int = 1024,
+    view_resolution: Optional[int] = None,
+    texture_size: Optional[int] = None,
     seed: int = 0,
     steps: Optional[int] = None,
     guidance: Optional[float] = None,
@@ -46,6 +47,8 @@ def texture_mesh(
     refine_scale: int = 1,
     refine_strength: float = 0.35,
     reference_image: Optional[np.ndarray] = None,
+    per_material: Optional[bool] = None,
+    uv_set: Optional[int] = None,
 ) -> TextureResult:
     """Texture `mesh` (a path, or a trimesh; normalized with load_mesh unless it came from there) from `prompt`.
 
@@ -53,33 +56,58 @@ def texture_mesh(
     keep/refine/generate), or "project" (one camera, e.g. the viewport; optional `init_image` for img2img at
     `strength`). cameras: in the normalized frame (see Camera.transformed); default orbit_cameras(n_views).
     generator: from load_generator(); None loads the built-in model.
+    view_resolution, texture_size, steps, guidance: None takes the generator's own (what its model card says suits
+        it: the built-in model's training resolution, 512 px for SD 1.5, 1024 for SDXL; see Generator).
     inpaint_generator: fills texels no view saw, in UV space (e.g. an SD inpainting model); None: harmonic fill.
     reference_image: (H, W, 3) picture whose style the texture follows (generators loaded with an IP-Adapter).
     refine_scale: > 1 adds a pass that refines the views at that many times their resolution (img2img over tiles
         of the model's native size, `refine_strength`); the first pass then bakes at texture_size / refine_scale.
+    per_material: for a mesh with several materials: True one texture per material, False one shared texture, None
+        (default) per material only where the materials' UVs overlap each other. A mesh whose UVs span UDIM tiles
+        gets one texture per tile. Either way all pages are textured together (one bake, one set of views), each
+        texture_size², returned in `result.textures`. A dict `prompt` {material: prompt} textures each material's
+        faces in a run of their own (one diffusion image has one prompt), so its views show that material alone.
+    uv_set: for a glTF / GLB path, the UV set to texture (TEXCOORD_n, see load_mesh; None: the first); a mesh
+        loaded already has its own. Loading (and unwrapping a mesh without usable UVs) is timed as "load_mesh" and
+        "unwrap".
     """
+    # Everything but what a per-material run replaces, for the runs of a dict prompt (keep this line first).
+    options = {k: v for k, v in locals().items() if k not in ("mesh", "prompt", "generator", "per_material")}
     t0 = time.perf_counter()
     if strategy not in STRATEGIES:
         raise InvalidParameterError(f"Strategy {strategy!r} is unknown; use one of {', '.join(STRATEGIES)}.")
-    if not isinstance(prompt, str) or not prompt.strip():
+    prompts = list(prompt.values()) if isinstance(prompt, Mapping) else [prompt]
+    if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
         raise InvalidParameterError("The prompt is empty; describe the texture, e.g. 'weathered red brick'.")
-    check_texture_size(texture_size)
-    if refine_scale not in (1, 2, 4) or texture_size // refine_scale < 16:
-        raise InvalidParameterError(f"refine_scale {refine_scale} must be 1, 2 or 4 (and leave a texture of >= 16).")
     timer = Timer()
     if generator is None:
         from ..generators import load_generator
 
         with timer("load_model"):
             generator = load_generator("builtin")
+    view_resolution = view_resolution or generator.native_resolution
+    texture_size = check_texture_size(texture_size or generator.default_texture_size)
+    if refine_scale not in (1, 2, 4) or texture_size // refine_scale < 16:
+        raise InvalidParameterError(f"refine_scale {refine_scale} must be 1, 2 or 4 (and leave a texture of >= 16).")
     if view_resolution % generator.latent_factor:
         raise InvalidParameterError(
             f"View resolution {view_resolution} must be a multiple of {generator.latent_factor} for {generator.name}."
         )
     if not (isinstance(mesh, trimesh.Trimesh) and "meshdream" in mesh.metadata):
         with timer("load_mesh"):
-            mesh = load_mesh(mesh)
+            mesh = load_mesh(mesh, uv_set=uv_set or 0, progress=progress, cancel=cancel)
+        timer.split("load_mesh", "unwrap", mesh.metadata["meshdream"]["unwrap_seconds"])
+    elif uv_set is not None and uv_set != mesh.metadata["meshdream"].get("uv_set", 0):
+        raise InvalidParameterError(
+            f"uv_set={uv_set}, but the mesh was loaded with UV set {mesh.metadata['meshdream'].get('uv_set', 0)}; "
+            f"pass the file's path, or load it with load_mesh(path, uv_set={uv_set})."
+        )
+    if isinstance(prompt, Mapping):
+        return _prompt_per_material(mesh, dict(prompt), generator, per_material, options, timer, t0)
     with timer("views"):
+        pages = mesh_pages(mesh, per_material)
+        grid = 1 if pages is None else pages.grid
+        mesh = mesh if pages is None else atlas_mesh(mesh, pages)  # all pages in one square texture
         chosen = cameras is None  # views MeshDream chose that see nothing are dropped; a caller's are an error
         if chosen:
             cameras = orbit_cameras(1 if strategy == "project" else n_views, resolution=view_resolution, mesh=mesh)
@@ -91,7 +119,7 @@ def texture_mesh(
         )
     settings = Settings(
         prompt=prompt.strip(),
-        texture_size=texture_size // refine_scale,
+        texture_size=texture_size * grid // refine_scale,
         seed=seed,
         steps=steps or generator.default_steps,
         guidance=generator.default_guidance if guidance is None else guidance,
@@ -102,6 +130,7 @@ def texture_mesh(
         reference_image=None
         if reference_image is None
         else torch.from_numpy(as_float_image(reference_image, 3, "reference image")).permute(2, 0, 1)[None],
+        atlas_grid=grid,
     )
     if strategy == "sync":
         result = texture_sync(mesh, views, generator, settings, timer)
@@ -111,5 +140,41 @@ def texture_mesh(
         result = texture_project(mesh, views, generator, settings, timer, init_image, strength)
     if refine_scale > 1:
         result = refine(mesh, result, generator, settings, timer, scale=refine_scale, strength=refine_strength)
+    if pages is not None:
+        with timer("bake"):
+            result.textures = pages.split(result.texture, uv_maps(mesh, result.texture.shape[0]).coverage)
+            result.texture = pages.pack(result.textures)  # the atlas with each page's gutter padded on its own
     result.timings = timer.timings(time.perf_counter() - t0)
     return result
+
+
+def _prompt_per_material(mesh, prompts: dict, generator, per_material, options: dict, timer: Timer, t0: float):
+    """One run per material, on its faces alone, with its own prompt; the pages are put together as one result."""
+    names = mesh.metadata["meshdream"].get("materials", [])
+    if per_material is False:
+        raise InvalidParameterError("A prompt per material needs per_material=True (or unset); pass one prompt string.")
+    if mesh.metadata["meshdream"].get("udim_tiles"):
+        raise InvalidParameterError("A prompt per material is not possible on a UDIM layout; pass one prompt string.")
+    if len(names) < 2 or set(prompts) != set(names):
+        raise InvalidParameterError(
+            f"Got prompts for {sorted(prompts)}; the mesh's materials are {names}: give one prompt per material "
+            "(or one prompt string for all)."
+        )
+    pages = mesh_pages(mesh, per_material=True)
+    runs = {
+        name: texture_mesh(material_mesh(mesh, name), prompts[name], generator, per_material=False, **options)
+        for name in pages.names
+    }
+    timings = timer.timings(0.0)
+    for run in runs.values():
+        for stage, seconds in run.timings.items():
+            timings[stage] = round(timings.get(stage, 0.0) + seconds, 4)
+    textures = {name: run.texture for name, run in runs.items()}
+    return TextureResult(
+        pages.pack(textures),
+        pages.pack({name: run.weight for name, run in runs.items()}, "weight")[..., 0],
+        [view for run in runs.values() for view in run.views],
+        {**timings, "total": round(time.perf_counter() - t0, 4)},
+        strategy=options["strategy"],
+        textures=textures,
+    )
