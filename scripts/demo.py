@@ -30,7 +30,7 @@ def shaded(mesh, texture, camera) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "out")
-    parser.add_argument("--prompt", default="green camouflage")
+    parser.add_argument("--prompt", default="red brick")
     parser.add_argument("--strategy", default="sync", choices=meshdream.texturing.STRATEGIES)
     parser.add_argument("--views", type=int, default=8)
     parser.add_argument("--view-resolution", type=int, default=128)

@@ -102,3 +102,36 @@ def test_weights_from_a_training_run_load_with_their_card(tmp_path, builtin):
     card["guidance"] = 2.5
     run.with_suffix(".json").write_text(json.dumps(card))
     assert load_builtin(device="cpu", weights=run).default_guidance == 2.5
+
+
+def test_texturing_defaults_come_from_the_model_card(spot, builtin):
+    """Unset view resolution, texture size and steps take what the card says suits the model (its training
+    resolution), not SD's 512 px views: the README's first example must finish in seconds on a CPU."""
+    import json
+
+    from meshdream.generators.builtin import CARD
+
+    defaults = json.loads(CARD.read_text()).get("defaults", {})
+    assert builtin.native_resolution == defaults.get("view_resolution", 128)
+    assert builtin.default_texture_size == defaults.get("texture_size", 512)
+    r = meshdream.texture_mesh(spot, "red brick", builtin, n_views=1, steps=1)
+    assert r.texture.shape == (builtin.default_texture_size,) * 2 + (3,)
+    assert np.asarray(r.views[0][1]).shape[:2] == (builtin.native_resolution,) * 2
+
+
+def test_training_renders_wrap_materials_around_the_surface():
+    """Materials are looked up in 3D (triplanar), each texture from its own seed: any number of worker processes
+    renders the same set, from the core's own meshes."""
+    from meshdream.generators.builtin.dataset import _wrap_bilinear, make_renders, training_meshes, triplanar
+
+    rng = np.random.default_rng(0)
+    image = material("checker", "red", 32, rng)
+    points = rng.uniform(-2, 2, (50, 3))
+    facing_z = triplanar(image, points, np.tile([0.0, 0.0, 1.0], (50, 1)))
+    np.testing.assert_allclose(facing_z, _wrap_bilinear(image, points[:, 0], -points[:, 1]), atol=1e-6)
+    np.testing.assert_allclose(facing_z, triplanar(image, points + [3.0, -1.0, 0.5], [[0, 0, 1.0]] * 50), atol=1e-5)
+    meshes = training_meshes(shapes_per_category=0)
+    a, b = (make_renders(3, 2, 32, 5, meshes, texture_size=64, workers=w) for w in (1, 2))
+    for field in ("albedo", "depth", "normal", "family", "colour"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+    assert a.albedo.shape == (6, 32, 32, 3) and (a.albedo[a.depth == 0] == 255).all()

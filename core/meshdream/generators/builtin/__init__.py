@@ -27,14 +27,21 @@ class BuiltinGenerator(Generator):
     latent_factor = 1
     latent_channels = 3
     native_resolution = 128
+    default_texture_size = 512
     default_steps = 20
     default_guidance = 3.0
     uses_normals = True
 
-    def __init__(self, model: TextureModel, scheduler, device: torch.device, guidance: float | None = None):
+    def __init__(self, model: TextureModel, scheduler, device: torch.device, card: dict | None = None):
+        """card: the model card; its "defaults" (view_resolution, texture_size, steps) and "guidance" (picked by
+        scripts/eval_texture_model.py on validation views) replace the class's."""
         self.model = model.to(device).eval()
-        if guidance is not None:
-            self.default_guidance = guidance
+        card = card or {}
+        defaults = card.get("defaults", {})
+        self.native_resolution = int(defaults.get("view_resolution", self.native_resolution))
+        self.default_texture_size = int(defaults.get("texture_size", self.default_texture_size))
+        self.default_steps = int(defaults.get("steps", self.default_steps))
+        self.default_guidance = float(card.get("guidance", self.default_guidance))
         self.scheduler = scheduler
         self.device = device
         self.dtype = torch.float32
@@ -118,5 +125,4 @@ def load_builtin(device="auto", scheduler="dpm++", weights: str | Path | None = 
     model = TextureModel(card["config"])
     model.load_state_dict(load_file(str(path)))
     sched = make_scheduler(scheduler, card["scheduler"])
-    # The card's guidance is the one scripts/eval_texture_model.py --write-card picked on its validation views.
-    return BuiltinGenerator(model, sched, pick_device(device), card.get("guidance"))
+    return BuiltinGenerator(model, sched, pick_device(device), card)

@@ -1,7 +1,8 @@
 """Procedural albedo materials: the built-in model's training data, named by a family word and a colour word.
 
-Every family is a few vectorized numpy operations on fractal noise (made in the Fourier domain, so it tiles) and
-coordinate grids. Albedo only: no lighting is baked in.
+Every family is a few vectorized numpy operations on fractal noise (made in the Fourier domain) and coordinate
+grids with whole periods per image, so every material tiles: the training renders wrap it around 3D surfaces
+(dataset.triplanar) without seams. Albedo only: no lighting is baked in.
 """
 
 from __future__ import annotations
@@ -70,15 +71,15 @@ def material(family: str, colour: str, size: int, rng: np.random.Generator) -> n
     n = fractal_noise(rng, size)
     if family == "wood":
         warp = fractal_noise(rng, size, 2.5, (1, 8))
-        rings = np.sin(2 * np.pi * (rng.uniform(6, 14) * (y + 0.35 * warp)))
+        rings = np.sin(2 * np.pi * (rng.integers(6, 15) * (y + 0.35 * warp)))
         img = _mix(_shade(c, 0.6), _shade(c, 1.15), 0.5 + 0.5 * rings * (0.6 + 0.4 * n))
     elif family == "marble":
         turb = fractal_noise(rng, size, 2.2)
-        veins = np.abs(np.sin(2 * np.pi * (rng.uniform(2, 4) * (x + y) + 3.0 * turb))) ** 0.3
+        veins = np.abs(np.sin(2 * np.pi * (rng.integers(2, 5) * (x + y) + 3.0 * turb))) ** 0.3
         vein = _shade(c, 0.35) if colour != "black" else np.array([0.85, 0.85, 0.85])
         img = _mix(vein, c, veins)
     elif family in ("brick", "tiles"):
-        rows = rng.integers(6, 12) if family == "brick" else rng.integers(4, 9)
+        rows = 2 * rng.integers(3, 6) if family == "brick" else rng.integers(4, 9)  # brick: even, so it tiles
         cols = rows // 2 if family == "brick" else rows
         r = y * rows
         shift = (np.floor(r) % 2) * 0.5 if family == "brick" else 0.0
@@ -96,7 +97,7 @@ def material(family: str, colour: str, size: int, rng: np.random.Generator) -> n
         brushed = fractal_noise(rng, size, 1.5, (1, 30))
         img = _mix(_shade(c, 0.8), _shade(c, 1.15), 0.7 * brushed + 0.3 * n)
     elif family == "fabric":
-        k = rng.uniform(40, 70)
+        k = rng.integers(40, 71)
         weave = 0.5 + 0.25 * (np.sin(2 * np.pi * k * x) + np.sin(2 * np.pi * k * y))
         img = _mix(_shade(c, 0.7), _shade(c, 1.1), 0.7 * weave + 0.3 * n)
     elif family == "grass":
@@ -114,11 +115,11 @@ def material(family: str, colour: str, size: int, rng: np.random.Generator) -> n
         img = np.where((d < rng.uniform(0.2, 0.35))[..., None], c, background)
     elif family == "stripes":
         k = rng.integers(4, 10)
-        band = (np.floor((x + y * rng.uniform(-0.3, 0.3)) * k * 2) % 2).astype(bool)
+        band = (np.floor((x * k + y * rng.integers(-1, 2)) * 2) % 2).astype(bool)  # slanted by a whole period
         other = np.array([0.93, 0.92, 0.88]) if colour != "white" else np.array([0.2, 0.2, 0.25])
         img = np.where(band[..., None], c, other)
     elif family == "checker":
-        k = rng.integers(4, 10)
+        k = 2 * rng.integers(2, 5)  # even, so it tiles
         cell = ((np.floor(x * k) + np.floor(y * k)) % 2).astype(bool)
         other = np.array([0.93, 0.92, 0.88]) if colour != "white" else np.array([0.15, 0.15, 0.15])
         img = np.where(cell[..., None], c, other)
