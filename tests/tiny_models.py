@@ -185,6 +185,51 @@ def build(folder: Path, kind: str, seed: int = 0) -> Path:
     return folder
 
 
+def build_upscaler(folder: Path, seed: int = 0) -> Path:
+    """A tiny StableDiffusionUpscalePipeline laid out like stabilityai/stable-diffusion-x4-upscaler: VAE factor 4,
+    UNet input = 4 latent + 3 low-resolution image channels, noise level as class label."""
+    import diffusers
+
+    torch.manual_seed(seed)
+    folder = Path(folder)
+    tok = tokenizer(folder / "_tok")
+    vae4 = diffusers.AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(8, 8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=32,
+        scaling_factor=0.08333,
+    )
+    u = diffusers.UNet2DConditionModel(
+        sample_size=8,
+        in_channels=7,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=8,
+        attention_head_dim=4,
+        cross_attention_dim=32,
+        num_class_embeds=351,
+    )
+    pipe = diffusers.StableDiffusionUpscalePipeline(
+        vae=vae4,
+        text_encoder=text_encoder(len(tok)),
+        tokenizer=tok,
+        unet=u,
+        low_res_scheduler=diffusers.DDPMScheduler(),
+        scheduler=scheduler(),
+    )
+    pipe.save_pretrained(folder)
+    return folder
+
+
 def build_ip_adapter(folder: Path, pipeline_folder: Path, seed: int = 0) -> Path:
     """A random IP-Adapter for the tiny SD 1.5 UNet: image_encoder/ (CLIP vision) + ip-adapter.safetensors, laid
     out like h94/IP-Adapter (flat keys "image_proj.*" and "ip_adapter.{k}.to_k_ip.weight", k = 1, 3, 5, ...)."""

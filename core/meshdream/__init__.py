@@ -30,7 +30,8 @@ from .geometry import (
 )
 from .progress import CancelToken, Progress
 from .shapes import generate_shape, points_to_mesh, shape_categories
-from .texturing import TextureResult, inpaint_uv, seamless_texture, texture_mesh
+from .texturing import TextureResult, inpaint_uv, restyle_texture, seamless_texture, texture_mesh
+from .texturing.upscale import upscale_texture
 
 __version__ = "0.1.0"
 
@@ -52,8 +53,10 @@ __all__ = [
     "TextureResult",
     "inpaint_uv",
     "load_generator",
+    "restyle_texture",
     "seamless_texture",
     "texture_mesh",
+    "upscale_texture",
     "InvalidParameterError",
     "MeshDreamError",
     "MeshDreamWarning",

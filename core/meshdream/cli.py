@@ -180,6 +180,47 @@ def _texture(args) -> None:
             print(f"  {stage:14s} {seconds:8.3f} s")
 
 
+def _restyle(args) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from .geometry import save_textured
+    from .texturing import restyle_texture
+
+    out = Path(args.output)
+    _refuse_existing(out, args.overwrite)
+    mesh = _load_mesh(args)
+    texture = np.asarray(Image.open(args.texture).convert("RGB"), np.float32) / 255
+    reference = None
+    if args.reference:
+        reference = np.asarray(Image.open(args.reference).convert("RGB"), np.float32) / 255
+    generator = _generator(args.model, args)
+    bar = _ProgressBar()
+    with _cancel_on_ctrl_c() as token:
+        try:
+            result = restyle_texture(
+                mesh,
+                texture,
+                args.prompt,
+                strength=args.strength,
+                reference_image=reference,
+                generator=generator,
+                n_views=args.views,
+                view_resolution=args.view_resolution,
+                steps=args.steps,
+                guidance=args.guidance,
+                seed=args.seed,
+                progress=bar,
+                cancel=token,
+            )
+        finally:
+            bar.close()
+    save_textured(mesh, result.texture, out, overwrite=args.overwrite)
+    print(
+        f"Wrote {out} (restyle at strength {args.strength}, {len(result.views)} views; {result.timings['total']:.1f} s)"
+    )
+
+
 def _inpaint(args) -> None:
     import numpy as np
     from PIL import Image
@@ -372,6 +413,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", help="reference picture whose style the texture follows (needs --ip-adapter)")
     p.add_argument("-v", "--verbose", action="store_true", help="print the time of every stage")
     p.set_defaults(run=_texture)
+
+    p = sub.add_parser("restyle", help="restyle a mesh's existing texture toward a prompt; writes a textured GLB/OBJ")
+    p.add_argument("mesh")
+    p.add_argument("--texture", required=True, help="the mesh's current texture (square PNG, power-of-two size)")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("-o", "--output", required=True, help="output .glb or .obj")
+    p.add_argument("--strength", type=float, default=0.5, help="0 keeps the texture, 1 replaces it (default 0.5)")
+    p.add_argument("--reference", help="picture whose colours (built-in model) or style (--ip-adapter) to follow")
+    p.add_argument("--ip-adapter", help="IP-Adapter .safetensors for --reference with a diffusers model")
+    p.add_argument("--views", type=int)
+    p.add_argument("--view-resolution", type=int)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--guidance", type=float)
+    model_options(p, "builtin")
+    uv_set_option(p)
+    p.set_defaults(run=_restyle)
 
     p = sub.add_parser("inpaint", help="fill texels of a UV texture (alpha 0 or --mask) and smooth its seams")
     p.add_argument("mesh")

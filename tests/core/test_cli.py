@@ -28,3 +28,16 @@ def test_info_and_errors_are_one_line(tmp_path):
     r = meshdream("info", tmp_path / "missing.obj")
     assert r.returncode == 2
     assert r.stderr.startswith("meshdream: error: No mesh file") and "Traceback" not in r.stderr
+
+
+def test_restyle_writes_a_textured_mesh_and_rejects_a_bad_texture(tmp_path):
+    png = tmp_path / "texture.png"
+    Image.fromarray(np.full((128, 128, 3), (200, 120, 60), np.uint8)).save(png)
+    tiny = ["--views", "2", "--view-resolution", "64", "--steps", "2", "--strength", "0.3"]
+    out = tmp_path / "restyled.glb"
+    r = meshdream("restyle", asset("spot.obj"), "--texture", png, "--prompt", "red brick", "-o", out, *tiny)
+    assert r.returncode == 0, r.stderr
+    assert out.stat().st_size > 0 and "Wrote" in r.stdout
+    Image.fromarray(np.zeros((96, 128, 3), np.uint8)).save(png)
+    r = meshdream("restyle", asset("spot.obj"), "--texture", png, "--prompt", "oak", "-o", tmp_path / "b.glb", *tiny)
+    assert r.returncode == 2 and "power-of-two" in r.stderr and "Traceback" not in r.stderr

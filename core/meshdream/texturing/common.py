@@ -30,6 +30,8 @@ class Settings:
     inpaint_generator: object = None  # fills unseen texels in UV space; None: harmonic fill
     reference_image: object = None  # (1, 3, H, W) tensor for generators with an IP-Adapter
     atlas_grid: int = 1  # pages per side of the texture atlas (several materials / UDIM tiles); sizes scale with it
+    init_images: object = None  # (B, 3, H, W) views to start from (img2img, sync only); None: pure noise
+    strength: float = 1.0  # with init_images: fraction of the schedule re-run (0: the views as they are)
     progress: Optional[ProgressCallback] = None
     cancel: Optional[CancelToken] = None
 
@@ -47,6 +49,7 @@ STAGE_KINDS = {
     "inpaint": "geometry",  # harmonic UV fill and seam matching
     "inpaint_model": "model",  # UV fill by an inpainting generator
     "refine": "geometry",  # refine pass: re-rendering views, tiling and baking
+    "transfer": "geometry",  # restyle: per-chart colour statistics matched to a reference picture
 }
 
 

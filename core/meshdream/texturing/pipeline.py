@@ -80,28 +80,12 @@ def texture_mesh(
     if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
         raise InvalidParameterError("The prompt is empty; describe the texture, e.g. 'weathered red brick'.")
     timer = Timer()
-    if generator is None:
-        from ..generators import load_generator
-
-        with timer("load_model"):
-            generator = load_generator("builtin")
-    view_resolution = view_resolution or generator.native_resolution
+    generator = resolve_generator(generator, timer)
+    view_resolution = resolve_view_resolution(generator, view_resolution)
     texture_size = check_texture_size(texture_size or generator.default_texture_size)
     if refine_scale not in (1, 2, 4) or texture_size // refine_scale < 16:
         raise InvalidParameterError(f"refine_scale {refine_scale} must be 1, 2 or 4 (and leave a texture of >= 16).")
-    if view_resolution % generator.latent_factor:
-        raise InvalidParameterError(
-            f"View resolution {view_resolution} must be a multiple of {generator.latent_factor} for {generator.name}."
-        )
-    if not (isinstance(mesh, trimesh.Trimesh) and "meshdream" in mesh.metadata):
-        with timer("load_mesh"):
-            mesh = load_mesh(mesh, uv_set=uv_set or 0, progress=progress, cancel=cancel)
-        timer.split("load_mesh", "unwrap", mesh.metadata["meshdream"]["unwrap_seconds"])
-    elif uv_set is not None and uv_set != mesh.metadata["meshdream"].get("uv_set", 0):
-        raise InvalidParameterError(
-            f"uv_set={uv_set}, but the mesh was loaded with UV set {mesh.metadata['meshdream'].get('uv_set', 0)}; "
-            f"pass the file's path, or load it with load_mesh(path, uv_set={uv_set})."
-        )
+    mesh = resolve_mesh(mesh, uv_set, timer, progress, cancel)
     if isinstance(prompt, Mapping):
         return _prompt_per_material(mesh, dict(prompt), generator, per_material, options, timer, t0)
     with timer("views"):
@@ -127,9 +111,7 @@ def texture_mesh(
         progress=progress,
         cancel=cancel,
         inpaint_generator=inpaint_generator,
-        reference_image=None
-        if reference_image is None
-        else torch.from_numpy(as_float_image(reference_image, 3, "reference image")).permute(2, 0, 1)[None],
+        reference_image=reference_tensor(reference_image),
         atlas_grid=grid,
     )
     if strategy == "sync":
@@ -146,6 +128,47 @@ def texture_mesh(
             result.texture = pages.pack(result.textures)  # the atlas with each page's gutter padded on its own
     result.timings = timer.timings(time.perf_counter() - t0)
     return result
+
+
+def resolve_generator(generator, timer: Timer):
+    """The caller's generator, or the built-in model (loading it timed as "load_model")."""
+    if generator is not None:
+        return generator
+    from ..generators import load_generator
+
+    with timer("load_model"):
+        return load_generator("builtin")
+
+
+def resolve_view_resolution(generator, view_resolution: Optional[int]) -> int:
+    """The view resolution asked for, else the generator's own; a multiple of its latent factor."""
+    view_resolution = view_resolution or generator.native_resolution
+    if view_resolution % generator.latent_factor:
+        raise InvalidParameterError(
+            f"View resolution {view_resolution} must be a multiple of {generator.latent_factor} for {generator.name}."
+        )
+    return view_resolution
+
+
+def resolve_mesh(mesh, uv_set: Optional[int], timer: Timer, progress=None, cancel=None) -> trimesh.Trimesh:
+    """A mesh from load_mesh as it is; a path or another trimesh loaded (timed as "load_mesh" and "unwrap")."""
+    if not (isinstance(mesh, trimesh.Trimesh) and "meshdream" in mesh.metadata):
+        with timer("load_mesh"):
+            mesh = load_mesh(mesh, uv_set=uv_set or 0, progress=progress, cancel=cancel)
+        timer.split("load_mesh", "unwrap", mesh.metadata["meshdream"]["unwrap_seconds"])
+    elif uv_set is not None and uv_set != mesh.metadata["meshdream"].get("uv_set", 0):
+        raise InvalidParameterError(
+            f"uv_set={uv_set}, but the mesh was loaded with UV set {mesh.metadata['meshdream'].get('uv_set', 0)}; "
+            f"pass the file's path, or load it with load_mesh(path, uv_set={uv_set})."
+        )
+    return mesh
+
+
+def reference_tensor(reference_image: Optional[np.ndarray]) -> Optional[torch.Tensor]:
+    """(1, 3, H, W) float tensor of a reference picture for an IP-Adapter, None without one."""
+    if reference_image is None:
+        return None
+    return torch.from_numpy(as_float_image(reference_image, 3, "reference image")).permute(2, 0, 1)[None]
 
 
 def _prompt_per_material(mesh, prompts: dict, generator, per_material, options: dict, timer: Timer, t0: float):

@@ -93,9 +93,10 @@ def texture_sync(
         powers = (0.0, max_power / 3, 2 * max_power / 3, max_power)
         size = latent_texture_size(cams[0].width) * s.atlas_grid
         shared = SharedTexture(mesh, cams, lmaps, size, generator, powers)
-    sync_steps = int(round(sync_fraction * s.steps))
 
     def hook(i: int, total: int, x0: torch.Tensor) -> torch.Tensor:
+        # Over the steps that run (img2img runs only the last `strength` of the schedule), so the ramp completes.
+        sync_steps = int(round(sync_fraction * total))
         if i >= min(sync_steps, total - 1):
             return x0
         with timer("sync"):
@@ -110,11 +111,16 @@ def texture_sync(
         guidance=s.guidance,
         seed=s.seed,
         reference_image=s.reference_image,
+        init_images=s.init_images,
+        strength=s.strength if s.init_images is not None else 1.0,
     )
     with timer("bake"):
         final = prepare_final_bake(mesh, views, s, generator)
     with timer("denoise"):
-        images = sample(generator, request, hook=hook, progress=s.progress, cancel=s.cancel)
+        if request.init_images is not None and request.strength == 0:
+            images = request.init_images.float().cpu()  # no denoising steps: the start views are the result
+        else:
+            images = sample(generator, request, hook=hook, progress=s.progress, cancel=s.cancel)
     generated = list(zip(views.cameras, to_images(images)))
     texture, result = final_bake(mesh, generated, views, s, timer, generator, op=final)
     return TextureResult(texture, result.weight, generated, strategy="sync")

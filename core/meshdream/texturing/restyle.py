@@ -1,0 +1,162 @@
+"""Restyle an existing texture: its renders, partly noised, are denoised together (sync) under a new prompt.
+
+The current texture is rendered into orbit views, each view starts from its render noised to `strength`
+(img2img), the views denoise through the synchronized loop so they agree, and the result is baked back and
+seam-inpainted. Strength 0 runs no denoising step, so the result is the texture re-baked from its own renders.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..errors import InvalidParameterError
+from ..geometry import orbit_cameras, render_texture, uv_maps
+from ..geometry.pages import mesh_pages
+from ..geometry.texture import as_float_image
+from ..progress import CancelToken, ProgressCallback
+from .common import Settings, Timer
+from .pipeline import reference_tensor, resolve_generator, resolve_mesh, resolve_view_resolution
+from .result import TextureResult
+from .sync import texture_sync
+from .views import prepare_views
+
+
+def restyle_texture(
+    mesh,
+    texture: np.ndarray,
+    prompt: str,
+    strength: float = 0.5,
+    reference_image: Optional[np.ndarray] = None,
+    generator=None,
+    n_views: Optional[int] = None,
+    view_resolution: Optional[int] = None,
+    steps: Optional[int] = None,
+    guidance: Optional[float] = None,
+    seed: int = 0,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+) -> TextureResult:
+    """Restyle `texture` ((S, S, 3), S a power of two; float in [0, 1] or uint8) of `mesh` toward `prompt`.
+
+    strength: in [0, 1], how much of the noise schedule is re-run: 0 keeps the texture (up to bake error), 1
+        starts from pure noise (a new texture on the same UVs).
+    reference_image: (H, W, 3) picture whose style the result follows: passed to a generator loaded with an
+        IP-Adapter; otherwise (e.g. the built-in model) each UV chart's colour mean / std is matched to it in Lab.
+    n_views, view_resolution, steps, guidance: None takes texture_mesh's defaults (8 views, the generator's own).
+    """
+    t0 = time.perf_counter()
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
+        raise InvalidParameterError(
+            f"Strength {strength!r} must be a number in [0, 1]: 0 keeps the texture, 1 replaces it entirely."
+        )
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidParameterError("The prompt is empty; describe the new style, e.g. 'weathered red brick'.")
+    source = _check_texture(texture)
+    size = source.shape[0]
+    timer = Timer()
+    generator = resolve_generator(generator, timer)
+    view_resolution = resolve_view_resolution(generator, view_resolution)
+    mesh = resolve_mesh(mesh, None, timer, progress, cancel)
+    if mesh_pages(mesh) is not None:
+        raise InvalidParameterError(
+            "This mesh has several texture pages (materials with overlapping UVs or UDIM tiles); restyle takes one "
+            "texture: restyle each material's mesh on its own."
+        )
+    ip_adapter = getattr(getattr(generator, "parts", None), "image_encoder", None) is not None
+    reference = None if reference_image is None else as_float_image(reference_image, 3, "reference image")
+    with timer("views"):
+        cameras = orbit_cameras(8 if n_views is None else n_views, resolution=view_resolution, mesh=mesh)
+        views = prepare_views(mesh, cameras, prompt.strip(), normals=generator.uses_normals, require_visible=False)
+        starts = np.stack([render_texture(mesh, source, c, 1.0, m) for c, m in zip(views.cameras, views.maps)])
+    settings = Settings(
+        prompt=prompt.strip(),
+        texture_size=size,
+        seed=seed,
+        steps=steps or generator.default_steps,
+        guidance=generator.default_guidance if guidance is None else guidance,
+        progress=progress,
+        cancel=cancel,
+        reference_image=reference_tensor(reference) if ip_adapter else None,
+        init_images=torch.from_numpy(starts).permute(0, 3, 1, 2),
+        strength=float(strength),
+    )
+    result = texture_sync(mesh, views, generator, settings, timer)
+    if reference is not None and not ip_adapter:
+        with timer("transfer"):
+            result.texture = match_chart_colours(result.texture, reference, _texel_charts(mesh, size))
+    result.strategy = "restyle"
+    result.timings = timer.timings(time.perf_counter() - t0)
+    return result
+
+
+def _check_texture(texture) -> np.ndarray:
+    """The texture as (S, S, 3) float32 (a copy where converted; never written to)."""
+    a = np.asarray(texture)
+    if a.ndim != 3 or a.shape[2] != 3 or a.shape[0] != a.shape[1] or a.shape[0] < 1 or a.shape[0] & (a.shape[0] - 1):
+        raise InvalidParameterError(
+            f"The texture must be a square RGB image of a power-of-two size, (S, S, 3) such as (1024, 1024, 3); "
+            f"got shape {a.shape}. Drop an alpha channel with texture[..., :3] or resize it."
+        )
+    return as_float_image(a, 3, "texture")
+
+
+def _texel_charts(mesh, size: int) -> np.ndarray:
+    """(S, S) UV chart of every texel; gutter texels take the chart of the covered texel they are padded from,
+    so the colour transfer moves the padding with its chart (no stale colours bleed in through mip-maps)."""
+    maps = uv_maps(mesh, size)
+    chart = maps.chart.ravel().copy()
+    texels, source, _ = maps.gutter
+    chart[texels] = chart[source]
+    return chart.reshape(size, size)
+
+
+def match_chart_colours(texture: np.ndarray, reference: np.ndarray, chart: np.ndarray) -> np.ndarray:
+    """Per UV chart, shift and scale the Lab colours so their mean / std are the reference picture's (Reinhard
+    transfer per chart: each part of the layout takes the reference's palette while keeping its own pattern)."""
+    lab = rgb_to_lab(texture).reshape(-1, 3)
+    ref = rgb_to_lab(reference).reshape(-1, 3)
+    ids = chart.ravel()
+    on = ids >= 0
+    if not on.any():
+        return texture
+    ids_on = ids[on]
+    count = np.bincount(ids_on).astype(np.float64)[:, None]
+    x = lab[on].astype(np.float64)
+    sums = np.stack([np.bincount(ids_on, x[:, c], minlength=len(count)) for c in range(3)], 1)
+    squares = np.stack([np.bincount(ids_on, x[:, c] ** 2, minlength=len(count)) for c in range(3)], 1)
+    mean = sums / np.maximum(count, 1)
+    std = np.sqrt(np.maximum(squares / np.maximum(count, 1) - mean**2, 0.0))
+    # A flat chart (std near 0) is moved to the reference's mean, not blown up by a huge gain.
+    gain = ref.std(0) / np.maximum(std, 1.0)
+    out = np.array(texture, np.float32).reshape(-1, 3)  # a copy; texels of no chart stay exactly as they were
+    out[on] = lab_to_rgb((x - mean[ids_on]) * gain[ids_on] + ref.mean(0))
+    return out.reshape(texture.shape)
+
+
+_RGB_XYZ = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]], np.float32)
+_WHITE = np.array([0.95047, 1.0, 1.08883], np.float32)  # D65
+
+
+def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """sRGB in [0, 1] (..., 3) -> CIE Lab (D65)."""
+    rgb = np.clip(np.asarray(rgb, np.float32), 0.0, 1.0)
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ _RGB_XYZ.T / _WHITE
+    d = 6 / 29
+    f = np.where(xyz > d**3, np.cbrt(xyz), xyz / (3 * d * d) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
+
+
+def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
+    """CIE Lab (D65) (..., 3) -> sRGB clipped to [0, 1]."""
+    fy = (lab[..., 0] + 16) / 116
+    f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], -1)
+    d = 6 / 29
+    xyz = np.where(f > d, f**3, 3 * d * d * (f - 4 / 29)) * _WHITE
+    linear = np.clip(xyz @ np.linalg.inv(_RGB_XYZ).T, 0.0, 1.0)
+    srgb = np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
+    return np.clip(srgb, 0.0, 1.0)
