@@ -221,6 +221,40 @@ def _restyle(args) -> None:
     )
 
 
+def _upscale(args) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from .errors import OutputExistsError
+    from .images import save_png
+    from .texturing.upscale import upscale_texture
+
+    out = Path(args.output)
+    if out.resolve() == Path(args.texture).resolve():
+        raise OutputExistsError(f"'{out}' is the input texture; write the upscaled one under another name.")
+    _refuse_existing(out, args.overwrite)
+    mesh = _load_mesh(args)
+    texture = np.asarray(Image.open(args.texture).convert("RGB"), np.float32) / 255
+    bar = _ProgressBar()
+    with _cancel_on_ctrl_c() as token:
+        try:
+            big = upscale_texture(
+                mesh,
+                texture,
+                scale=args.scale,
+                upscaler=args.upscaler,
+                tile=args.tile,
+                prompt=args.prompt,
+                seed=args.seed,
+                progress=bar,
+                cancel=token,
+            )
+        finally:
+            bar.close()
+    save_png(big, out)
+    print(f"Wrote {out} ({texture.shape[0]}² -> {big.shape[0]}², {args.upscaler})")
+
+
 def _inpaint(args) -> None:
     import numpy as np
     from PIL import Image
@@ -429,6 +463,23 @@ def build_parser() -> argparse.ArgumentParser:
     model_options(p, "builtin")
     uv_set_option(p)
     p.set_defaults(run=_restyle)
+
+    p = sub.add_parser("upscale", help="upscale a mesh's UV texture 2x or 4x, chart by chart; writes a new PNG")
+    p.add_argument("mesh")
+    p.add_argument("texture", help="the mesh's texture (square PNG, power-of-two size)")
+    p.add_argument("-o", "--output", required=True, help="output PNG (the input is never overwritten)")
+    p.add_argument("--scale", type=int, default=2, choices=(2, 4))
+    p.add_argument(
+        "--upscaler",
+        default="lanczos",
+        help="lanczos (default), an ESRGAN-family .pth/.safetensors file, or a diffusers x4 upscaler folder",
+    )
+    p.add_argument("--tile", type=int, default=256, help="tile size in input texels (smaller: less memory)")
+    p.add_argument("--prompt", default="", help="for the diffusers upscaler")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    uv_set_option(p)
+    p.set_defaults(run=_upscale)
 
     p = sub.add_parser("inpaint", help="fill texels of a UV texture (alpha 0 or --mask) and smooth its seams")
     p.add_argument("mesh")

@@ -41,3 +41,18 @@ def test_restyle_writes_a_textured_mesh_and_rejects_a_bad_texture(tmp_path):
     Image.fromarray(np.zeros((96, 128, 3), np.uint8)).save(png)
     r = meshdream("restyle", asset("spot.obj"), "--texture", png, "--prompt", "oak", "-o", tmp_path / "b.glb", *tiny)
     assert r.returncode == 2 and "power-of-two" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_upscale_writes_a_bigger_texture_and_never_over_its_input(tmp_path):
+    png = tmp_path / "texture.png"
+    Image.fromarray(np.full((64, 64, 3), (200, 120, 60), np.uint8)).save(png)
+    out = tmp_path / "big.png"
+    r = meshdream("upscale", asset("spot.obj"), png, "-o", out, "--scale", "4")
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out).size == (256, 256) and "Wrote" in r.stdout
+    before = png.read_bytes()
+    r = meshdream("upscale", asset("spot.obj"), png, "-o", png, "--overwrite")
+    assert r.returncode == 2 and "input texture" in r.stderr and png.read_bytes() == before
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(tmp_path / "odd.png")
+    r = meshdream("upscale", asset("spot.obj"), tmp_path / "odd.png", "-o", tmp_path / "b.png")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "square" in r.stderr
