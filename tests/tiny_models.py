@@ -100,7 +100,7 @@ def vae():
     )
 
 
-def unet(in_channels: int = 4, xl: bool = False):
+def unet(in_channels: int = 4, xl: bool = False, **extra):
     from diffusers import UNet2DConditionModel
 
     kw = dict(
@@ -123,7 +123,7 @@ def unet(in_channels: int = 4, xl: bool = False):
         )
     else:
         kw.update(cross_attention_dim=32)
-    return UNet2DConditionModel(**kw)
+    return UNet2DConditionModel(**kw, **extra)
 
 
 def scheduler():
@@ -205,19 +205,7 @@ def build_upscaler(folder: Path, seed: int = 0) -> Path:
         sample_size=32,
         scaling_factor=0.08333,
     )
-    u = diffusers.UNet2DConditionModel(
-        sample_size=8,
-        in_channels=7,
-        out_channels=4,
-        layers_per_block=1,
-        block_out_channels=(16, 32),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        norm_num_groups=8,
-        attention_head_dim=4,
-        cross_attention_dim=32,
-        num_class_embeds=351,
-    )
+    u = unet(in_channels=7, num_class_embeds=351)  # noise level classes, as the x4 upscaler's UNet
     pipe = diffusers.StableDiffusionUpscalePipeline(
         vae=vae4,
         text_encoder=text_encoder(len(tok)),

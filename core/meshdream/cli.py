@@ -97,16 +97,23 @@ def _cancel_on_ctrl_c():
         signal.signal(signal.SIGINT, previous)
 
 
+@contextmanager
+def _watched():
+    """(progress bar, Ctrl-C cancel token) for one long call; the bar is closed however the call ends."""
+    bar = _ProgressBar()
+    with _cancel_on_ctrl_c() as token:
+        try:
+            yield bar, token
+        finally:
+            bar.close()
+
+
 def _load_mesh(args):
     """The command's mesh (its --uv-set); unwrapping a large mesh shows a progress bar and stops on Ctrl-C."""
     from .geometry import load_mesh
 
-    bar = _ProgressBar()
-    with _cancel_on_ctrl_c() as token:
-        try:
-            return load_mesh(args.mesh, uv_set=args.uv_set, progress=bar, cancel=token)
-        finally:
-            bar.close()
+    with _watched() as (bar, token):
+        return load_mesh(args.mesh, uv_set=args.uv_set, progress=bar, cancel=token)
 
 
 def _generator(spec, args):
@@ -146,27 +153,23 @@ def _texture(args) -> None:
         from PIL import Image
 
         reference = np.asarray(Image.open(args.reference).convert("RGB"), np.float32) / 255
-    bar = _ProgressBar()
-    with _cancel_on_ctrl_c() as token:
-        try:
-            result = texture_mesh(
-                mesh,
-                args.prompt,
-                generator,
-                strategy=args.strategy,
-                n_views=args.views,
-                view_resolution=args.view_resolution,
-                texture_size=args.texture_size,
-                seed=args.seed,
-                steps=args.steps,
-                guidance=args.guidance,
-                progress=bar,
-                cancel=token,
-                inpaint_generator=inpainter,
-                reference_image=reference,
-            )
-        finally:
-            bar.close()
+    with _watched() as (bar, token):
+        result = texture_mesh(
+            mesh,
+            args.prompt,
+            generator,
+            strategy=args.strategy,
+            n_views=args.views,
+            view_resolution=args.view_resolution,
+            texture_size=args.texture_size,
+            seed=args.seed,
+            steps=args.steps,
+            guidance=args.guidance,
+            progress=bar,
+            cancel=token,
+            inpaint_generator=inpainter,
+            reference_image=reference,
+        )
     save_textured(mesh, result.textures or result.texture, out, overwrite=args.overwrite)  # pages, if any
     if args.views_sheet:
         save_png(contact_sheet([img for _, img in result.views], columns=len(result.views)), Path(args.views_sheet))
@@ -195,26 +198,22 @@ def _restyle(args) -> None:
     if args.reference:
         reference = np.asarray(Image.open(args.reference).convert("RGB"), np.float32) / 255
     generator = _generator(args.model, args)
-    bar = _ProgressBar()
-    with _cancel_on_ctrl_c() as token:
-        try:
-            result = restyle_texture(
-                mesh,
-                texture,
-                args.prompt,
-                strength=args.strength,
-                reference_image=reference,
-                generator=generator,
-                n_views=args.views,
-                view_resolution=args.view_resolution,
-                steps=args.steps,
-                guidance=args.guidance,
-                seed=args.seed,
-                progress=bar,
-                cancel=token,
-            )
-        finally:
-            bar.close()
+    with _watched() as (bar, token):
+        result = restyle_texture(
+            mesh,
+            texture,
+            args.prompt,
+            strength=args.strength,
+            reference_image=reference,
+            generator=generator,
+            n_views=args.views,
+            view_resolution=args.view_resolution,
+            steps=args.steps,
+            guidance=args.guidance,
+            seed=args.seed,
+            progress=bar,
+            cancel=token,
+        )
     save_textured(mesh, result.texture, out, overwrite=args.overwrite)
     print(
         f"Wrote {out} (restyle at strength {args.strength}, {len(result.views)} views; {result.timings['total']:.1f} s)"
@@ -235,22 +234,18 @@ def _upscale(args) -> None:
     _refuse_existing(out, args.overwrite)
     mesh = _load_mesh(args)
     texture = np.asarray(Image.open(args.texture).convert("RGB"), np.float32) / 255
-    bar = _ProgressBar()
-    with _cancel_on_ctrl_c() as token:
-        try:
-            big = upscale_texture(
-                mesh,
-                texture,
-                scale=args.scale,
-                upscaler=args.upscaler,
-                tile=args.tile,
-                prompt=args.prompt,
-                seed=args.seed,
-                progress=bar,
-                cancel=token,
-            )
-        finally:
-            bar.close()
+    with _watched() as (bar, token):
+        big = upscale_texture(
+            mesh,
+            texture,
+            scale=args.scale,
+            upscaler=args.upscaler,
+            tile=args.tile,
+            prompt=args.prompt,
+            seed=args.seed,
+            progress=bar,
+            cancel=token,
+        )
     save_png(big, out)
     print(f"Wrote {out} ({texture.shape[0]}² -> {big.shape[0]}², {args.upscaler})")
 
@@ -289,12 +284,8 @@ def _shape(args) -> None:
     points = generate_shape(args.prompt, n_points=args.points, seed=args.seed, steps=args.steps, guidance=args.guidance)
     mesh = load_mesh(points_to_mesh(points))
     if args.texture:
-        bar = _ProgressBar()
-        with _cancel_on_ctrl_c() as token:
-            try:
-                result = texture_mesh(mesh, args.texture, strategy="sync", seed=args.seed, progress=bar, cancel=token)
-            finally:
-                bar.close()
+        with _watched() as (bar, token):
+            result = texture_mesh(mesh, args.texture, strategy="sync", seed=args.seed, progress=bar, cancel=token)
         save_textured(mesh, result.texture, out, overwrite=args.overwrite)
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
