@@ -62,7 +62,7 @@ class PaintedSoFar:
     pixels into those rows and how frontally it sees them. Reading it into a view (keep / refine / generate masks,
     the init image) and baking a view into it are gathers there: no texture round trip through the host."""
 
-    def __init__(self, mesh: trimesh.Trimesh, views: ViewSet, op: BakeOperator, put):
+    def __init__(self, views: ViewSet, op: BakeOperator, put):
         n, size = len(op.texels), op.size
         row_of = np.full(size * size, n, np.int64)
         row_of[op.texels] = np.arange(n)
@@ -114,7 +114,7 @@ def texture_sequential(mesh: trimesh.Trimesh, views: ViewSet, generator, s: Sett
             mesh, views.cameras, s.texture_size, power=s.bake_power, maps=views.maps, device=generator.device
         )
         order = waves(op, generator.max_batch)
-        painted = PaintedSoFar(mesh, views, op, generator.put)
+        painted = PaintedSoFar(views, op, generator.put)
     for w, wave in enumerate(order):
         with timer("paint"):
             shape = views.maps[wave[0]].mask.shape
