@@ -22,6 +22,7 @@ import contextlib
 import gc
 import importlib
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +42,9 @@ TINY_JOB = dict(n_views=2, view_resolution=64, texture_size=64, steps=3)
 FULL_JOB = dict(n_views=8, view_resolution=512, texture_size=1024, steps=20, guidance=7.5)
 GIB = 2**30
 CAPS_GB = {"none": None, "low": 8, "minimal": 4}  # the process's GPU memory cap per preset (issue 19)
+# "minimal" turns CUDA graphs off (they keep their activations' memory through the loop); measured in a process of
+# its own it peaked at 3.31 GB of 4 and ran 2.14x "none": this run says whether graphs fit and pay there.
+VARIANTS = {"minimal+graphs": ("minimal", True)}
 TARGETS = {"sync_x_plain": 1.25, "geometry_pct": 10, "sequential_x_plain": 3.0, "preset_slowdown": 2.0}
 
 
@@ -111,7 +115,22 @@ def features(double: bool) -> dict:
         gen = load_builtin(device="cpu", weights=out / "texture_model.safetensors").to(device)
         return texture(view_resolution=32)(gen)
 
+    def rasterized_views(_):
+        """The views rasterized on the device are the host ray cast's (face ids on >= 99.9 % of pixels)."""
+        from meshdream.geometry.meshdata import mesh_data
+        from meshdream.geometry.raster import rasterize
+
+        triangles = torch.from_numpy(mesh_data(spot).corner_positions).to(device)
+        agree = []
+        for camera in meshdream.orbit_cameras(8, 512, mesh=spot):
+            face = rasterize(triangles, camera)[0].cpu().numpy()
+            agree.append((face == meshdream.render(spot, camera, require_visible=False).face).mean())
+        if min(agree) < 0.999:
+            raise AssertionError(f"rasterized face ids agree with the ray cast on only {min(agree):.4%} of pixels")
+        return agree
+
     jobs = {
+        "rasterized_views": (None, rasterized_views),
         "sync": (load(sd15), texture("sync")),
         "sequential": (load(sd15), texture("sequential")),
         "project_init_image": (load(sd15), texture("project", init_image=np.full((64, 64, 3), 0.5, np.float32))),
@@ -292,10 +311,34 @@ def release() -> None:
     torch.cuda.empty_cache()
 
 
-def preset_run(folders: tuple[Path, Path], preset: str) -> dict:
+def preset_child(folders: tuple[Path, Path], name: str) -> dict:
+    """preset_run in a process of its own: a user's process holds one model, and nothing an earlier run left on the
+    GPU counts against the cap (see `leftover` in the output)."""
+    cmd = [sys.executable, __file__, "--preset", name, str(folders[0]), str(folders[1])]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode or not lines:
+        return {"error": f"child exited {proc.returncode}: {proc.stderr[-600:]}"}
+    return json.loads(lines[-1])
+
+
+def leftover() -> dict:
+    """What is still allocated on the GPU once every generator is dropped, and the largest live CUDA tensors."""
+    release()
+    live = [o for o in gc.get_objects() if isinstance(o, torch.Tensor) and o.is_cuda]
+    live.sort(key=lambda t: -t.numel() * t.element_size())
+    return {
+        "allocated_gb": round(torch.cuda.memory_allocated() / GIB, 3),
+        "largest_live": [f"{tuple(t.shape)} {t.dtype}" for t in live[:6]],
+        "live_tensors_gb": round(sum(t.numel() * t.element_size() for t in live) / GIB, 3),
+    }
+
+
+def preset_run(folders: tuple[Path, Path], name: str) -> dict:
     """Peak GPU memory (loading and both calls included) and wall time of the sync job (its second call: the first
-    is the warm-up) with a fresh generator loaded under `preset`, the process capped at CAPS_GB[preset] (the cap
-    covers the weights too, as a card of that size does)."""
+    is the warm-up) with a fresh generator loaded under preset `name` (or a VARIANTS entry), the process capped at
+    its CAPS_GB (the cap covers the weights too, as a card of that size does)."""
+    preset, graphs = VARIANTS.get(name, (name, None))
     cap = CAPS_GB[preset]
     total = torch.cuda.get_device_properties(0).total_memory
     release()
@@ -303,6 +346,8 @@ def preset_run(folders: tuple[Path, Path], preset: str) -> dict:
     torch.cuda.reset_peak_memory_stats()
     try:
         gen, load_s = seconds(lambda: meshdream.load_generator(folders[0], controlnet=folders[1], memory=preset))
+        if graphs is not None:
+            gen.cuda_graphs = graphs
         cold = strategy_run(gen, "sync")["wall_s"]
         run = strategy_run(gen, "sync")
         peak = round(torch.cuda.max_memory_allocated() / GIB, 2)
@@ -335,9 +380,8 @@ def fullsize(out: dict) -> None:
     geometry = out["sync"]["timings"].get("geometry", 0.0)
     out["sync"]["geometry_pct"] = round(100 * geometry / out["sync"]["wall_s"], 1)
     gen = None  # its weights would count against the capped runs' memory
-    out["memory"] = {}
-    for preset in CAPS_GB:
-        out["memory"][preset] = preset_run(folders, preset)
+    out["leftover"] = leftover()
+    out["memory"] = {name: preset_child(folders, name) for name in [*CAPS_GB, *VARIANTS]}
 
 
 def targets(full: dict) -> list[dict]:
@@ -379,8 +423,8 @@ def errors(result: dict) -> list[str]:
     found = [f"features.{k}" for k, v in result.get("features", {}).items() if not v["ok"]]
     full = result.get("fullsize", {})
     found += ["fullsize"] * ("error" in full) + [
-        f"memory.{k}" for k, v in full.get("memory", {}).items() if "error" in v
-    ]
+        f"memory.{k}" for k, v in full.get("memory", {}).items() if "error" in v and k not in VARIANTS
+    ]  # a variant is an experiment: its out-of-memory error is its result
     return found
 
 
@@ -409,7 +453,12 @@ def run(double: bool = False) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device-double", action="store_true", help="part 1 only, on the CPU stand-in device")
+    p.add_argument("--preset", help=argparse.SUPPRESS)  # the child of preset_child: --preset NAME FOLDER CONTROLNET
+    p.add_argument("folders", nargs="*", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.preset:
+        print(json.dumps(preset_run(tuple(args.folders), args.preset)))
+        return
     print(json.dumps(run(args.device_double), indent=2))
 
 

@@ -4,7 +4,7 @@ from .bake import BakeOperator, BakeResult, bake, bake_operator
 from .camera import Camera, orbit_cameras
 from .mesh_io import load_mesh, save_textured, to_user_frame
 from .padding import dilate
-from .render import ViewMaps, render, render_texture
+from .render import ViewMaps, render, render_texture, render_views
 from .texture import sample_texture
 from .uvmaps import UVMaps, uv_maps
 
@@ -21,6 +21,7 @@ __all__ = [
     "orbit_cameras",
     "render",
     "render_texture",
+    "render_views",
     "sample_texture",
     "save_textured",
     "to_user_frame",

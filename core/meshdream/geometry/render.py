@@ -1,16 +1,22 @@
-"""Ray-cast rendering of view maps (depth, normal, mask, UV, face id) and of textured images."""
+"""Rendering of view maps (depth, normal, mask, UV, face id) and of textured images."""
 
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Sequence
 
 import numpy as np
+import torch
 import trimesh
 
 from ..errors import CameraError, InvalidMeshError
 from .camera import Camera
 from .meshdata import MeshData, interpolate, mesh_data
+from .raster import rasterize
 from .texture import as_float_image, sample_texture
+
+# Device types whose views are rasterized there (on the host, Embree's ray cast is the faster way).
+RASTER_DEVICES = ("cuda",)
 
 
 class ViewMaps:
@@ -84,17 +90,37 @@ def render(mesh: trimesh.Trimesh, camera: Camera, require_visible: bool = True) 
 
     Raises CameraError if the camera sees none of the mesh (unless `require_visible` is False).
     """
+    return render_views(mesh, [camera], require_visible)[0]
+
+
+def render_views(
+    mesh: trimesh.Trimesh, cameras: Sequence[Camera], require_visible: bool = True, device=None
+) -> list[ViewMaps]:
+    """The maps of every camera. On a CUDA `device` (the model's) the views are rasterized there (raster.py: the
+    ray cast's hits, in milliseconds instead of a host ray cast per view); elsewhere, and for a camera inside the
+    mesh, Embree casts the rays.
+    """
     md = mesh_data(mesh)
-    h, w = camera.height, camera.width
-    # Directions keep unit depth (z = -1 in camera space), so the hit distance t is the depth itself.
-    hits = md.caster.cast(camera.position, _ray_directions(camera))
-    if require_visible and not (hits.face >= 0).any():
-        raise CameraError(
-            f"The camera at {np.round(camera.position, 3).tolist()} sees none of the mesh; point it at the mesh "
-            "(orbit_cameras frames it automatically) or widen its field of view."
-        )
-    depth = np.where(hits.face >= 0, hits.t, np.nan).astype(np.float32)
-    return ViewMaps(camera, depth.reshape(h, w), hits.face.reshape(h, w), hits.bary.reshape(h, w, 3), md)
+    gpu = device is not None and torch.device(device).type in RASTER_DEVICES
+    triangles = torch.from_numpy(md.corner_positions).to(device) if gpu else None
+    out = []
+    for camera in cameras:
+        drawn = rasterize(triangles, camera) if gpu else None
+        if drawn is not None:
+            face, bary, depth = (t.cpu().numpy() for t in drawn)
+        else:
+            # Directions keep unit depth (z = -1 in camera space), so the hit distance t is the depth itself.
+            hits = md.caster.cast(camera.position, _ray_directions(camera))
+            shape = (camera.height, camera.width)
+            face, bary = hits.face.reshape(shape), hits.bary.reshape(shape + (3,))
+            depth = np.where(face >= 0, hits.t.reshape(shape), np.nan).astype(np.float32)
+        if require_visible and not (face >= 0).any():
+            raise CameraError(
+                f"The camera at {np.round(camera.position, 3).tolist()} sees none of the mesh; point it at the mesh "
+                "(orbit_cameras frames it automatically) or widen its field of view."
+            )
+        out.append(ViewMaps(camera, depth, face, bary, md))
+    return out
 
 
 def render_texture(

@@ -99,7 +99,13 @@ def texture_mesh(
         if strategy == "project" and len(cameras) != 1:
             raise InvalidParameterError(f"The project strategy takes exactly one camera, got {len(cameras)}.")
         views = prepare_views(
-            mesh, cameras, prompt.strip(), directions, normals=generator.uses_normals, require_visible=not chosen
+            mesh,
+            cameras,
+            prompt.strip(),
+            directions,
+            normals=generator.uses_normals,
+            require_visible=not chosen,
+            device=generator.device,
         )
     settings = Settings(
         prompt=prompt.strip(),

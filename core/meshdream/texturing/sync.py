@@ -19,7 +19,7 @@ import trimesh
 from scipy import ndimage
 
 from ..generators import GenerationRequest, sample
-from ..geometry import Camera, ViewMaps, bake_operator, render
+from ..geometry import Camera, ViewMaps, bake_operator, render_views
 from ..geometry.texture import bilinear_taps, uv_to_pixel
 from .common import Settings, Timer, final_bake, prepare_final_bake
 from .result import TextureResult
@@ -89,7 +89,7 @@ def texture_sync(
     f = generator.latent_factor
     with timer("sync"):
         cams = [c.scaled(f) for c in views.cameras]
-        lmaps = [render(mesh, c, require_visible=False) for c in cams]
+        lmaps = render_views(mesh, cams, False, generator.device)
         powers = (0.0, max_power / 3, 2 * max_power / 3, max_power)
         size = latent_texture_size(cams[0].width) * s.atlas_grid
         shared = SharedTexture(mesh, cams, lmaps, size, generator, powers)

@@ -11,7 +11,7 @@ import torch
 import trimesh
 
 from ..errors import CameraError, MeshDreamWarning
-from ..geometry import Camera, ViewMaps, render
+from ..geometry import Camera, ViewMaps, render_views
 from ..geometry.meshdata import mesh_data
 from ..images import depth_to_image
 
@@ -53,14 +53,16 @@ def prepare_views(
     directions: bool = True,
     normals: bool = True,
     require_visible: bool = True,
+    device=None,
 ) -> ViewSet:
-    """Render every camera once; normals only for generators that use them (`Generator.uses_normals`).
+    """Render every camera once (on the model's `device` if it is a GPU, see render_views); normals only for
+    generators that use them (`Generator.uses_normals`).
 
     require_visible: a camera that sees none of the mesh is the caller's mistake (CameraError). Without it (cameras
     MeshDream chose itself), a view that sees no front of any face could paint nothing: it is dropped with a
     MeshDreamWarning rather than stopping the job.
     """
-    maps = [render(mesh, c, require_visible) for c in cameras]
+    maps = render_views(mesh, cameras, require_visible, device)
     if not require_visible:
         keep = [k for k, (c, m) in enumerate(zip(cameras, maps)) if _sees_front(mesh, c, m)]
         if not keep:
@@ -84,8 +86,8 @@ def prepare_views(
 def _sees_front(mesh: trimesh.Trimesh, camera: Camera, maps: ViewMaps) -> bool:
     """Whether the camera is on the front side of any face it sees (the bake uses front sides only)."""
     md = mesh_data(mesh)
-    faces = np.unique(maps.face[maps.mask])
-    return bool((np.einsum("fc,fc->f", md.face_normals[faces], camera.position - md.triangles[faces, 0]) > 0).any())
+    facing = np.einsum("fc,fc->f", md.face_normals, camera.position - md.triangles[:, 0]) > 0
+    return bool(facing[maps.face[maps.mask]].any())
 
 
 def to_images(batch: torch.Tensor) -> list[np.ndarray]:
