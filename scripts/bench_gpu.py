@@ -43,8 +43,8 @@ FULL_JOB = dict(n_views=8, view_resolution=512, texture_size=1024, steps=20, gui
 GIB = 2**30
 CAPS_GB = {"none": None, "low": 8, "minimal": 4}  # the process's GPU memory cap per preset (issue 19)
 # "minimal" turns CUDA graphs off (they keep their activations' memory through the loop); measured in a process of
-# its own it peaked at 3.31 GB of 4 and ran 2.14x "none": this run says whether graphs fit and pay there.
-VARIANTS = {"minimal+graphs": ("minimal", True)}
+# its own it peaked at 3.31 GB of 4 and ran 2.14x "none": these runs say whether graphs or bigger chunks fit there.
+VARIANTS = {"minimal+graphs": ("minimal", {"cuda_graphs": True}), "minimal+batch4": ("minimal", {"max_batch": 4})}
 TARGETS = {"sync_x_plain": 1.25, "geometry_pct": 10, "sequential_x_plain": 3.0, "preset_slowdown": 2.0}
 
 
@@ -338,7 +338,7 @@ def preset_run(folders: tuple[Path, Path], name: str) -> dict:
     """Peak GPU memory (loading and both calls included) and wall time of the sync job (its second call: the first
     is the warm-up) with a fresh generator loaded under preset `name` (or a VARIANTS entry), the process capped at
     its CAPS_GB (the cap covers the weights too, as a card of that size does)."""
-    preset, graphs = VARIANTS.get(name, (name, None))
+    preset, overrides = VARIANTS.get(name, (name, {}))
     cap = CAPS_GB[preset]
     total = torch.cuda.get_device_properties(0).total_memory
     release()
@@ -346,8 +346,8 @@ def preset_run(folders: tuple[Path, Path], name: str) -> dict:
     torch.cuda.reset_peak_memory_stats()
     try:
         gen, load_s = seconds(lambda: meshdream.load_generator(folders[0], controlnet=folders[1], memory=preset))
-        if graphs is not None:
-            gen.cuda_graphs = graphs
+        for attr, value in overrides.items():
+            setattr(gen, attr, value)
         cold = strategy_run(gen, "sync")["wall_s"]
         run = strategy_run(gen, "sync")
         peak = round(torch.cuda.max_memory_allocated() / GIB, 2)
