@@ -75,36 +75,85 @@ class TextureTask:
         scene_io.remove_uv(self.obj, self.added_uv)
 
 
-class InpaintTask:
-    """Fill the transparent texels of the active object's image texture and smooth its UV seams."""
+class ImageTask:
+    """A job on the active object's image texture (the one feeding Base Color), on its active UV map: the result
+    becomes a new image named after the source plus `suffix`, in a copy of the material (scene_io.apply_edited).
+    Subclasses set `verb` and `suffix` and submit their job."""
 
     include = ("texture",)
+    verb = suffix = ""
 
     def __init__(self, context, obj):
-        props = context.scene.meshdream
         node = scene_io.image_node(obj.active_material)
         if node is None:
             raise SceneError(f"'{obj.name}' has no image texture in its active material; texture it first.")
         width, height = node.image.size
         if width != height or width == 0:
-            raise SceneError(f"'{node.image.name}' is {width}x{height}; seams are inpainted on square textures only.")
-        self.obj, self.label = obj, f"Inpainting seams of {obj.name}"
+            raise SceneError(f"'{node.image.name}' is {width}x{height}; MeshDream edits square textures only.")
         uv_name = obj.data.uv_layers.active.name if obj.data.uv_layers.active else None
         if uv_name is None:
             raise SceneError(f"'{obj.name}' has no UV map for its image texture.")
+        self.obj, self.label, self.source = obj, f"{self.verb} {obj.name}", node.image.name
         self.mesh = scene_io.mesh_arrays(obj, context.evaluated_depsgraph_get(), uv_name)
         self.texture, self.mask = scene_io.image_arrays(node.image)
+
+    def apply(self, context, result):
+        scene_io.apply_edited(self.obj, result.texture_png, self.source + self.suffix)
+        return []
+
+    def discard(self):
+        pass
+
+
+class InpaintTask(ImageTask):
+    """Fill the transparent texels of the image texture and smooth its UV seams."""
+
+    verb, suffix = "Inpainting seams of", " MeshDream"
+
+    def __init__(self, context, obj):
+        super().__init__(context, obj)
+        props = context.scene.meshdream
         self.settings = {"seed": props.seed, "prompt": props.prompt}
 
     def submit(self, c):
         return c.submit_inpaint(self.mesh, self.texture, mask=self.mask, unwrap="never", **self.settings)
 
-    def apply(self, context, result):
-        scene_io.apply_inpainted(self.obj, result.texture_png)
-        return []
 
-    def discard(self):
-        pass
+class RestyleTask(ImageTask):
+    """Re-denoise the image texture toward the prompt, at the panel's restyle strength."""
+
+    verb, suffix = "Restyling", "_restyled"
+
+    def __init__(self, context, obj):
+        super().__init__(context, obj)
+        props = context.scene.meshdream
+        self.prompt, self.model = props.prompt, props.model or None
+        self.reference = bpy.path.abspath(props.reference_image) if props.reference_image else None
+        self.settings = {
+            **_settings(props, "strategy", "texture_size", "negative_prompt"),
+            "strength": props.restyle_strength,
+        }
+
+    def submit(self, c):
+        return c.submit_restyle(
+            self.mesh, self.texture, self.prompt, model=self.model, reference_image=self.reference, **self.settings
+        )
+
+
+class UpscaleTask(ImageTask):
+    """The image texture 2x or 4x, chart by chart; an empty upscaler leaves the choice to the core's default."""
+
+    verb = "Upscaling"
+
+    def __init__(self, context, obj):
+        super().__init__(context, obj)
+        props = context.scene.meshdream
+        self.suffix = f"_x{props.upscale_scale}"
+        upscaler = {"upscaler": props.upscaler.strip()} if props.upscaler.strip() else {}
+        self.settings = {"scale": int(props.upscale_scale), "seed": props.seed, **upscaler}
+
+    def submit(self, c):
+        return c.submit_upscale(self.mesh, self.texture, **self.settings)
 
 
 class ShapeTask:
@@ -319,16 +368,37 @@ class MESHDREAM_OT_project_from_view(_JobOperator, bpy.types.Operator):
         return [TextureTask(context, obj, kind="project")]
 
 
-class MESHDREAM_OT_inpaint_seams(_JobOperator, bpy.types.Operator):
-    """Fill the holes (transparent texels) of the active object's image texture and smooth its UV seams"""
-
-    bl_idname = "meshdream.inpaint_seams"
-    bl_label = "Inpaint Seams"
+class _ActiveImageOperator(_JobOperator):
+    """A job operator on the active object's image texture: `task` is its ImageTask."""
 
     def tasks(self, context):
         obj = context.active_object
         scene_io.check_mesh(obj)
-        return [InpaintTask(context, obj)]
+        return [self.task(context, obj)]
+
+
+class MESHDREAM_OT_inpaint_seams(_ActiveImageOperator, bpy.types.Operator):
+    """Fill the holes (transparent texels) of the active object's image texture and smooth its UV seams"""
+
+    bl_idname = "meshdream.inpaint_seams"
+    bl_label = "Inpaint Seams"
+    task = InpaintTask
+
+
+class MESHDREAM_OT_restyle_texture(_ActiveImageOperator, bpy.types.Operator):
+    """Restyle the active object's image texture toward the prompt, as a new image (the original stays)"""
+
+    bl_idname = "meshdream.restyle_texture"
+    bl_label = "Restyle"
+    task = RestyleTask
+
+
+class MESHDREAM_OT_upscale_texture(_ActiveImageOperator, bpy.types.Operator):
+    """Upscale the active object's image texture 2x or 4x, as a new image (the original stays)"""
+
+    bl_idname = "meshdream.upscale_texture"
+    bl_label = "Upscale"
+    task = UpscaleTask
 
 
 class MESHDREAM_OT_generate_shape(_JobOperator, bpy.types.Operator):
@@ -360,6 +430,8 @@ CLASSES = (
     MESHDREAM_OT_texture_selected,
     MESHDREAM_OT_project_from_view,
     MESHDREAM_OT_inpaint_seams,
+    MESHDREAM_OT_restyle_texture,
+    MESHDREAM_OT_upscale_texture,
     MESHDREAM_OT_generate_shape,
     MESHDREAM_OT_cancel,
 )

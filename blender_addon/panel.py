@@ -82,6 +82,36 @@ class MESHDREAM_PT_inpaint(_Panel, bpy.types.Panel):
         self.layout.operator("meshdream.inpaint_seams", icon="BRUSH_DATA")
 
 
+class MESHDREAM_PT_restyle(_Panel, bpy.types.Panel):
+    bl_label = "Restyle Texture"
+    bl_parent_id = "MESHDREAM_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        props = context.scene.meshdream
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        layout.prop(props, "prompt")
+        layout.prop(props, "restyle_strength")
+        layout.operator("meshdream.restyle_texture", icon="BRUSHES_ALL")
+
+
+class MESHDREAM_PT_upscale(_Panel, bpy.types.Panel):
+    bl_label = "Upscale Texture"
+    bl_parent_id = "MESHDREAM_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        props = context.scene.meshdream
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        layout.row().prop(props, "upscale_scale", expand=True)
+        layout.prop(props, "upscaler")
+        layout.operator("meshdream.upscale_texture", icon="FULLSCREEN_ENTER")
+
+
 class MESHDREAM_PT_shape(_Panel, bpy.types.Panel):
     bl_label = "Shape"
     bl_parent_id = "MESHDREAM_PT_main"
@@ -96,6 +126,14 @@ class MESHDREAM_PT_shape(_Panel, bpy.types.Panel):
         layout.operator("meshdream.generate_shape", icon="MESH_MONKEY")
 
 
-CLASSES = (MESHDREAM_PT_main, MESHDREAM_PT_texture, MESHDREAM_PT_project, MESHDREAM_PT_inpaint, MESHDREAM_PT_shape)
+CLASSES = (
+    MESHDREAM_PT_main,
+    MESHDREAM_PT_texture,
+    MESHDREAM_PT_project,
+    MESHDREAM_PT_inpaint,
+    MESHDREAM_PT_restyle,
+    MESHDREAM_PT_upscale,
+    MESHDREAM_PT_shape,
+)
 
 register, unregister = bpy.utils.register_classes_factory(CLASSES)

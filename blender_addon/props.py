@@ -43,6 +43,17 @@ class MeshDreamSettings(bpy.types.PropertyGroup):
         name="Viewport as Source", default=False, description="Start from a viewport render (img2img)"
     )
     strength: FloatProperty(name="Strength", default=0.6, min=0.0, max=1.0, description="How much img2img changes")
+    restyle_strength: FloatProperty(
+        name="Strength", default=0.5, min=0.0, max=1.0, description="0 keeps the texture, 1 replaces it"
+    )
+    upscale_scale: EnumProperty(
+        name="Scale", items=[("2", "2x", "Twice the width and height"), ("4", "4x", "Four times")], default="2"
+    )
+    upscaler: StringProperty(
+        name="Upscaler",
+        default="",
+        description="Empty: MeshDream's default; 'lanczos', 'builtin', or a model file or folder where the jobs run",
+    )
     shape_prompt: StringProperty(name="Shape", default="chair", description="A category, e.g. 'tall chair'")
     shape_seed: IntProperty(name="Seed", default=0, min=0)
     texture_shape: BoolProperty(name="Texture It", default=False, description="Texture the new shape with the prompt")

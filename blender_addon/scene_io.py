@@ -206,11 +206,14 @@ def apply_texture(obj, png: bytes, uv_name: str, pack: bool = False):
     return image
 
 
-def apply_inpainted(obj, png: bytes):
-    """The filled texture as a new image in a copy of the active material, in the node the source came from."""
+def apply_edited(obj, png: bytes, name: str):
+    """An edited texture (inpainted, restyled, upscaled) as a new image `name` in a copy of the active material, in
+    the node the source came from. The source image and material are untouched; the material keeps a fake user,
+    so it stays in the .blend to switch back to."""
     original = obj.active_material
     node = image_node(original)
-    image = new_image(png, f"{node.image.name} MeshDream")
+    image = new_image(png, name)
+    original.use_fake_user = True
     copy = original.copy()
     copy.name = f"{original.name} MeshDream"
     copy.node_tree.nodes[node.name].image = image

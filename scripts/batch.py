@@ -9,9 +9,11 @@ process of a Python that has MeshDream (--python; default: this repository's .ve
 script does not know (--steps, --texture-size, --view-resolution, --seed, --retries, --device, --overwrite, ...)
 go to it unchanged. Without --input and --jobs, the scene's mesh objects are exported (evaluated, world space,
 their active UV map, or a new Smart UV Project map) to temporary OBJ files and textured on their own UV maps.
---save-blend then adds the results as new images and materials (copies of the objects' own; files are imported
-as GLBs) and saves DIR/<scene>_textured.blend; the opened .blend is never written. The out folder gets the same
-summary.json as `meshdream batch`, done items are skipped on a re-run, and the exit status is the command's:
+A --jobs file may also hold "restyle" and "upscale" jobs on textures meshes already have (see
+meshdream.batch.read_jobs). --save-blend then adds the results as new images and materials (copies of the objects'
+own; files are imported as GLBs, upscaled PNGs stay in DIR) and saves DIR/<scene>_textured.blend; the opened
+.blend is never written. The out folder gets the same summary.json as `meshdream batch`, done items are skipped
+on a re-run, and the exit status is the command's:
 0 all done or skipped, 1 some item failed, 2 bad arguments, 130 Ctrl-C (finished items stay).
 """
 
@@ -53,7 +55,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         "are passed to `meshdream batch`.",
     )
     p.add_argument("--input", nargs="+", default=[], help="mesh files and folders (default: the scene's meshes)")
-    p.add_argument("--jobs", help='jobs.jsonl, one {"input", "prompt", "settings", "output"} per line')
+    p.add_argument("--jobs", help='jobs.jsonl, one {"input", "prompt", "settings", "output", "kind", ...} per line')
     p.add_argument("--prompt", help="prompt of every item (a job's own prompt wins)")
     p.add_argument("--out", required=True, help="output folder: one GLB + PNG per item, summary.json")
     p.add_argument("--model", help="builtin (default), a cached Hugging Face id, a folder or a .safetensors")

@@ -10,7 +10,8 @@ Maya's, Houdini's...) and send jobs to the server, which runs where torch and th
 Meshes are a file path, or arrays in your own coordinates: {"vertices": (N, 3), "faces": (F, 3), "uvs": (F, 3, 2)
 per corner, optional}; arrays may be nested lists or numpy arrays (sent as raw bytes; numpy is never imported
 here). Cameras are {"view": 4x4 world-to-camera matrix, "fov": degrees, "resolution": pixels or (w, h)}. Every
-keyword setting of texture_mesh / inpaint_uv / generate_shape passes through **settings; model= is a spec
+keyword setting of texture_mesh / restyle_texture / upscale_texture / inpaint_uv / generate_shape passes through
+**settings (one left out takes the core's default, the server's for model=); model= is a spec
 ("builtin", a cached Hugging Face id, a path on the server) or {"spec": ..., "options": {load_generator
 keywords}}. Any failure raises `ClientError` carrying the server's message.
 """
@@ -281,6 +282,30 @@ class Client:
                 "model": model,
                 "settings": settings,
             }
+        )
+
+    def submit_restyle(
+        self, mesh, texture, prompt: str, *, model=None, reference_image=None, uv_set: int = 0, **settings
+    ) -> str:
+        """restyle_texture: the mesh's `texture` (square, power-of-two size; on the mesh's own UVs, which are kept)
+        re-denoised toward `prompt`; strength= 0 keeps it, 1 replaces it. The result has a texture and a GLB."""
+        return self.submit(
+            {
+                "kind": "restyle",
+                "mesh": _mesh(mesh, "never", uv_set),
+                "texture": _image(texture),
+                "prompt": prompt,
+                "model": model,
+                "reference_image": _image(reference_image),
+                "settings": settings,
+            }
+        )
+
+    def submit_upscale(self, mesh, texture, *, uv_set: int = 0, **settings) -> str:
+        """upscale_texture: the mesh's `texture` (on its own UVs) 2x or 4x (scale=), chart by chart; upscaler= a
+        name ("lanczos", ...) or a model path on the server's machine. The result has a texture and a GLB."""
+        return self.submit(
+            {"kind": "upscale", "mesh": _mesh(mesh, "never", uv_set), "texture": _image(texture), "settings": settings}
         )
 
     def submit_shape(self, prompt, *, mesh=False, **settings) -> str:

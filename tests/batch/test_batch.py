@@ -159,6 +159,15 @@ def test_jobs_file_with_per_job_prompts_and_settings(meshes, generator, tmp_path
         ('{"prompt": "red"}', 'at least "input"'),
         ("{input: a.obj}", "is not JSON"),
         ('{"input": "a.glb", "uv_set": -1}', "uv_set must be a UV set index"),
+        ('{"input": "a.obj", "kind": "paint"}', "kind 'paint' is unknown"),
+        ('{"input": "a.obj", "kind": "upscale"}', 'needs "texture"'),
+        ('{"input": "a.obj", "texture": "t.png"}', 'set "kind"'),
+        (
+            '{"input": "a.obj", "kind": "upscale", "texture": "t.png", "settings": {"strength": 1}}',
+            "strength; known for",
+        ),
+        ('{"input": "a.obj", "kind": "restyle", "texture": "t.png", "unwrap": "auto"}', "keeps the mesh's own UVs"),
+        ('{"input": "a.obj", "kind": "upscale", "texture": "t.png", "output": "a.glb"}', "must be a .png name"),
     ],
 )
 def test_bad_jobs_lines_are_one_line_errors_naming_the_line(tmp_path, line, message):
@@ -167,6 +176,47 @@ def test_bad_jobs_lines_are_one_line_errors_naming_the_line(tmp_path, line, mess
     with pytest.raises(InvalidParameterError, match="jobs.jsonl line 2") as info:
         read_jobs(jobs, prompt="red")
     assert message in str(info.value)
+
+
+def test_restyle_and_upscale_jobs_write_new_files_never_over_their_inputs(tmp_path, capsys):
+    """Through `meshdream batch --jobs`: the command line's texture settings reach each kind where it takes them."""
+    shutil.copy(BUNDLED / "spot.obj", tmp_path / "spot.obj")
+    y, x = np.mgrid[:64, :64] // 8
+    texture = np.stack([np.where((x + y) % 2, 220, 40), x * 32, np.full_like(x, 90)], -1).astype(np.uint8)
+    Image.fromarray(texture).save(tmp_path / "spot_texture.png")
+    source = (tmp_path / "spot_texture.png").read_bytes()
+    restyle = {"kind": "restyle", "input": "spot.obj", "texture": "spot_texture.png", "prompt": "blue tiles"}
+    upscale = {"kind": "upscale", "input": "spot.obj", "texture": "spot_texture.png"}
+    lines = [
+        {**restyle, "settings": {"strength": 0.4}},
+        {**upscale, "settings": {"scale": 2, "upscaler": "lanczos"}},
+        {**upscale, "settings": {"upscaler": "lanczos"}, "output": "spot_texture.png"},  # the input itself
+    ]
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    items = collect_items(jobs=jobs, settings={"strategy": "sync", **TINY})
+    assert [(i.kind, i.output, i.unwrap) for i in items] == [
+        ("restyle", "spot_restyled.glb", "never"),
+        ("upscale", "spot_texture_x2.png", "never"),
+        ("upscale", "spot_texture.png", "never"),
+    ]
+    assert items[0].settings == {"strength": 0.4, "n_views": 2, "view_resolution": 64, "steps": 3}
+    assert items[1].settings == {"scale": 2, "upscaler": "lanczos", "steps": 3} and items[1].prompt == ""
+
+    assert main(["batch", "--jobs", str(jobs), "-o", str(tmp_path), *TINY_ARGS]) == 1
+    assert "would replace the input" in capsys.readouterr().err
+    items = by_name(summary(tmp_path))
+    assert [items[n]["status"] for n in ("spot_restyled.glb", "spot_texture_x2.png", "spot_texture.png")] == [
+        DONE,
+        DONE,
+        FAILED,
+    ]
+    assert (tmp_path / "spot_texture.png").read_bytes() == source
+    assert_textured_glb(tmp_path / "spot_restyled.glb")
+    mesh = meshdream.load_mesh(tmp_path / "spot.obj", unwrap="never")
+    expected = meshdream.upscale_texture(mesh, texture, scale=2, upscaler="lanczos")
+    upscaled = np.asarray(Image.open(tmp_path / "spot_texture_x2.png"))
+    assert np.abs(upscaled.astype(int) - np.round(expected * 255)).max() <= 1
 
 
 def test_uv_set_from_the_jobs_file_and_the_command_line(generator, tmp_path):

@@ -23,7 +23,15 @@ sys.path.insert(0, str(ROOT))
 import build  # noqa: E402
 
 NAME = "blender_addon"  # the source tree's add-on package; installed from the zip it is `meshdream`
-OPERATORS = ("texture_selected", "project_from_view", "inpaint_seams", "generate_shape", "cancel")
+OPERATORS = (
+    "texture_selected",
+    "project_from_view",
+    "inpaint_seams",
+    "restyle_texture",
+    "upscale_texture",
+    "generate_shape",
+    "cancel",
+)
 
 
 def free_port() -> int:
@@ -67,6 +75,28 @@ def image_std(material) -> float:
     pixels = np.empty(image.size[0] * image.size[1] * 4, np.float32)
     image.pixels.foreach_get(pixels)
     return float(pixels.reshape(-1, 4)[:, :3].std(axis=0).max())
+
+
+def pixels(image) -> np.ndarray:
+    out = np.empty(len(image.pixels), np.float32)
+    image.pixels.foreach_get(out)
+    return out
+
+
+def paint(obj, size: int = 64):
+    """A user's material on `obj`: a checker image (not made by MeshDream) feeding Base Color. (material, image)"""
+    image = bpy.data.images.new("Checker", size, size)
+    y, x = np.mgrid[:size, :size] // 8
+    rgba = np.ones((size, size, 4), np.float32)
+    rgba[..., 0], rgba[..., 1] = (x + y) % 2, x / (size // 8)
+    image.pixels.foreach_set(rgba.ravel())
+    material = bpy.data.materials.new("Painted")
+    nodes = material.node_tree.nodes
+    tex = nodes.new("ShaderNodeTexImage")
+    tex.image = image
+    material.node_tree.links.new(tex.outputs["Color"], nodes["Principled BSDF"].inputs["Base Color"])
+    obj.data.materials.append(material)
+    return material, image
 
 
 def uv_data(obj, layer=None) -> np.ndarray:
@@ -184,6 +214,48 @@ def test_inpaint_seams_writes_a_new_image(scene):
     assert textured.node_tree.nodes.active.image == source
 
 
+def test_restyle_and_upscale_write_new_images_and_keep_the_original(scene):
+    from blender_addon.scene_io import image_node
+
+    obj = bpy.context.active_object
+    material, checker = paint(obj)
+    before = pixels(checker)
+    props = scene.meshdream
+    props.restyle_strength = 0.5
+    assert bpy.ops.meshdream.restyle_texture() == {"FINISHED"}
+    restyled = obj.active_material
+    image = image_node(restyled).image
+    assert restyled is not material and image.name == "Checker_restyled" and tuple(image.size) == (64, 64)
+    assert image_std(restyled) > 0.01 and not np.array_equal(pixels(image), before)
+    # The user's material and image are as they were, and kept (fake user) to switch back to.
+    assert material.use_fake_user and image_node(material).image == checker and np.array_equal(pixels(checker), before)
+
+    props.upscale_scale, props.upscaler = "2", "lanczos"
+    assert bpy.ops.meshdream.upscale_texture() == {"FINISHED"}
+    big = image_node(obj.active_material).image
+    assert big.name == "Checker_restyled_x2" and tuple(big.size) == (128, 128)
+    assert image_node(restyled).image == image and restyled.use_fake_user
+
+
+def test_restyle_and_upscale_report_what_is_missing(scene):
+    from blender_addon import operators
+
+    obj = bpy.context.active_object
+    for op in ("restyle_texture", "upscale_texture"):
+        with pytest.raises(RuntimeError, match="has no image texture in its active material"):
+            getattr(bpy.ops.meshdream, op)()
+    paint(obj, size=48)
+    state = (names(bpy.data.materials), names(bpy.data.images))
+    with pytest.raises(RuntimeError, match="Texture size 48 must be a positive power of two"):
+        bpy.ops.meshdream.upscale_texture()  # the server's answer, one line
+    scene.meshdream.upscaler = ""
+    assert "upscaler" not in operators.UpscaleTask(bpy.context, obj).settings  # the core's default applies
+    obj.data.uv_layers.remove(obj.data.uv_layers[0])
+    with pytest.raises(RuntimeError, match="has no UV map"):
+        bpy.ops.meshdream.restyle_texture()
+    assert (names(bpy.data.materials), names(bpy.data.images)) == state
+
+
 def test_generate_shape_adds_a_textured_object_at_the_cursor(scene):
     props = scene.meshdream
     props.shape_prompt, props.texture_shape = "chair", True
@@ -279,7 +351,7 @@ def test_bad_selections_give_clear_reports(scene, setup, message):
         obj.select_set(True)
         bpy.context.view_layer.objects.active = obj
     materials = names(bpy.data.materials)
-    for op in ("texture_selected", "project_from_view", "inpaint_seams"):
+    for op in ("texture_selected", "project_from_view", "inpaint_seams", "restyle_texture", "upscale_texture"):
         with pytest.raises(RuntimeError, match=message):
             getattr(bpy.ops.meshdream, op)()
     assert names(bpy.data.materials) == materials

@@ -198,6 +198,71 @@ def test_inpaint_job_fills_transparent_texels(server):
     np.testing.assert_array_equal(png(r.texture_png), to_uint8(ref))
 
 
+def checker(size: int = 64) -> np.ndarray:
+    """A texture for restyle / upscale jobs: RGBA as DCC tools save it (the server drops the alpha)."""
+    y, x = np.mgrid[:size, :size] // 8
+    rgba = np.full((size, size, 4), 255, np.uint8)
+    rgba[..., 0] = np.where((x + y) % 2, 220, 40)
+    rgba[..., 1] = x * 255 // (size // 8)
+    rgba[..., 2] = 90
+    return rgba
+
+
+def test_restyle_job_gives_the_in_process_texture(server, builtin):
+    c = client.Client(server.url)
+    settings = dict(strength=0.5, n_views=2, view_resolution=64, steps=3, seed=0)
+    r = c.wait(c.submit_restyle(str(asset("spot.obj")), checker(), "blue tiles", **settings))
+    mesh = meshdream.load_mesh(asset("spot.obj"), unwrap="never")
+    ref = meshdream.restyle_texture(mesh, checker()[..., :3], "blue tiles", generator=builtin, **settings)
+    assert_same_texture(r.texture_png, ref.texture)
+    np.testing.assert_allclose(np.asarray(r.weight), ref.weight, atol=1e-6)
+    assert {"load_mesh", "load_model", "total", "job"} <= set(r.timings)
+    glb = trimesh.load(io.BytesIO(r.glb), file_type="glb", force="mesh")
+    assert glb.visual.material.baseColorTexture.size == (64, 64)
+
+
+def test_upscale_job_gives_the_in_process_texture_and_a_glb(server, tmp_path):
+    texture = tmp_path / "checker.png"
+    Image.fromarray(checker()).save(texture)  # a file, as a user has it
+    c = client.Client(server.url)
+    reports = []
+    r = c.wait(c.submit_upscale(asset("spot.obj"), texture, scale=2, upscaler="lanczos"), progress=reports.append)
+    mesh = meshdream.load_mesh(asset("spot.obj"), unwrap="never")
+    ref = meshdream.upscale_texture(mesh, checker()[..., :3], scale=2, upscaler="lanczos")
+    np.testing.assert_array_equal(png(r.texture_png), to_uint8(ref))
+    assert reports[-1]["state"] == "done" and "upscale" in r.timings and r.weight is None
+    glb = trimesh.load(io.BytesIO(r.glb), file_type="glb", force="mesh")
+    assert glb.visual.material.baseColorTexture.size == (128, 128)
+
+
+def test_restyle_and_upscale_refuse_bad_input_with_clear_errors(server):
+    c = client.Client(server.url)
+    spot = str(asset("spot.obj"))
+    refused = [
+        (lambda: c.submit_upscale(spot, checker(), scale=3), "settings.scale 3 is not supported; use 2 or 4"),
+        (lambda: c.submit_upscale(spot, checker()[:, :48]), "texture: must be square"),
+        (lambda: c.submit_upscale(spot, checker()[:48, :48]), "texture: Texture size 48 must be a positive power"),
+        (lambda: c.submit_restyle(spot, checker(), "oak", strength=1.5), "strength 1.5 must be in [0, 1]"),
+        (lambda: c.submit_restyle(spot, checker(), "oak", colour="red"), "unknown setting 'colour'"),
+        (
+            lambda: c.submit(
+                {"kind": "upscale", "mesh": client._mesh(spot, "always"), "texture": client._image(checker())}
+            ),
+            "the texture is painted on the mesh's own UVs",
+        ),
+    ]
+    for submit, message in refused:
+        with pytest.raises(client.ClientError) as err:
+            submit()
+        assert err.value.status == 422 and message in err.value.message, err.value.message
+    mesh = meshdream.load_mesh(asset("spot.obj"))
+    no_uvs = {"vertices": mesh.vertices, "faces": mesh.faces}
+    with pytest.raises(client.ClientError, match="The mesh has no UV map"):
+        c.wait(c.submit_upscale(no_uvs, checker(), upscaler="lanczos"))
+    with pytest.raises(client.ClientError, match="Unknown upscaler 'sharpest'"):
+        c.wait(c.submit_upscale(spot, checker(), upscaler="sharpest"))
+
+
 def test_uv_set_of_an_uploaded_glb_is_the_one_textured(server, tmp_path):
     glb, _ = _two_uv_sets(tmp_path)
     c = client.Client(server.url)

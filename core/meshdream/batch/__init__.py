@@ -1,5 +1,6 @@
-"""Batch texturing: many meshes, one loaded model, an out folder with one GLB (+ texture PNG) per item and a
-summary.json that makes re-runs skip finished items. `meshdream batch` and `scripts/batch.py` (Blender) use it;
+"""Batch texturing: many meshes, one loaded model, an out folder with one GLB (+ texture PNG) per item (an
+upscaled PNG for an "upscale" job; "restyle" jobs restyle a texture a mesh has) and a summary.json that makes
+re-runs skip finished items. `meshdream batch` and `scripts/batch.py` (Blender) use it;
 `run_batch_ray` runs the same batch on a Ray cluster."""
 
 from .engine import BatchProgress, BatchReport, error_message, is_retryable, run_batch, run_item, texture_item

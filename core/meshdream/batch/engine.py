@@ -1,6 +1,7 @@
-"""The batch engine: `texture_item` turns one item into files (pure work, no scheduling), `run_item` adds attempts
-and error capture, and `run_batch` is the in-process scheduler: one generator, items in order, summary.json after
-each. A distributed scheduler (Ray) reuses the first two and `Summary`, and only replaces the loop."""
+"""The batch engine: `texture_item` turns one item (any kind) into files (pure work, no scheduling), `run_item`
+adds attempts and error capture, and `run_batch` is the in-process scheduler: one generator, items in order,
+summary.json after each. A distributed scheduler (Ray) reuses the first two and `Summary`, and only replaces the
+loop."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from ..errors import CancelledError, MeshDreamError, MeshDreamWarning, OutputExistsError
+from ..errors import CancelledError, InvalidParameterError, MeshDreamError, MeshDreamWarning, OutputExistsError
 from ..progress import CancelToken, Progress
 from .jobs import DONE, FAILED, SKIPPED, BatchItem, ItemResult
 from .summary import CANCELLED, FINISHED, Summary
@@ -47,8 +48,41 @@ class BatchReport:
         return self.count(FAILED)
 
 
+def _read_texture(path: str):
+    """The item's texture image as (H, W, 3) float32 in [0, 1]."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"), np.float32) / 255
+    except FileNotFoundError:
+        raise InvalidParameterError(f"No texture image at '{path}'; check the job's \"texture\" path.") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InvalidParameterError(f"'{path}' is not a readable image ({exc}).") from None
+
+
+def _make(item: BatchItem, generator, mesh, progress, cancel):
+    """The item's core call by its kind: (what save_textured takes, or None for a texture alone; the texture)."""
+    from ..texturing import restyle_texture, texture_mesh
+    from ..texturing.upscale import upscale_texture
+
+    if item.kind == "upscale":
+        texture = _read_texture(item.texture)
+        options = {"prompt": item.prompt, "progress": progress, "cancel": cancel}
+        return None, upscale_texture(mesh, texture, **options, **item.settings)
+    if item.kind == "restyle":
+        texture = _read_texture(item.texture)
+        options = {"generator": generator, "progress": progress, "cancel": cancel}
+        result = restyle_texture(mesh, texture, item.prompt, **options, **item.settings)
+    else:
+        result = texture_mesh(mesh, item.prompt, generator, progress=progress, cancel=cancel, **item.settings)
+    return result.textures or result.texture, result.texture  # pages (materials, UDIM tiles), if any
+
+
 def texture_item(item: BatchItem, generator, out_dir: Path, progress=None, cancel=None, mesh=None) -> Path:
-    """Texture one item and write its output (+ the texture PNG beside a .glb); returns the output path.
+    """Run one item (texture, restyle or upscale) and write its output (+ the texture PNG beside a .glb); returns
+    the output path. generator: the loaded model (unused by upscale items).
 
     mesh: the item's input already loaded (a scheduler that loads and unwraps on other cores passes it in).
 
@@ -57,18 +91,20 @@ def texture_item(item: BatchItem, generator, out_dir: Path, progress=None, cance
     """
     from ..geometry import load_mesh, save_textured
     from ..images import save_png
-    from ..texturing import texture_mesh
 
     out = Path(out_dir) / item.output
     if mesh is None:
         mesh = load_mesh(item.input, unwrap=item.unwrap, uv_set=item.uv_set, progress=progress, cancel=cancel)
-    result = texture_mesh(mesh, item.prompt, generator, progress=progress, cancel=cancel, **item.settings)
+    textured, texture = _make(item, generator, mesh, progress, cancel)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=out.parent))
     try:
-        save_textured(mesh, result.textures or result.texture, tmp / out.name)  # pages (materials, UDIM), if any
-        if out.suffix.lower() == ".glb":
-            save_png(result.texture, tmp / (out.stem + ".png"))
+        if textured is None:
+            save_png(texture, tmp / out.name)
+        else:
+            save_textured(mesh, textured, tmp / out.name)
+            if out.suffix.lower() == ".glb":
+                save_png(texture, tmp / (out.stem + ".png"))
         # .png and .mtl first: once the output itself appears, everything it refers to is there.
         for written in sorted(tmp.iterdir(), key=lambda p: p.name == out.name):
             os.replace(written, out.parent / written.name)
@@ -122,8 +158,16 @@ def run_item(
 
 def settled_result(summary: Summary, item: BatchItem, overwrite: bool) -> Optional[ItemResult]:
     """The item's result without any work, or None if it must run: skipped when an earlier run finished it,
-    failed when its output exists but no batch made it. Every scheduler applies the same rule."""
+    failed when its output exists but no batch made it, or would replace one of its inputs (whatever `overwrite`
+    says). Every scheduler applies the same rule."""
     out = summary.output_path(item)
+    beside = {out, out.with_suffix(".png"), out.with_suffix(".mtl")}  # what save_textured may write with it
+    clash = next((p for p in item.inputs if Path(p).resolve() in {b.resolve() for b in beside}), None)
+    if clash is not None:
+        message = str(
+            OutputExistsError(f"Output '{out}' would replace the input '{clash}'; name the output otherwise.")
+        )
+        return ItemResult(item.source or item.input, str(out), FAILED, attempts=0, error=message)
     if not overwrite and summary.is_finished(item):
         return ItemResult(item.source or item.input, str(out), SKIPPED)
     if out.exists() and not overwrite and summary.previous(item) is None:
@@ -159,7 +203,7 @@ def run_batch(
     progress: Optional[Callable[[BatchProgress], None]] = None,
     cancel: Optional[CancelToken] = None,
 ) -> BatchReport:
-    """Texture `items` (see collect_items) one after another into `out_dir`, with one generator for all.
+    """Run `items` (see collect_items) one after another into `out_dir`, with one generator for all.
 
     generator: an already loaded one; else `load_generator(model, **model_options)`, loaded when the first item
     needs it (a re-run with everything done loads nothing). Items that summary.json records as done and whose
@@ -177,7 +221,7 @@ def run_batch(
         if cancel is not None and cancel.cancelled:
             report.cancelled = True
             break
-        if generator is None:
+        if generator is None and item.kind != "upscale":  # an upscale-only batch loads no texture model
             from ..generators import load_generator
 
             generator = load_generator(model, **dict(model_options or {}))

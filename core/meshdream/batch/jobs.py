@@ -1,5 +1,6 @@
-"""What a batch is made of: items (one mesh, prompt, settings, output name) and their results, read from files,
-folders or a jobs.jsonl. Light imports only: the command line builds items before any model is loaded."""
+"""What a batch is made of: items (one mesh, its kind of job, prompt, settings, output name) and their results,
+read from files, folders or a jobs.jsonl. Light imports only: the command line builds items before any model is
+loaded."""
 
 from __future__ import annotations
 
@@ -15,32 +16,42 @@ from ..errors import InvalidParameterError, MeshFileNotFoundError
 DONE, FAILED, SKIPPED = "done", "failed", "skipped"
 STATUSES = (DONE, FAILED, SKIPPED)
 MESH_SUFFIXES = (".obj", ".glb", ".gltf", ".ply", ".stl", ".off")  # what load_mesh reads
-OUTPUT_SUFFIXES = (".glb", ".obj")  # what save_textured writes
-# texture_mesh keywords a batch item may set; anything else is a typo worth an error before hours of work.
-SETTINGS = (
-    "strategy",
-    "n_views",
-    "view_resolution",
-    "texture_size",
-    "seed",
-    "steps",
-    "guidance",
-    "negative_prompt",
-    "directions",
-    "refine_scale",
-    "refine_strength",
-)
+# texture: texture_mesh; restyle: restyle_texture and upscale: upscale_texture, on the texture a mesh already has.
+KINDS = ("texture", "restyle", "upscale")
+# What each kind writes: a textured mesh (save_textured), or the upscaled texture alone. The first is the default.
+OUTPUT_SUFFIXES = {"texture": (".glb", ".obj"), "restyle": (".glb", ".obj"), "upscale": (".png",)}
+# The core call's keywords a batch item may set; anything else is a typo worth an error before hours of work.
+SETTINGS = {
+    "texture": (
+        "strategy",
+        "n_views",
+        "view_resolution",
+        "texture_size",
+        "seed",
+        "steps",
+        "guidance",
+        "negative_prompt",
+        "directions",
+        "refine_scale",
+        "refine_strength",
+    ),
+    "restyle": ("strength", "n_views", "view_resolution", "steps", "guidance", "seed"),
+    "upscale": ("scale", "upscaler", "tile", "overlap", "steps", "seed"),  # upscaler unset: the core's default
+}
 UNWRAP = ("auto", "always", "never")
-JOB_KEYS = ("input", "prompt", "settings", "output", "source", "unwrap", "uv_set")
+JOB_KEYS = ("input", "prompt", "settings", "output", "source", "unwrap", "uv_set", "kind", "texture")
 
 
 @dataclass(frozen=True)
 class BatchItem:
-    """One job: texture `input` from `prompt` with texture_mesh `settings`, written to `output` in the out folder.
+    """One job: texture `input` from `prompt` with texture_mesh `settings`, written to `output` in the out folder;
+    or, by `kind`, restyle its `texture` toward `prompt` (restyle_texture) or upscale it (upscale_texture; the
+    prompt only guides a diffusion upscaler).
 
     source: what summary.json calls the input (e.g. "scene.blend:Suzanne" for a mesh Blender exported to a
-    temporary file); None means the input path itself. unwrap: load_mesh's option ("never" keeps a DCC UV map).
-    uv_set: load_mesh's too, the UV set (TEXCOORD_n) of a glTF / GLB input to texture.
+    temporary file); None means the input path itself. unwrap: load_mesh's option ("never" keeps a DCC UV map;
+    restyle and upscale always keep the UVs their texture is painted on). uv_set: load_mesh's too, the UV set
+    (TEXCOORD_n) of a glTF / GLB input to texture.
     """
 
     input: str
@@ -50,11 +61,18 @@ class BatchItem:
     source: Optional[str] = None
     unwrap: str = "auto"
     uv_set: int = 0
+    kind: str = "texture"
+    texture: Optional[str] = None  # restyle, upscale: the mesh's texture image (absolute path)
 
     @property
     def name(self) -> str:
         """Short label for progress lines."""
         return self.source or Path(self.input).name
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The files the item reads, which no output may replace."""
+        return (self.input,) if self.texture is None else (self.input, self.texture)
 
 
 @dataclass
@@ -76,23 +94,37 @@ class ItemResult:
         return cls(**{k: data.get(k) for k in ("input", "output", "status", "seconds", "attempts", "error")})
 
 
-def check_settings(settings: Mapping[str, Any], where: str) -> dict:
-    unknown = sorted(set(settings) - set(SETTINGS))
+def check_settings(settings: Mapping[str, Any], where: str, kind: str = "texture") -> dict:
+    known = SETTINGS[kind]
+    unknown = sorted(set(settings) - set(known))
     if unknown:
-        raise InvalidParameterError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(SETTINGS)}.")
+        raise InvalidParameterError(
+            f"{where}: unknown setting(s) {', '.join(unknown)}; known for {kind} jobs: {', '.join(known)}."
+        )
     return dict(settings)
 
 
-def _output_name(name: str, where: str) -> str:
-    """A relative .glb/.obj path inside the out folder (no absolute paths, no '..')."""
+def _output_name(name: str, where: str, kind: str) -> str:
+    """A relative path inside the out folder (no absolute paths, no '..') with a suffix the kind writes."""
+    suffixes = OUTPUT_SUFFIXES[kind]
     path = PurePosixPath(name.replace("\\", "/"))
     if not path.suffix:
-        path = path.with_suffix(".glb")
-    if path.is_absolute() or ".." in path.parts or path.suffix.lower() not in OUTPUT_SUFFIXES:
+        path = path.with_suffix(suffixes[0])
+    if path.is_absolute() or ".." in path.parts or path.suffix.lower() not in suffixes:
         raise InvalidParameterError(
-            f"{where}: output {name!r} must be a .glb or .obj name inside the out folder (no absolute path, no '..')."
+            f"{where}: output {name!r} must be a {' or '.join(suffixes)} name inside the out folder "
+            "(no absolute path, no '..')."
         )
     return str(path)
+
+
+def _default_output(kind: str, mesh: str, texture: Optional[str], settings: Mapping[str, Any]) -> str:
+    """The input's stem with what was done to it: spot.glb, spot_restyled.glb, spot_texture_x2.png."""
+    if kind == "texture":
+        return _stem(mesh) + ".glb"
+    if kind == "restyle":
+        return _stem(mesh) + "_restyled.glb"
+    return _stem(texture) + (f"_x{settings['scale']}" if "scale" in settings else "_upscaled") + ".png"
 
 
 def _stem(path: str) -> str:
@@ -128,12 +160,14 @@ def read_jobs(
     uv_set: int = 0,
 ) -> list[BatchItem]:
     """Items from a jobs.jsonl: one JSON object per line, {"input", "prompt", "settings", "output", "source",
-    "unwrap", "uv_set"}; only "input" is needed. Relative inputs start at the file's folder; the job's prompt,
-    settings and uv_set override `prompt`, `settings` and `uv_set` (the command line's). Blank lines and lines
+    "unwrap", "uv_set", "kind", "texture"}; only "input" is needed ("texture" too for kind "restyle" / "upscale").
+    Relative paths start at the file's folder; the job's prompt, settings and uv_set override `prompt`, `settings`
+    and `uv_set` (the command line's, whose settings a job gets where its kind takes them). Blank lines and lines
     starting with # are ignored."""
     path = Path(path)
     if not path.is_file():
         raise MeshFileNotFoundError(f"No jobs file at '{path}'; check the path.")
+    settings = check_settings(settings or {}, "settings")
     items, named = [], set()
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -150,37 +184,62 @@ def read_jobs(
             raise InvalidParameterError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(JOB_KEYS)}.")
         if not isinstance(job.get("settings", {}), dict):
             raise InvalidParameterError(f'{where}: "settings" must be an object, e.g. {{"n_views": 4}}.')
+        kind, texture = _kind(job, where, path.parent)
         job_prompt = job.get("prompt", prompt)
-        if not isinstance(job_prompt, str) or not job_prompt.strip():
+        if kind == "upscale" and job_prompt is None:
+            job_prompt = ""  # only a diffusion upscaler reads it
+        elif not isinstance(job_prompt, str) or not job_prompt.strip():
             raise InvalidParameterError(f"{where}: the job has no prompt; give it one or pass --prompt.")
-        if job.get("unwrap", "auto") not in UNWRAP:
+        unwrap = job.get("unwrap", "auto" if kind == "texture" else "never")
+        if unwrap not in UNWRAP:
             raise InvalidParameterError(f"{where}: unwrap must be one of {', '.join(UNWRAP)}.")
+        if kind != "texture" and unwrap != "never":
+            raise InvalidParameterError(
+                f'{where}: a {kind} job keeps the mesh\'s own UVs (its texture is painted on them); leave "unwrap" out.'
+            )
         job_uv_set = job.get("uv_set", uv_set)
         if not isinstance(job_uv_set, int) or isinstance(job_uv_set, bool) or job_uv_set < 0:
             raise InvalidParameterError(f"{where}: uv_set must be a UV set index, 0 (the first), 1, ...")
         mesh = (path.parent / job["input"]).resolve()
+        job_settings = {
+            **{k: v for k, v in settings.items() if k in SETTINGS[kind]},
+            **check_settings(job.get("settings", {}), where, kind),
+        }
         if job.get("output"):
-            output = _output_name(job["output"], where)
+            output = _output_name(job["output"], where, kind)
             if output.lower() in named:
                 raise InvalidParameterError(f"{where}: another job writes '{output}'; give each its own output.")
             named.add(output.lower())
         else:
-            output = _stem(job["input"]) + ".glb"
+            output = _default_output(kind, job["input"], texture, job_settings)
         items.append(
             BatchItem(
                 input=str(mesh),
                 prompt=job_prompt,
                 output=output,
-                settings={
-                    **check_settings(settings or {}, "settings"),
-                    **check_settings(job.get("settings", {}), where),
-                },
+                settings=job_settings,
                 source=job.get("source"),
-                unwrap=job.get("unwrap", "auto"),
+                unwrap=unwrap,
                 uv_set=job_uv_set,
+                kind=kind,
+                texture=texture,
             )
         )
     return items
+
+
+def _kind(job: Mapping[str, Any], where: str, folder: Path) -> tuple[str, Optional[str]]:
+    """The job's kind and, for restyle / upscale, the absolute path of the texture it works on."""
+    kind = job.get("kind", "texture")
+    if kind not in KINDS:
+        raise InvalidParameterError(f"{where}: kind {kind!r} is unknown; use one of {', '.join(KINDS)}.")
+    if kind == "texture":
+        if "texture" in job:
+            raise InvalidParameterError(f'{where}: "texture" is the input of restyle and upscale jobs; set "kind".')
+        return kind, None
+    if not isinstance(job.get("texture"), str):
+        raise InvalidParameterError(f'{where}: a {kind} job needs "texture": the path of the mesh\'s texture image.')
+    return kind, str((folder / job["texture"]).resolve())
 
 
 def collect_items(

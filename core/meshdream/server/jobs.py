@@ -114,7 +114,28 @@ class ShapeRequest:
     mesh_settings: Optional[dict[str, Any]] = None  # points_to_mesh keyword arguments; None: points only
 
 
-Request = Union[TextureRequest, InpaintRequest, ShapeRequest]
+@dataclass
+class RestyleRequest:
+    """`restyle_texture`: the mesh's own texture re-denoised toward a new prompt, on the mesh's own UVs."""
+
+    mesh: MeshInput  # loaded with unwrap="never": the texture belongs to the UVs it was painted on
+    texture: np.ndarray  # (S, S, 3) float in [0, 1]
+    prompt: str
+    model: ModelSpec
+    settings: dict[str, Any] = field(default_factory=dict)  # restyle_texture keyword arguments (strength, ...)
+    reference_image: Optional[np.ndarray] = None
+
+
+@dataclass
+class UpscaleRequest:
+    """`upscale_texture`: the mesh's own texture 2x / 4x, chart by chart (upscaler unset: the core's default)."""
+
+    mesh: MeshInput  # loaded with unwrap="never", as for restyle
+    texture: np.ndarray  # (S, S, 3) float in [0, 1]
+    settings: dict[str, Any] = field(default_factory=dict)  # upscale_texture keyword arguments (scale, upscaler, ...)
+
+
+Request = Union[TextureRequest, InpaintRequest, ShapeRequest, RestyleRequest, UpscaleRequest]
 
 
 @dataclass

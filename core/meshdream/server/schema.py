@@ -16,6 +16,7 @@ import io
 import math
 import tempfile
 import typing
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional, Union
@@ -26,10 +27,23 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, 
 from ..generators import load_generator
 from ..geometry import save_textured
 from ..geometry.mesh_io import READ_FORMATS, to_user_frame
+from ..geometry.texture import check_texture_size
 from ..images import contact_sheet, to_uint8
 from ..shapes import generate_shape, points_to_mesh
-from ..texturing import inpaint_uv, texture_mesh
-from .jobs import CameraInput, InpaintRequest, Job, JobResult, MeshInput, ModelSpec, ShapeRequest, TextureRequest
+from ..texturing import inpaint_uv, restyle_texture, texture_mesh
+from ..texturing.upscale import SCALES, upscale_texture
+from .jobs import (
+    CameraInput,
+    InpaintRequest,
+    Job,
+    JobResult,
+    MeshInput,
+    ModelSpec,
+    RestyleRequest,
+    ShapeRequest,
+    TextureRequest,
+    UpscaleRequest,
+)
 
 # --- codecs ---------------------------------------------------------------------------------------------------
 
@@ -333,6 +347,85 @@ class InpaintJobIn(Strict):
         return InpaintRequest(self.mesh.input(), self.texture[..., :3], mask, _model(self.model, None), self.settings)
 
 
+def _own_texture(a: np.ndarray) -> np.ndarray:
+    """A texture the mesh already has, as (S, S, 3): square and a power of two (what restyle and upscale take);
+    an alpha channel is dropped and grey is spread to RGB, as images from DCC tools come."""
+    height, width = a.shape[:2]
+    if height != width:
+        raise ValueError(f"must be square (one UV layout's texture), got {width} x {height}")
+    check_texture_size(height)  # its InvalidParameterError is a ValueError: answered 422, naming the field
+    return a[..., :3] if a.shape[-1] >= 3 else np.repeat(a, 3, axis=-1)
+
+
+class OwnTextureJob(Strict):
+    """A job on a texture the mesh already has: it belongs to the mesh's own UVs, which are never replaced."""
+
+    mesh: MeshIn
+    texture: Annotated[ImageArg, AfterValidator(_own_texture)]
+
+    @model_validator(mode="after")
+    def _own_uvs(self):
+        if "unwrap" in self.mesh.model_fields_set and self.mesh.unwrap != "never":
+            raise ValueError(
+                f"mesh.unwrap {self.mesh.unwrap!r}: the texture is painted on the mesh's own UVs, which are kept; "
+                "leave 'unwrap' out or set it to 'never'"
+            )
+        return self
+
+    def mesh_input(self) -> MeshInput:
+        return replace(self.mesh.input(), unwrap="never")
+
+
+OWN_TEXTURE_RESERVED = ("mesh", "texture", "progress", "cancel")
+
+
+class RestyleJobIn(OwnTextureJob):
+    """The mesh's texture re-denoised toward `prompt`; settings.strength: 0 keeps it, 1 replaces it."""
+
+    kind: Literal["restyle"]
+    prompt: str
+    model: Union[str, ModelIn, None] = None
+    reference_image: Optional[ImageArg] = None
+    settings: Annotated[
+        dict[str, Any],
+        settings_of(restyle_texture, *OWN_TEXTURE_RESERVED, "prompt", "generator", "reference_image"),
+    ] = {}
+
+    @model_validator(mode="after")
+    def _strength(self):
+        strength = self.settings.get("strength")
+        if strength is not None and not 0.0 <= strength <= 1.0:
+            raise ValueError(f"settings.strength {strength} must be in [0, 1]: 0 keeps the texture, 1 replaces it")
+        return self
+
+    def request(self, default_model: ModelSpec) -> RestyleRequest:
+        return RestyleRequest(
+            self.mesh_input(),
+            self.texture,
+            self.prompt,
+            _model(self.model, default_model),
+            self.settings,
+            reference_image=self.reference_image,
+        )
+
+
+class UpscaleJobIn(OwnTextureJob):
+    """The mesh's texture 2x / 4x; settings.upscaler: a name ("lanczos", ...) or a path on the server's machine."""
+
+    kind: Literal["upscale"]
+    settings: Annotated[dict[str, Any], settings_of(upscale_texture, *OWN_TEXTURE_RESERVED)] = {}
+
+    @model_validator(mode="after")
+    def _scale(self):
+        scale = self.settings.get("scale")
+        if scale is not None and scale not in SCALES:
+            raise ValueError(f"settings.scale {scale} is not supported; use {' or '.join(map(str, SCALES))}")
+        return self
+
+    def request(self, default_model: ModelSpec) -> UpscaleRequest:
+        return UpscaleRequest(self.mesh_input(), self.texture, self.settings)
+
+
 class ShapeJobIn(Strict):
     kind: Literal["shape"]
     prompt: Union[str, int] = Field(description="e.g. 'tall chair', a category name or its index")
@@ -346,8 +439,10 @@ class ShapeJobIn(Strict):
         return ShapeRequest(self.prompt, self.settings, mesh_settings)
 
 
-JobIn = Annotated[Union[TextureJobIn, ProjectJobIn, InpaintJobIn, ShapeJobIn], Field(discriminator="kind")]
-KINDS = ("texture", "project", "inpaint", "shape")
+JobIn = Annotated[
+    Union[TextureJobIn, ProjectJobIn, InpaintJobIn, ShapeJobIn, RestyleJobIn, UpscaleJobIn], Field(discriminator="kind")
+]
+KINDS = ("texture", "project", "inpaint", "shape", "restyle", "upscale")
 
 # --- responses --------------------------------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """The job queue and its one worker thread: jobs run in submission order on one device, models stay loaded.
 
-The worker calls the core exactly as a user's script does (load_mesh, texture_mesh, inpaint_uv, generate_shape,
-load_generator); a job that raises is marked failed with its message and the worker takes the next one.
+The worker calls the core exactly as a user's script does (load_mesh, texture_mesh, restyle_texture,
+upscale_texture, inpaint_uv, generate_shape, load_generator); a job that raises is marked failed with its
+message and the worker takes the next one.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from typing import Callable, Optional
 import torch
 import trimesh
 
-from ..errors import CancelledError, MeshDreamError, MeshDreamWarning
+from ..errors import CancelledError, InvalidParameterError, MeshDreamError, MeshDreamWarning
 from ..generators import load_generator, pick_device
 from ..geometry import load_mesh
 from ..progress import CancelToken, Progress
 from ..shapes import generate_shape, points_to_mesh
 from ..shapes.sampler import load_shape_model
-from ..texturing import inpaint_uv, texture_mesh
+from ..texturing import TextureResult, inpaint_uv, restyle_texture, texture_mesh
+from ..texturing.upscale import upscale_texture
 from .jobs import (
     CANCELLED,
     DONE,
@@ -38,8 +40,10 @@ from .jobs import (
     MeshInput,
     ModelSpec,
     Request,
+    RestyleRequest,
     ShapeRequest,
     TextureRequest,
+    UpscaleRequest,
 )
 
 log = logging.getLogger("meshdream.server")
@@ -259,6 +263,28 @@ def _load(mesh: MeshInput, timings: dict, progress, cancel) -> trimesh.Trimesh:
     return out
 
 
+def _load_own_uvs(mesh: MeshInput, timings: dict, progress, cancel) -> trimesh.Trimesh:
+    """The mesh of a texture it already has (never unwrapped): without UVs there is nothing to map it onto."""
+    out = _load(mesh, timings, progress, cancel)
+    if getattr(out.visual, "uv", None) is None:
+        raise InvalidParameterError(
+            "The mesh has no UV map, so its texture cannot be placed on it; send the mesh with the UVs the texture "
+            "was painted on (per-corner 'uvs', or a file that has them)."
+        )
+    return out
+
+
+def _texturing_result(timings: dict, result: TextureResult, mesh: trimesh.Trimesh) -> JobResult:
+    return JobResult(
+        {**timings, **result.timings},
+        texture=result.texture,
+        textures=result.textures,
+        weight=result.weight,
+        views=[image for _, image in result.views],
+        mesh=mesh,
+    )
+
+
 def run_texture(req: TextureRequest, models: ModelCache, progress, cancel) -> JobResult:
     timings: dict[str, float] = {}
     mesh = _load(req.mesh, timings, progress, cancel)
@@ -273,14 +299,33 @@ def run_texture(req: TextureRequest, models: ModelCache, progress, cancel) -> Jo
         if getattr(req, name) is not None:
             kwargs[name] = getattr(req, name)
     result = texture_mesh(mesh, req.prompt, generator, progress=progress, cancel=cancel, **kwargs)
-    return JobResult(
-        {**timings, **result.timings},
-        texture=result.texture,
-        textures=result.textures,
-        weight=result.weight,
-        views=[image for _, image in result.views],
-        mesh=mesh,
+    return _texturing_result(timings, result, mesh)
+
+
+def run_restyle(req: RestyleRequest, models: ModelCache, progress, cancel) -> JobResult:
+    timings: dict[str, float] = {}
+    mesh = _load_own_uvs(req.mesh, timings, progress, cancel)
+    generator = _timed(timings, "load_model", models.get, req.model)
+    result = restyle_texture(
+        mesh,
+        req.texture,
+        req.prompt,
+        reference_image=req.reference_image,
+        generator=generator,
+        progress=progress,
+        cancel=cancel,
+        **req.settings,
     )
+    return _texturing_result(timings, result, mesh)
+
+
+def run_upscale(req: UpscaleRequest, models: ModelCache, progress, cancel) -> JobResult:
+    timings: dict[str, float] = {}
+    mesh = _load_own_uvs(req.mesh, timings, progress, cancel)
+    texture = _timed(
+        timings, "upscale", upscale_texture, mesh, req.texture, progress=progress, cancel=cancel, **req.settings
+    )
+    return JobResult(timings, texture=texture, mesh=mesh)
 
 
 def run_inpaint(req: InpaintRequest, models: ModelCache, progress, cancel) -> JobResult:
@@ -311,4 +356,10 @@ def run_shape(req: ShapeRequest, models: ModelCache, progress, cancel) -> JobRes
     return JobResult(timings, points=points, mesh=mesh)
 
 
-RUNNERS: dict[type, Runner] = {TextureRequest: run_texture, InpaintRequest: run_inpaint, ShapeRequest: run_shape}
+RUNNERS: dict[type, Runner] = {
+    TextureRequest: run_texture,
+    InpaintRequest: run_inpaint,
+    ShapeRequest: run_shape,
+    RestyleRequest: run_restyle,
+    UpscaleRequest: run_upscale,
+}
