@@ -20,8 +20,8 @@ def _settings(props, *skip):
     out = {
         "strategy": props.strategy,
         "n_views": props.n_views,
-        "view_resolution": props.view_resolution,
-        "texture_size": props.texture_size,
+        "view_resolution": props.view_resolution or None,
+        "texture_size": props.texture_size or None,
         "seed": props.seed,
         "steps": props.steps or None,
         "guidance": props.guidance or None,
@@ -45,8 +45,8 @@ class TextureTask:
         self.reference = bpy.path.abspath(props.reference_image) if props.reference_image else None
         self.init_image = None
         if kind == "project":
-            self.settings = _settings(props, "strategy", "n_views", "view_resolution")
-            self.camera = scene_io.view_camera(context, props.view_resolution)
+            self.settings = _settings(props, "strategy", "n_views")  # view_resolution sizes the camera, server-side
+            self.camera = scene_io.view_camera(context)
             if props.use_viewport_image:
                 self.init_image = scene_io.viewport_png(context)
                 self.settings["strength"] = props.strength

@@ -54,6 +54,8 @@ class MESHDREAM_PT_texture(_Panel, bpy.types.Panel):
         col = layout.column(align=True)
         for name in ("steps", "guidance", "seed"):
             col.prop(props, name)
+        if not all((props.view_resolution, props.texture_size, props.steps, props.guidance)):
+            layout.label(text="0: the model's own value", icon="INFO")  # the short labels have no room to say it
         layout.prop(props, "reference_image")
         layout.operator("meshdream.texture_selected", icon="TEXTURE")
 

@@ -33,8 +33,21 @@ class MeshDreamSettings(bpy.types.PropertyGroup):
         default="sync",
     )
     n_views: IntProperty(name="Views", default=8, min=1, max=32)
-    view_resolution: IntProperty(name="View Resolution", default=512, min=32, max=2048, step=64)
-    texture_size: IntProperty(name="Texture Size", default=1024, min=16, max=8192)
+    view_resolution: IntProperty(
+        name="View Resolution",
+        default=0,
+        min=0,
+        max=2048,
+        step=64,
+        description="Pixels per view (the larger side from a viewport); 0: the model's own, e.g. 512 for SD 1.5",
+    )
+    texture_size: IntProperty(
+        name="Texture Size",
+        default=0,
+        min=0,
+        max=8192,
+        description="Texture width and height, a power of two; 0: the model's own, e.g. 1024 for SD 1.5",
+    )
     steps: IntProperty(name="Steps", default=0, min=0, max=200, description="0: the model's default")
     guidance: FloatProperty(name="Guidance", default=0.0, min=0.0, max=30.0, description="0: the model's default")
     seed: IntProperty(name="Seed", default=0, min=0)

@@ -86,8 +86,9 @@ def mesh_arrays(obj, depsgraph, uv_name) -> dict:
     }
 
 
-def view_camera(context, resolution: int) -> dict:
-    """The viewport's camera (or, without a viewport, the scene camera's) as the core's camera dict."""
+def view_camera(context) -> dict:
+    """The viewport's camera (or, without a viewport, the scene camera's) as the server's camera dict: its aspect,
+    not a resolution, so the job sizes it (the panel's view resolution, else the model's own)."""
     region, rv3d = context.region, context.region_data
     if rv3d is not None and region is not None:
         if not rv3d.is_perspective:
@@ -102,9 +103,7 @@ def view_camera(context, resolution: int) -> dict:
         fov = np.degrees(cam.data.angle)
     else:
         raise SceneError("No viewport and no scene camera to project from; add a camera or run this in a 3D view.")
-    scale = resolution / max(width, height)
-    size = [max(8, round(width * scale / 8) * 8), max(8, round(height * scale / 8) * 8)]
-    return {"view": np.array(view @ TO_CORE.inverted()), "fov": float(fov), "resolution": size}
+    return {"view": np.array(view @ TO_CORE.inverted()), "fov": float(fov), "aspect": width / height}
 
 
 def viewport_png(context) -> str:

@@ -9,7 +9,8 @@ Maya's, Houdini's...) and send jobs to the server, which runs where torch and th
 
 Meshes are a file path, or arrays in your own coordinates: {"vertices": (N, 3), "faces": (F, 3), "uvs": (F, 3, 2)
 per corner, optional}; arrays may be nested lists or numpy arrays (sent as raw bytes; numpy is never imported
-here). Cameras are {"view": 4x4 world-to-camera matrix, "fov": degrees, "resolution": pixels or (w, h)}. Every
+here). Cameras are {"view": 4x4 world-to-camera matrix, "fov": degrees, "resolution": pixels or (w, h)}; without
+"resolution" the job's view resolution (the model's unless given) sizes the larger side at "aspect" (w / h). Every
 keyword setting of texture_mesh / restyle_texture / upscale_texture / inpaint_uv / generate_shape passes through
 **settings (one left out takes the core's default, the server's for model=); model= is a spec
 ("builtin", a cached Hugging Face id, a path on the server) or {"spec": ..., "options": {load_generator

@@ -5,6 +5,8 @@ model and tiny settings; the zip test installs the built add-on into a fresh Ble
 through its own worker with the vendored standard-library client only.
 """
 
+import io
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 bpy = pytest.importorskip("bpy")
 import addon_utils  # noqa: E402  (only exists once bpy is imported)
@@ -190,13 +193,66 @@ def test_a_mesh_without_uvs_gets_a_new_smart_uv_map(scene):
     assert obj.mode == "OBJECT"
 
 
-def test_project_from_view_uses_the_scene_camera_without_a_viewport(scene):
+def builtin_defaults() -> tuple[int, int]:
+    """The built-in model's own view resolution and texture size: its card's, else its class's."""
+    from meshdream.generators.builtin import CARD, BuiltinGenerator
+
+    card = json.loads(CARD.read_text()).get("defaults", {})
+    return (
+        card.get("view_resolution", BuiltinGenerator.native_resolution),
+        card.get("texture_size", BuiltinGenerator.default_texture_size),
+    )
+
+
+def png_shape(data: bytes) -> tuple:
+    return np.asarray(Image.open(io.BytesIO(data))).shape[:2]
+
+
+@pytest.fixture
+def sizes(monkeypatch):
+    """(texture size, [view sizes]) of each result the operators apply, as (height, width) pairs."""
+    from blender_addon import operators
+
+    out, apply = [], operators.TextureTask.apply
+
+    def record(task, context, result):
+        out.append((png_shape(result.texture_png), [png_shape(v) for v in result.views_png]))
+        return apply(task, context, result)
+
+    monkeypatch.setattr(operators.TextureTask, "include", ("texture", "views"))
+    monkeypatch.setattr(operators.TextureTask, "apply", record)
+    return out
+
+
+def test_panel_defaults_are_the_models_own(scene, sizes):
+    """Issue 18, item 4: view resolution and texture size default to 0, sent as nothing, so a job runs at the
+    model's own (the built-in card's small views, not 512 px: 16 times its pixels on a CPU)."""
+    props = scene.meshdream
+    for name in ("view_resolution", "texture_size"):
+        props.property_unset(name)  # back to the panel's default
+        assert getattr(props, name) == 0
+    props.n_views, props.steps = 1, 1
+    assert bpy.ops.meshdream.texture_selected() == {"FINISHED"}
+    view, texture = builtin_defaults()
+    assert sizes == [((texture, texture), [(view, view)])]
+
+
+def test_project_from_view_uses_the_scene_camera_without_a_viewport(scene, sizes):
+    """The camera goes with its aspect only: its larger side is the job's view resolution, the model's when the
+    panel leaves it at 0, else the panel's (as the texture size is)."""
     obj = bpy.context.active_object
     bpy.ops.object.camera_add(location=(0, -5, 0.5), rotation=(np.radians(85), 0, 0))
     scene.camera = bpy.context.active_object
+    scene.render.resolution_x, scene.render.resolution_y = 1000, 500
     bpy.context.view_layer.objects.active = obj
+    props = scene.meshdream
+    props.steps = 1
     assert bpy.ops.meshdream.project_from_view() == {"FINISHED"}
     assert image_std(obj.active_material) > 0.01
+    props.view_resolution = props.texture_size = 0
+    assert bpy.ops.meshdream.project_from_view() == {"FINISHED"}
+    view, texture = builtin_defaults()
+    assert sizes == [((64, 64), [(32, 64)]), ((texture, texture), [(view // 2, view)])]
 
 
 def test_inpaint_seams_writes_a_new_image(scene):

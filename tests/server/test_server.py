@@ -188,6 +188,32 @@ def test_project_job_with_a_camera_and_mesh_arrays_in_the_callers_frame(server, 
     np.testing.assert_allclose(np.asarray(r.mesh["vertices"]).min(0), vertices.min(0), atol=1e-4)
 
 
+def test_settings_left_out_are_the_models_own_as_is_the_size_of_a_camera_without_one(server, builtin):
+    """Issue 18, item 4: view resolution and texture size left out are the model's (its card's); a camera sent
+    with its aspect only (a viewport's) gets the job's view resolution on its larger side; given values win."""
+    c = client.Client(server.url)
+    native, size = builtin.native_resolution, builtin.default_texture_size
+    camera = meshdream.Camera.look_at((0.3, 0.4, 3.2))
+    wide = {"view": camera.world_to_camera, "fov": camera.fov, "aspect": 2.0}
+    spot = str(asset("spot.obj"))
+    jobs = [
+        c.submit_texture(spot, "oak", n_views=1, steps=1),
+        c.submit_project(spot, "oak", camera=wide, steps=1),
+        c.submit_project(spot, "oak", camera=wide, steps=1, view_resolution=64, texture_size=64),
+    ]
+    got = []
+    for job in jobs:
+        r = c.wait(job, include=("texture", "views"))
+        got.append((png(r.texture_png).shape[:2], [png(v).shape[:2] for v in r.views_png]))
+    assert got == [
+        ((size, size), [(native, native)]),
+        ((size, size), [(native // 2, native)]),
+        ((64, 64), [(32, 64)]),
+    ]
+    with pytest.raises(client.ClientError, match="give 'resolution' or 'aspect', not both"):
+        c.submit_project(spot, "oak", camera={**wide, "resolution": 64})
+
+
 def test_inpaint_job_fills_transparent_texels(server):
     mesh = meshdream.load_mesh(asset("spot.obj"))
     rgba = np.zeros((64, 64, 4), np.uint8)

@@ -70,14 +70,26 @@ class MeshInput:
 
 @dataclass
 class CameraInput:
-    """A DCC camera: 4x4 world-to-camera (view) matrix in the caller's coordinates, FOV in degrees."""
+    """A DCC camera: 4x4 world-to-camera (view) matrix in the caller's coordinates, FOV in degrees. Without a
+    resolution its size is the job's: a viewport knows its shape, not the pixels that suit the model."""
 
     view: np.ndarray
     fov: float = 40.0
-    resolution: Union[int, tuple[int, int]] = 512
+    resolution: Union[int, tuple[int, int], None] = None  # None: `view_resolution` on the larger side, at `aspect`
+    aspect: float = 1.0  # width / height
 
-    def camera(self, to_normalized) -> Camera:
-        return Camera.from_view_matrix(self.view, self.fov, self.resolution).transformed(np.asarray(to_normalized))
+    def camera(self, to_normalized, view_resolution: int) -> Camera:
+        """The core's camera in the normalized frame; view_resolution: the job's (the model's unless the settings
+        name one), which sizes a camera that left its resolution open."""
+        size = self.resolution or fit_size(view_resolution, self.aspect)
+        return Camera.from_view_matrix(self.view, self.fov, size).transformed(np.asarray(to_normalized))
+
+
+def fit_size(longest: int, aspect: float) -> tuple[int, int]:
+    """(width, height) at width / height = `aspect` with `longest` pixels on the larger side, each rounded to a
+    multiple of 8 (what latent models need)."""
+    width, height = (longest, longest / aspect) if aspect >= 1 else (longest * aspect, longest)
+    return max(8, round(width / 8) * 8), max(8, round(height / 8) * 8)
 
 
 @dataclass

@@ -244,10 +244,21 @@ Pixels = Annotated[int, Field(gt=0, le=16384)]
 class CameraIn(Strict):
     view: Annotated[ArrayArg, shaped((4, 4), np.float64)] = Field(description="4x4 world-to-camera (view) matrix")
     fov: float = Field(40.0, gt=0, lt=180, description="degrees across the larger image side")
-    resolution: Union[Pixels, tuple[Pixels, Pixels]] = Field(512, description="pixels: square, or (width, height)")
+    resolution: Optional[Union[Pixels, tuple[Pixels, Pixels]]] = Field(
+        None,
+        description="pixels: square, or (width, height); none: the job's view resolution (settings.view_resolution, "
+        "else the model's own) on the larger side, at `aspect`",
+    )
+    aspect: Optional[float] = Field(None, ge=0.01, le=100, description="width / height without a resolution (1)")
+
+    @model_validator(mode="after")
+    def _one_size(self):
+        if self.resolution is not None and self.aspect is not None:
+            raise ValueError("give 'resolution' or 'aspect', not both: a resolution fixes the aspect")
+        return self
 
     def input(self) -> CameraInput:
-        return CameraInput(self.view, self.fov, self.resolution)
+        return CameraInput(self.view, self.fov, self.resolution, self.aspect or 1.0)
 
 
 class ModelIn(Strict):

@@ -26,6 +26,7 @@ from ..progress import CancelToken, Progress
 from ..shapes import generate_shape, points_to_mesh
 from ..shapes.sampler import load_shape_model
 from ..texturing import TextureResult, inpaint_uv, restyle_texture, texture_mesh
+from ..texturing.pipeline import resolve_view_resolution
 from ..texturing.upscale import upscale_texture
 from .jobs import (
     CANCELLED,
@@ -292,7 +293,8 @@ def run_texture(req: TextureRequest, models: ModelCache, progress, cancel) -> Jo
     kwargs = dict(req.settings)
     if req.cameras is not None:
         to_normalized = mesh.metadata["meshdream"]["to_normalized"]
-        kwargs["cameras"] = [c.camera(to_normalized) for c in req.cameras]
+        view_resolution = resolve_view_resolution(generator, kwargs.get("view_resolution"))
+        kwargs["cameras"] = [c.camera(to_normalized, view_resolution) for c in req.cameras]
     if req.inpaint_model is not None:
         kwargs["inpaint_generator"] = models.get(req.inpaint_model)
     for name in ("init_image", "reference_image"):
