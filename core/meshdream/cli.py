@@ -462,10 +462,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=int, default=2, choices=(2, 4))
     p.add_argument(
         "--upscaler",
-        default="lanczos",
-        help="lanczos (default), an ESRGAN-family .pth/.safetensors file, or a diffusers x4 upscaler folder",
+        default="builtin",
+        help="builtin (default: MeshDream's own small super-resolution model), lanczos (a plain Lanczos resize), "
+        "an ESRGAN-family .pth/.safetensors file, or a diffusers x4 upscaler folder",
     )
-    p.add_argument("--tile", type=int, default=256, help="tile size in input texels (smaller: less memory)")
+    p.add_argument(
+        "--tile",
+        type=int,
+        help="tile size in input texels (default: 1024 for builtin and lanczos, else 256; smaller: less memory)",
+    )
     p.add_argument("--prompt", default="", help="for the diffusers upscaler")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")

@@ -34,14 +34,15 @@ class Upscaler:
     name: str
     scale: int
     run: TileFn
+    tile: int = 256  # default tile side in input texels: big networks need small tiles on 6-8 GB cards
 
 
 def upscale_texture(
     mesh: trimesh.Trimesh,
     texture: np.ndarray,
     scale: int = 2,
-    upscaler: str | Path = "lanczos",
-    tile: int = 256,
+    upscaler: str | Path = "builtin",
+    tile: Optional[int] = None,
     overlap: int = 32,
     prompt: str = "",
     steps: int = 20,
@@ -51,9 +52,12 @@ def upscale_texture(
 ) -> np.ndarray:
     """A new (S * scale, S * scale, 3) float32 texture from an (S, S, 3) one, with the same chart layout.
 
-    upscaler: "lanczos"; an ESRGAN-family model file (.pth / .safetensors, any architecture spandrel detects)
-    whose scale equals `scale`; or a local diffusers StableDiffusionUpscalePipeline folder (x4), which also takes
-    `prompt`, `steps` and `seed`. tile / overlap: in input texels; smaller tiles use less memory on large models.
+    upscaler: "builtin", the project's own small super-resolution model (x2 and x4, CUDA when available; see
+    weights/upscale_model.json); "lanczos", a plain Lanczos resize; an ESRGAN-family model file (.pth /
+    .safetensors, any architecture spandrel detects) whose scale equals `scale`; or a local diffusers
+    StableDiffusionUpscalePipeline folder (x4), which also takes `prompt`, `steps` and `seed`. tile / overlap: in
+    input texels; tile None: 1024 for the built-in model and Lanczos (light: fewer tile borders, less overlap
+    recomputed), 256 for model files and the diffusion upscaler (smaller tiles use less memory).
     """
     if scale not in SCALES:
         raise InvalidParameterError(f"Upscale factor {scale!r} is not supported; use scale=2 or scale=4.")
@@ -64,9 +68,10 @@ def upscale_texture(
             f"The texture must be square, got {image.shape[1]} x {image.shape[0]}; pass the (S, S, 3) texture."
         )
     check_texture_size(size)
-    if not 0 <= overlap < tile:
+    if not 0 <= overlap < (tile or 256):
         raise InvalidParameterError(f"Need 0 <= overlap < tile, got overlap={overlap}, tile={tile}.")
     up = resolve_upscaler(upscaler, scale, prompt, steps, seed)
+    tile = tile or up.tile
     report = Reporter(progress, cancel)
 
     coverage = uv_maps(mesh, size).coverage
@@ -85,8 +90,12 @@ def upscale_texture(
 
 def resolve_upscaler(spec: str | Path, scale: int, prompt: str = "", steps: int = 20, seed: int = 0) -> Upscaler:
     """The tile function for `spec`, checked against `scale` before any texel is touched."""
+    if isinstance(spec, str) and spec.lower() == "builtin":
+        from ..generators.builtin.upscaler import load_builtin_upscaler
+
+        return Upscaler("builtin", scale, load_builtin_upscaler(scale), tile=1024)
     if isinstance(spec, str) and spec.lower() == "lanczos":
-        return Upscaler("lanczos", scale, lambda t: _lanczos(t, scale))
+        return Upscaler("lanczos", scale, lambda t: _lanczos(t, scale), tile=1024)
     path = Path(spec).expanduser()
     if path.suffix.lower() in MODEL_SUFFIXES:
         if not path.is_file():
@@ -95,7 +104,7 @@ def resolve_upscaler(spec: str | Path, scale: int, prompt: str = "", steps: int 
     if path.is_dir():
         return _diffusers_upscaler(path, scale, prompt, steps, seed)
     raise InvalidParameterError(
-        f"Unknown upscaler {str(spec)!r}: use 'lanczos', the path of an ESRGAN-family model file "
+        f"Unknown upscaler {str(spec)!r}: use 'builtin', 'lanczos', the path of an ESRGAN-family model file "
         f"({', '.join(MODEL_SUFFIXES)}) or a local StableDiffusionUpscalePipeline folder."
     )
 
