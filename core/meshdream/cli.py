@@ -514,7 +514,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("batch", help="texture many meshes (files, folders, a jobs.jsonl) with one loaded model")
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="mesh files and folders of mesh files")
-    p.add_argument("--jobs", help='jobs.jsonl: one {"input", "prompt", "settings", "output"} object per line')
+    p.add_argument(
+        "--jobs",
+        help='jobs.jsonl: one {"input", "prompt", "settings", "output"} object per line; "kind": "restyle" or '
+        '"upscale" with "texture": PATH works on the texture a mesh already has',
+    )
     p.add_argument("--prompt", help="prompt of every item (a job's own prompt wins)")
     p.add_argument("-o", "--out", "--output", dest="out", required=True, help="output folder (+ summary.json)")
     model_options(p, "builtin")  # its --overwrite: redo items a previous run finished
