@@ -2,7 +2,9 @@
 """MeshDream benchmarks: `python build.py bench [NAME ...]` prints one JSON object and writes out/bench.json.
 
 NAMEs: roundtrip (bake fidelity), speed (render and bake timings), scale (2M-face mesh, peak memory), meshes (a
-mixed set textured end to end: coverage, stage times, peak RSS; scripts/bench_meshes.py).
+mixed set textured end to end: coverage, stage times, peak RSS; scripts/bench_meshes.py), upscale (the built-in
+upscaler against bicubic and Lanczos: PSNR, SSIM, time; scripts/bench_upscale.py), restyle (structure kept and
+style moved toward the prompt at strength 0.3 / 0.5 / 0.7, time; scripts/bench_restyle.py).
 Figures are measured on whatever machine runs this; the targets are for 2 CPU cores.
 """
 
@@ -460,6 +462,8 @@ BENCHES = {
     "server": bench_server,
     "ray": bench_ray,  # needs the ray extra
     "meshes": lambda: __import__("bench_meshes").run(),  # scripts/bench_meshes.py: a mixed set, one process each
+    "upscale": lambda: __import__("bench_upscale").run(),  # scripts/bench_upscale.py: built-in vs bicubic, Lanczos
+    "restyle": lambda: __import__("bench_restyle").run(),  # scripts/bench_restyle.py: edge SSIM, classifier
     "gpu": lambda: __import__("bench_gpu").run(),  # scripts/bench_gpu.py: needs CUDA, so it runs only by name
 }
 

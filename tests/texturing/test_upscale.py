@@ -13,6 +13,7 @@ import meshdream
 import numpy as np
 import pytest
 import torch
+import trimesh
 from meshdream import GeneratorKindError, InvalidParameterError
 from meshdream.generators.builtin.materials import material
 from meshdream.generators.builtin.upscaler import load_builtin_upscaler
@@ -241,3 +242,9 @@ def test_diffusers_upscaler(spot, texture, tiny, tmp_path):
         meshdream.upscale_texture(spot, small, scale=2, upscaler=str(folder))
     with pytest.raises(GeneratorKindError, match="StableDiffusionPipeline, not a StableDiffusionUpscalePipeline"):
         meshdream.upscale_texture(spot, small, scale=4, upscaler=tiny("sd15_plain"))
+
+
+def test_a_mesh_without_uvs_is_refused_with_what_to_pass():
+    box = trimesh.creation.box()
+    with pytest.raises(meshdream.InvalidMeshError, match="no UV map, so its texture has no place on it"):
+        meshdream.upscale_texture(box, np.zeros((64, 64, 3), np.float32), upscaler="lanczos")

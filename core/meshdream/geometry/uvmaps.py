@@ -72,6 +72,16 @@ class UVMaps:
         return texels, source, dist
 
 
+def require_uvs(mesh: trimesh.Trimesh) -> None:
+    """For work on a texture the mesh already has (restyle, upscale): without UVs the texture has no place on the
+    mesh, and unwrapping would make new UVs that the texture does not fit."""
+    if mesh_data(mesh).uv is None:
+        raise InvalidMeshError(
+            "The mesh has no UV map, so its texture has no place on it; pass the mesh with the UVs the texture was "
+            "painted on (load_mesh(path, unwrap='never') keeps a file's own)."
+        )
+
+
 def uv_maps(mesh: trimesh.Trimesh, size: int) -> UVMaps:
     """Texel position/normal/chart/coverage maps and seam pairs; cached per mesh and size."""
     size = check_texture_size(size)

@@ -19,7 +19,7 @@ from typing import Callable, Optional
 import torch
 import trimesh
 
-from ..errors import CancelledError, InvalidParameterError, MeshDreamError, MeshDreamWarning
+from ..errors import CancelledError, MeshDreamError, MeshDreamWarning
 from ..generators import load_generator, pick_device
 from ..geometry import load_mesh
 from ..progress import CancelToken, Progress
@@ -264,17 +264,6 @@ def _load(mesh: MeshInput, timings: dict, progress, cancel) -> trimesh.Trimesh:
     return out
 
 
-def _load_own_uvs(mesh: MeshInput, timings: dict, progress, cancel) -> trimesh.Trimesh:
-    """The mesh of a texture it already has (never unwrapped): without UVs there is nothing to map it onto."""
-    out = _load(mesh, timings, progress, cancel)
-    if getattr(out.visual, "uv", None) is None:
-        raise InvalidParameterError(
-            "The mesh has no UV map, so its texture cannot be placed on it; send the mesh with the UVs the texture "
-            "was painted on (per-corner 'uvs', or a file that has them)."
-        )
-    return out
-
-
 def _texturing_result(timings: dict, result: TextureResult, mesh: trimesh.Trimesh) -> JobResult:
     return JobResult(
         {**timings, **result.timings},
@@ -306,7 +295,7 @@ def run_texture(req: TextureRequest, models: ModelCache, progress, cancel) -> Jo
 
 def run_restyle(req: RestyleRequest, models: ModelCache, progress, cancel) -> JobResult:
     timings: dict[str, float] = {}
-    mesh = _load_own_uvs(req.mesh, timings, progress, cancel)
+    mesh = _load(req.mesh, timings, progress, cancel)
     generator = _timed(timings, "load_model", models.get, req.model)
     result = restyle_texture(
         mesh,
@@ -323,7 +312,7 @@ def run_restyle(req: RestyleRequest, models: ModelCache, progress, cancel) -> Jo
 
 def run_upscale(req: UpscaleRequest, models: ModelCache, progress, cancel) -> JobResult:
     timings: dict[str, float] = {}
-    mesh = _load_own_uvs(req.mesh, timings, progress, cancel)
+    mesh = _load(req.mesh, timings, progress, cancel)
     texture = _timed(
         timings, "upscale", upscale_texture, mesh, req.texture, progress=progress, cancel=cancel, **req.settings
     )

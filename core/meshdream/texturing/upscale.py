@@ -18,6 +18,7 @@ from ..errors import InvalidParameterError
 from ..generators import GeneratorKindError, ModelNotFoundError
 from ..geometry import dilate, uv_maps
 from ..geometry.texture import as_float_image, check_texture_size
+from ..geometry.uvmaps import require_uvs
 from ..progress import CancelToken, ProgressCallback, Reporter
 
 SCALES = (2, 4)
@@ -61,6 +62,7 @@ def upscale_texture(
     """
     if scale not in SCALES:
         raise InvalidParameterError(f"Upscale factor {scale!r} is not supported; use scale=2 or scale=4.")
+    require_uvs(mesh)
     image = as_float_image(texture, 3, "texture")
     size = image.shape[0]
     if image.shape[:2] != (size, size):
