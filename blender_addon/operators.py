@@ -141,7 +141,7 @@ class RestyleTask(ImageTask):
 
 
 class UpscaleTask(ImageTask):
-    """The image texture 2x or 4x, chart by chart; an empty upscaler leaves the choice to the core's default."""
+    """The image texture 2x or 4x, chart by chart, with the panel's upscaler (a name, or a model file's path)."""
 
     verb = "Upscaling"
 
@@ -149,8 +149,12 @@ class UpscaleTask(ImageTask):
         super().__init__(context, obj)
         props = context.scene.meshdream
         self.suffix = f"_x{props.upscale_scale}"
-        upscaler = {"upscaler": props.upscaler.strip()} if props.upscaler.strip() else {}
-        self.settings = {"scale": int(props.upscale_scale), "seed": props.seed, **upscaler}
+        upscaler = props.upscaler
+        if upscaler == "file":
+            if not props.upscaler_file.strip():
+                raise SceneError("Choose the upscaler's model file (or pick Built-in or Lanczos).")
+            upscaler = bpy.path.abspath(props.upscaler_file)
+        self.settings = {"scale": int(props.upscale_scale), "seed": props.seed, "upscaler": upscaler}
 
     def submit(self, c):
         return c.submit_upscale(self.mesh, self.texture, **self.settings)

@@ -111,6 +111,8 @@ class MESHDREAM_PT_upscale(_Panel, bpy.types.Panel):
         layout.use_property_decorate = False
         layout.row().prop(props, "upscale_scale", expand=True)
         layout.prop(props, "upscaler")
+        if props.upscaler == "file":
+            layout.prop(props, "upscaler_file")
         layout.operator("meshdream.upscale_texture", icon="FULLSCREEN_ENTER")
 
 

@@ -62,10 +62,17 @@ class MeshDreamSettings(bpy.types.PropertyGroup):
     upscale_scale: EnumProperty(
         name="Scale", items=[("2", "2x", "Twice the width and height"), ("4", "4x", "Four times")], default="2"
     )
-    upscaler: StringProperty(
+    upscaler: EnumProperty(
         name="Upscaler",
-        default="",
-        description="Empty: MeshDream's default; 'lanczos', 'builtin', or a model file or folder where the jobs run",
+        items=[
+            ("builtin", "Built-in", "MeshDream's own small super-resolution model: fast, offline"),
+            ("lanczos", "Lanczos", "A plain Lanczos resize"),
+            ("file", "Model File", "An ESRGAN-family .pth / .safetensors file or a diffusers x4 upscaler folder"),
+        ],
+        default="builtin",
+    )
+    upscaler_file: StringProperty(
+        name="Model", subtype="FILE_PATH", description="Upscaler model file or folder, on the machine the jobs run on"
     )
     shape_prompt: StringProperty(name="Shape", default="chair", description="A category, e.g. 'tall chair'")
     shape_seed: IntProperty(name="Seed", default=0, min=0)

@@ -304,8 +304,12 @@ def test_restyle_and_upscale_report_what_is_missing(scene):
     state = (names(bpy.data.materials), names(bpy.data.images))
     with pytest.raises(RuntimeError, match="Texture size 48 must be a positive power of two"):
         bpy.ops.meshdream.upscale_texture()  # the server's answer, one line
-    scene.meshdream.upscaler = ""
-    assert "upscaler" not in operators.UpscaleTask(bpy.context, obj).settings  # the core's default applies
+    assert operators.UpscaleTask(bpy.context, obj).settings["upscaler"] == "builtin"  # the panel's default
+    scene.meshdream.upscaler = "file"
+    with pytest.raises(RuntimeError, match="Choose the upscaler's model file"):
+        bpy.ops.meshdream.upscale_texture()
+    scene.meshdream.upscaler_file = "//models/4x.pth"
+    assert operators.UpscaleTask(bpy.context, obj).settings["upscaler"] == bpy.path.abspath("//models/4x.pth")
     obj.data.uv_layers.remove(obj.data.uv_layers[0])
     with pytest.raises(RuntimeError, match="has no UV map"):
         bpy.ops.meshdream.restyle_texture()
