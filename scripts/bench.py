@@ -273,9 +273,12 @@ def readme_examples() -> dict:
         holes = np.full((512, 512, 4), 0.6, np.float32)  # a texture with a transparent square to fill
         holes[170:340, 170:340, 3] = 0
         save_png(holes, work / "holes.png")
+        save_png(np.full((512, 512, 3), 0.5, np.float32) * np.linspace(0.5, 1.5, 512)[:, None, None], work / "spot.png")
         examples = {
             "texture": ["texture", "spot.obj", "--prompt", "red brick", "-o", "spot.glb"],
             "inpaint": ["inpaint", "spot.obj", "holes.png", "-o", "filled.png", "--model", "builtin"],
+            "restyle": ["restyle", "spot.obj", "--texture", "spot.png", "--prompt", "mossy stone", "-o", "out.glb"],
+            "upscale": ["upscale", "spot.obj", "spot.png", "-o", "big.png"],
             "views": ["views", "spot.obj", "-o", "views/"],
             "shape": ["shape", "chair", "-o", "chair.glb", "--texture", "brown wood"],
             "batch": ["batch", "meshes/", "--prompt", "red brick", "-o", "batch_out/"],

@@ -39,8 +39,8 @@ def test_texture_training_script_trains_on_the_given_device(tmp_path, spot):
         script.main([*args, "--device", str(dev), "--out", str(tmp_path / "dev")])
     cpu, dev = (load_file(str(tmp_path / d / "texture_model.safetensors")) for d in ("cpu", "dev"))
     assert cpu.keys() == dev.keys()
-    for key in cpu:
-        torch.testing.assert_close(dev[key], cpu[key], atol=1e-4, rtol=0, msg=key)
+    for key in cpu:  # stored as float16: equal float32 weights may still round one float16 step (2**-10) apart
+        torch.testing.assert_close(dev[key], cpu[key], atol=1e-4, rtol=2**-10, msg=key)
     card = json.loads((tmp_path / "dev" / "texture_model.json").read_text())
     assert card["training"]["steps"] == 3 and card["training"]["command"].endswith(
         "--device meta --out " + str(tmp_path / "dev")
