@@ -1,7 +1,10 @@
-"""Moving data to a model's device: one function for every layer (geometry, generators, shapes)."""
+"""Tensors between layers: moving data to a model's device, reading the weights the project ships (every layer:
+geometry, generators, shapes)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -12,3 +15,17 @@ def to_device(x, device: torch.device, dtype: Optional[torch.dtype] = None) -> t
     """A numpy array (copied only if not contiguous) or tensor on `device`, in `dtype` if given."""
     t = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else torch.as_tensor(x)
     return t.to(device=device, dtype=dtype)
+
+
+def load_weights(path: Path, missing: type[Exception], what: str, retrain: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(model card, float32 state dict) of a .safetensors file and the .json card beside it, as every model the
+    project trains is shipped; `missing` (the caller's error type) says what is absent and how to get it back."""
+    from safetensors.torch import load_file
+
+    card_path = path.with_suffix(".json")
+    if not path.is_file() or not card_path.is_file():
+        raise missing(
+            f"{what}'s weights ({path}) or model card ({card_path.name}) are missing; reinstall meshdream or retrain "
+            f"them with {retrain}."
+        )
+    return json.loads(card_path.read_text()), {k: v.float() for k, v in load_file(str(path)).items()}

@@ -21,7 +21,7 @@ import torch
 
 from ..errors import InvalidParameterError, MeshDreamError
 from ..progress import CancelToken, ProgressCallback, Reporter
-from ..tensors import to_device
+from ..tensors import load_weights, to_device
 from .model import ShapeModelConfig, ShapeNets
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "shape_model.safetensors"
@@ -120,18 +120,14 @@ def save_shape_model(nets: ShapeNets, card: dict, path: Path) -> None:
 def load_shape_model(path: Optional[str] = None) -> ShapeModel:
     """The denoiser and its card from `path` (default: the shipped weights), cached per path, CPU, eval mode;
     `.to(device)` gives (and keeps) its copy on another device."""
-    from safetensors.torch import load_file
-
-    path = Path(path) if path else WEIGHTS
-    card_path = path.with_suffix(".json")
-    if not path.is_file() or not card_path.is_file():
-        raise ShapeModelNotFoundError(
-            f"Shape model weights '{path}' or its card '{card_path.name}' are missing; reinstall meshdream or "
-            "retrain them with `python scripts/train_shape_model.py`."
-        )
-    card = json.loads(card_path.read_text())
+    card, state = load_weights(
+        Path(path) if path else WEIGHTS,
+        ShapeModelNotFoundError,
+        "The shape model",
+        "`python scripts/train_shape_model.py`",
+    )
     nets = ShapeNets(ShapeModelConfig(**card["config"]))
-    nets.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+    nets.load_state_dict(state)
     nets.eval().requires_grad_(False)
     return ShapeModel(nets, card)
 

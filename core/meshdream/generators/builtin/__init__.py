@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
 import torch
 
 from ...errors import MeshDreamWarning
+from ...tensors import load_weights
 from ..base import GenerationRequest, Generator, ModelNotFoundError, guided_rows
 from ..loading import pick_device
 from ..schedulers import make_scheduler
@@ -111,18 +111,13 @@ class BuiltinGenerator(Generator):
 
 def load_builtin(device="auto", scheduler="dpm++", weights: str | Path | None = None) -> BuiltinGenerator:
     """weights: another .safetensors with its model card (.json) beside it (e.g. a training run's); default: shipped."""
-    path = Path(weights) if weights else WEIGHTS
-    card_path = path.with_suffix(".json")
-    if not path.exists() or not card_path.exists():
-        raise ModelNotFoundError(
-            f"The built-in model's weights ({path}) or their model card ({card_path.name}) are missing; reinstall "
-            "meshdream or retrain them with "
-            "scripts/train_texture_model.py (see weights/texture_model.json for the command)."
-        )
-    from safetensors.torch import load_file
-
-    card = json.loads(card_path.read_text())
+    card, state = load_weights(
+        Path(weights) if weights else WEIGHTS,
+        ModelNotFoundError,
+        "The built-in model",
+        "scripts/train_texture_model.py (see weights/texture_model.json for the command)",
+    )
     model = TextureModel(card["config"])
-    model.load_state_dict(load_file(str(path)))
+    model.load_state_dict(state)
     sched = make_scheduler(scheduler, card["scheduler"])
     return BuiltinGenerator(model, sched, pick_device(device), card)

@@ -9,7 +9,6 @@ scripts/train_upscale_model.py on procedural materials; see weights/upscale_mode
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
@@ -19,11 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import InvalidParameterError
+from ...tensors import load_weights
 from ..base import ModelNotFoundError
 from ..loading import pick_device
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "upscale_model.safetensors"
-CARD = WEIGHTS.with_suffix(".json")
 DEFAULT_CONFIG = {"channels": 32, "layers": 6, "scales": [2, 4]}
 
 
@@ -63,22 +62,18 @@ def load_builtin_upscaler(
     .safetensors with its card beside it); device "auto": CUDA (or MPS) when available. The tile is edge-padded by
     the receptive radius and the result cropped: no texel kept has seen the convolutions' zero padding, which would
     darken a tile's rim (the overlap blend in upscale_texture hides what edge-padding still changes)."""
-    from safetensors.torch import load_file
-
-    path = Path(weights) if weights else WEIGHTS
-    card_path = path.with_suffix(".json")
-    if not path.is_file() or not card_path.is_file():
-        raise ModelNotFoundError(
-            f"The built-in upscaler's weights ({path}) or model card ({card_path.name}) are missing; reinstall "
-            "meshdream or retrain them with scripts/train_upscale_model.py (the command is in upscale_model.json)."
-        )
-    card = json.loads(card_path.read_text())
+    card, state = load_weights(
+        Path(weights) if weights else WEIGHTS,
+        ModelNotFoundError,
+        "The built-in upscaler",
+        "scripts/train_upscale_model.py (the command is in upscale_model.json)",
+    )
     model = UpscaleNet(card["config"])
     if scale not in model.config["scales"]:
         raise InvalidParameterError(
             f"The built-in upscaler has no x{scale} head (it has {', '.join(f'x{s}' for s in model.config['scales'])})."
         )
-    model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+    model.load_state_dict(state)
     dev = pick_device(device)
     model.to(dev).eval()
     pad = model.receptive_radius
