@@ -149,10 +149,9 @@ def _texture(args) -> None:
     inpainter = _generator(args.inpaint_model, args) if args.inpaint_model else None
     reference = None
     if args.reference:
-        import numpy as np
-        from PIL import Image
+        from .images import read_image
 
-        reference = np.asarray(Image.open(args.reference).convert("RGB"), np.float32) / 255
+        reference = read_image(args.reference, what="reference image")
     with _watched() as (bar, token):
         result = texture_mesh(
             mesh,
@@ -184,19 +183,17 @@ def _texture(args) -> None:
 
 
 def _restyle(args) -> None:
-    import numpy as np
-    from PIL import Image
-
     from .geometry import save_textured
+    from .images import read_image
     from .texturing import restyle_texture
 
     out = Path(args.output)
     _refuse_existing(out, args.overwrite)
     mesh = _load_mesh(args)
-    texture = np.asarray(Image.open(args.texture).convert("RGB"), np.float32) / 255
+    texture = read_image(args.texture, what="texture")
     reference = None
     if args.reference:
-        reference = np.asarray(Image.open(args.reference).convert("RGB"), np.float32) / 255
+        reference = read_image(args.reference, what="reference image")
     generator = _generator(args.model, args)
     with _watched() as (bar, token):
         result = restyle_texture(
@@ -221,11 +218,8 @@ def _restyle(args) -> None:
 
 
 def _upscale(args) -> None:
-    import numpy as np
-    from PIL import Image
-
     from .errors import OutputExistsError
-    from .images import save_png
+    from .images import read_image, save_png
     from .texturing.upscale import upscale_texture
 
     out = Path(args.output)
@@ -233,7 +227,7 @@ def _upscale(args) -> None:
         raise OutputExistsError(f"'{out}' is the input texture; write the upscaled one under another name.")
     _refuse_existing(out, args.overwrite)
     mesh = _load_mesh(args)
-    texture = np.asarray(Image.open(args.texture).convert("RGB"), np.float32) / 255
+    texture = read_image(args.texture, what="texture")
     with _watched() as (bar, token):
         big = upscale_texture(
             mesh,
@@ -254,13 +248,13 @@ def _inpaint(args) -> None:
     import numpy as np
     from PIL import Image
 
-    from .images import save_png
+    from .images import read_image, save_png
     from .texturing import inpaint_uv
 
     out = Path(args.output)
     _refuse_existing(out, args.overwrite)
     mesh = _load_mesh(args)
-    rgba = np.asarray(Image.open(args.texture).convert("RGBA"), np.float32) / 255
+    rgba = read_image(args.texture, "RGBA", "texture")
     if args.mask:
         mask = np.asarray(Image.open(args.mask).convert("L").resize(rgba.shape[1::-1])) > 127
     else:

@@ -1,11 +1,25 @@
-"""Writing arrays as image files: 8-bit colour, 16-bit depth, and contact sheets for previews."""
+"""Image files and arrays: reading colour images, writing 8-bit colour and 16-bit depth, contact sheets."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
+
+from .errors import InvalidParameterError
+
+
+def read_image(path, mode: str = "RGB", what: str = "image") -> np.ndarray:
+    """(H, W, C) float32 in [0, 1] of the image file at `path` in PIL `mode`; a missing or unreadable file is an
+    InvalidParameterError naming it (`what`: how the caller's user knows that path)."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert(mode), np.float32) / 255
+    except FileNotFoundError:
+        raise InvalidParameterError(f"No {what} at '{path}'; check the path.") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InvalidParameterError(f"'{path}' is not a readable image ({exc}).") from None
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

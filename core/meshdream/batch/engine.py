@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from ..errors import CancelledError, InvalidParameterError, MeshDreamError, MeshDreamWarning, OutputExistsError
+from ..errors import CancelledError, MeshDreamError, MeshDreamWarning, OutputExistsError
 from ..progress import CancelToken, Progress
 from .jobs import DONE, FAILED, SKIPPED, BatchItem, ItemResult
 from .summary import CANCELLED, FINISHED, Summary
@@ -48,31 +48,18 @@ class BatchReport:
         return self.count(FAILED)
 
 
-def _read_texture(path: str):
-    """The item's texture image as (H, W, 3) float32 in [0, 1]."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"), np.float32) / 255
-    except FileNotFoundError:
-        raise InvalidParameterError(f"No texture image at '{path}'; check the job's \"texture\" path.") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InvalidParameterError(f"'{path}' is not a readable image ({exc}).") from None
-
-
 def _make(item: BatchItem, generator, mesh, progress, cancel):
     """The item's core call by its kind: (what save_textured takes, or None for a texture alone; the texture)."""
+    from ..images import read_image
     from ..texturing import restyle_texture, texture_mesh
     from ..texturing.upscale import upscale_texture
 
     if item.kind == "upscale":
-        texture = _read_texture(item.texture)
+        texture = read_image(item.texture, what="texture image")
         options = {"prompt": item.prompt, "progress": progress, "cancel": cancel}
         return None, upscale_texture(mesh, texture, **options, **item.settings)
     if item.kind == "restyle":
-        texture = _read_texture(item.texture)
+        texture = read_image(item.texture, what="texture image")
         options = {"generator": generator, "progress": progress, "cancel": cancel}
         result = restyle_texture(mesh, texture, item.prompt, **options, **item.settings)
     else:
