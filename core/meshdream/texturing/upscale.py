@@ -70,10 +70,10 @@ def upscale_texture(
             f"The texture must be square, got {image.shape[1]} x {image.shape[0]}; pass the (S, S, 3) texture."
         )
     check_texture_size(size)
-    if not 0 <= overlap < (tile or 256):
-        raise InvalidParameterError(f"Need 0 <= overlap < tile, got overlap={overlap}, tile={tile}.")
     up = resolve_upscaler(upscaler, scale, prompt, steps, seed)
-    tile = tile or up.tile
+    tile = tile or up.tile  # the overlap is checked against the tile in use, the upscaler's own by default
+    if not 0 <= overlap < tile:
+        raise InvalidParameterError(f"Need 0 <= overlap < tile, got overlap={overlap}, tile={tile}.")
     report = Reporter(progress, cancel)
 
     coverage = uv_maps(mesh, size).coverage
