@@ -1,5 +1,5 @@
-"""Tensors between layers: moving data to a model's device, reading the weights the project ships (every layer:
-geometry, generators, shapes)."""
+"""Tensors between layers: picking a device and moving data to it, reading the weights the project ships (every
+layer: geometry, generators, shapes)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,17 @@ from typing import Optional
 
 import numpy as np
 import torch
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """cuda > mps > cpu unless a device is named."""
+    if str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
 
 
 def to_device(x, device: torch.device, dtype: Optional[torch.dtype] = None) -> torch.Tensor:

@@ -104,7 +104,7 @@ def assert_same_texture(png_bytes: bytes, texture: np.ndarray) -> None:
     """Identical on the CPU; on a GPU each process may pick other kernels, which round 1 level in 255 otherwise."""
     diff = np.abs(png(png_bytes).astype(int) - to_uint8(texture))
     assert diff.max() <= 1 and (diff > 0).mean() < 0.02
-    if meshdream.generators.pick_device("auto").type == "cpu":
+    if meshdream.tensors.pick_device("auto").type == "cpu":
         assert diff.max() == 0
 
 

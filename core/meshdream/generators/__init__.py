@@ -1,7 +1,7 @@
 """Texture generators: the Generator interface, the shared sampler, diffusers-backed models, model loading."""
 
 from .base import GenerationRequest, Generator, GeneratorKindError, ModelNotFoundError
-from .loading import list_cached_models, load_generator, pick_device
+from .loading import list_cached_models, load_generator
 from .sampling import sample
 
 __all__ = [
@@ -11,6 +11,5 @@ __all__ = [
     "ModelNotFoundError",
     "list_cached_models",
     "load_generator",
-    "pick_device",
     "sample",
 ]

@@ -17,21 +17,11 @@ from typing import Any, Optional, Sequence
 import torch
 
 from ..errors import InvalidParameterError
+from ..tensors import pick_device
 from .base import Generator, GeneratorKindError, ModelNotFoundError
 from .schedulers import make_scheduler
 
 MEMORY_PRESETS = ("auto", "none", "low", "minimal")
-
-
-def pick_device(device: str | torch.device = "auto") -> torch.device:
-    """cuda > mps > cpu unless a device is named."""
-    if str(device) != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def _hf_cache_dir() -> Path:

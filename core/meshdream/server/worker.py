@@ -20,11 +20,12 @@ import torch
 import trimesh
 
 from ..errors import CancelledError, MeshDreamError, MeshDreamWarning
-from ..generators import load_generator, pick_device
+from ..generators import load_generator
 from ..geometry import load_mesh
 from ..progress import CancelToken, Progress
 from ..shapes import generate_shape, points_to_mesh
 from ..shapes.sampler import load_shape_model
+from ..tensors import pick_device
 from ..texturing import TextureResult, inpaint_uv, restyle_texture, texture_mesh
 from ..texturing.pipeline import resolve_view_resolution
 from ..texturing.upscale import upscale_texture

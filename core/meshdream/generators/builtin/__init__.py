@@ -8,9 +8,8 @@ from pathlib import Path
 import torch
 
 from ...errors import MeshDreamWarning
-from ...tensors import load_weights
+from ...tensors import load_weights, pick_device
 from ..base import GenerationRequest, Generator, ModelNotFoundError, guided_rows
-from ..loading import pick_device
 from ..schedulers import make_scheduler
 from .model import TextureModel, geometry_channels, pad_ids
 from .vocab import WORDS, parse

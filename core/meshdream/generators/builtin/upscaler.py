@@ -18,9 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import InvalidParameterError
-from ...tensors import load_weights
+from ...tensors import load_weights, pick_device
 from ..base import ModelNotFoundError
-from ..loading import pick_device
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "upscale_model.safetensors"
 DEFAULT_CONFIG = {"channels": 32, "layers": 6, "scales": [2, 4]}
