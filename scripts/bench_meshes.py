@@ -108,8 +108,8 @@ def measure(name: str) -> dict:
         mesh = meshdream.load_mesh(src)
         load_s = time.perf_counter() - t0
         result = meshdream.texture_mesh(mesh, PROMPT, **JOB)
-    meta = mesh.metadata["meshdream"]
-    unwrap_s = meta["unwrap_seconds"]
+    info = meshdream.mesh_info(mesh)
+    unwrap_s = info.unwrap_seconds
     t = result.timings
     timings = {"load_mesh": round(load_s - unwrap_s, 3), "unwrap": round(unwrap_s, 3)}
     timings.update({k: round(v, 3) for k, v in t.items() if k not in ("setup", "total")})
@@ -118,7 +118,7 @@ def measure(name: str) -> dict:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "faces": len(mesh.faces),
-        "unwrapped": meta["unwrapped"],
+        "unwrapped": info.unwrapped,
         "pages": len(result.textures) or 1,
         "coverage_pct": coverage,
         "facing_coverage_pct": facing,

@@ -15,19 +15,19 @@ from .errors import CancelledError, MeshDreamError
 
 
 def _info(args) -> None:
-    from .geometry import load_mesh
+    from .geometry import load_mesh, mesh_info
 
     mesh = load_mesh(args.mesh)
-    meta = mesh.metadata["meshdream"]
+    meta = mesh_info(mesh)
     print(
         json.dumps(
             {
                 "file": str(args.mesh),
                 "vertices": len(mesh.vertices),
                 "faces": len(mesh.faces),
-                "uvs": "unwrapped by xatlas" if meta["unwrapped"] else "kept from the file",
+                "uvs": "unwrapped by xatlas" if meta.unwrapped else "kept from the file",
                 "watertight": bool(mesh.is_watertight),
-                "to_normalized": meta["to_normalized"],
+                "to_normalized": meta.to_normalized.tolist(),
             },
             indent=2,
         )

@@ -75,7 +75,7 @@ def test_camera_in_user_coordinates_sees_the_same_image(tmp_path):
     user = trimesh.creation.torus(3.0, 1.0)
     user.apply_translation([10.0, -4.0, 2.0])
     mesh = meshdream.load_mesh(user)
-    to_norm = np.array(mesh.metadata["meshdream"]["to_normalized"])
+    to_norm = meshdream.mesh_info(mesh).to_normalized
     user_cam = Camera.look_at((10.0, -4.0, 20.0), (10.0, -4.0, 2.0), resolution=96)
     in_user = meshdream.render(user, user_cam)
     in_norm = meshdream.render(mesh, user_cam.transformed(to_norm))

@@ -50,13 +50,13 @@ def _glb_json(path):
 
 def test_load_keeps_each_material_and_its_uvs(overlapping):
     mesh = meshdream.load_mesh(overlapping, normalize=False)
-    info = mesh.metadata["meshdream"]
-    assert sorted(info["materials"]) == ["blue", "red"] and info["udim_tiles"] == []
-    assert not info["unwrapped"]  # overlapping only across materials: kept, not re-unwrapped
+    info = meshdream.mesh_info(mesh)
+    assert sorted(info.materials) == ["blue", "red"] and info.udim_tiles == ()
+    assert not info.unwrapped  # overlapping only across materials: kept, not re-unwrapped
     raw = trimesh.load(overlapping, process=False)  # a Scene: one part per material
     np.testing.assert_allclose(corners(mesh), corners(trimesh.util.concatenate(list(raw.geometry.values()))))
     # Every face keeps its material: the +x, -x, +y faces are red.
-    names = np.array(info["materials"])[mesh.face_attributes["material"]]
+    names = np.array(info.materials)[mesh.face_attributes["material"]]
     normals = np.round(mesh.face_normals).astype(int)
     assert set(map(tuple, normals[names == "red"])) == {(1, 0, 0), (-1, 0, 0), (0, 1, 0)}
 
@@ -69,8 +69,10 @@ def test_two_material_cube_gives_two_textures_and_a_clean_glb(two_textures, tmp_
     for name, texture in result.textures.items():
         # Each page has colour wherever its own material's faces lie (the other material's UVs are elsewhere).
         sub = meshdream.geometry.pages.material_mesh(mesh, name)
+        assert meshdream.mesh_info(sub).materials == (name,)
         covered = meshdream.uv_maps(sub, 128).coverage
         assert covered.any() and (texture[covered].max(axis=-1) > 0).all()
+    assert sorted(meshdream.mesh_info(mesh).materials) == ["blue", "red"]
 
     path = meshdream.save_textured(mesh, result.textures, tmp_path / "cube.glb")
     issues = khronos_issues(path)
@@ -79,7 +81,7 @@ def test_two_material_cube_gives_two_textures_and_a_clean_glb(two_textures, tmp_
     assert sorted(m["name"] for m in gltf["materials"]) == ["blue", "red"]
     assert all("baseColorTexture" in m["pbrMetallicRoughness"] for m in gltf["materials"])
     back = meshdream.load_mesh(path, normalize=False)
-    assert sorted(back.metadata["meshdream"]["materials"]) == ["blue", "red"]
+    assert sorted(meshdream.mesh_info(back).materials) == ["blue", "red"]
     np.testing.assert_allclose(corners(back), corners(to_user_frame(mesh)), atol=1e-6)  # glTF's v-flip undone
 
 
@@ -92,7 +94,7 @@ def test_obj_writes_every_material_with_its_texture(two_textures, tmp_path):
         image = np.asarray(Image.open(tmp_path / f"cube_{name}.png"))
         np.testing.assert_array_equal(image, np.round(result.textures[name] * 255).astype(np.uint8))
     back = meshdream.load_mesh(path, normalize=False)
-    assert sorted(back.metadata["meshdream"]["materials"]) == ["blue", "red"]
+    assert sorted(meshdream.mesh_info(back).materials) == ["blue", "red"]
     np.testing.assert_allclose(corners(back), corners(to_user_frame(mesh)), atol=1e-6)
     with pytest.raises(meshdream.OutputExistsError):
         meshdream.save_textured(mesh, result.textures, path)

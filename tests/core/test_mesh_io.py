@@ -1,15 +1,19 @@
+import dataclasses
+
 import meshdream
 import numpy as np
 import pytest
 import trimesh
 from meshdream.geometry.unwrap import uvs_usable
+from meshdream.texturing.common import Timer
+from meshdream.texturing.pipeline import resolve_mesh
 
 from tests.conftest import asset
 
 
 def test_spot_keeps_its_uvs_and_is_normalized(spot):
     raw = trimesh.load(asset("spot.obj"), process=False)
-    assert spot.metadata["meshdream"]["unwrapped"] is False
+    assert meshdream.mesh_info(spot).unwrapped is False
     assert len(spot.faces) == len(raw.faces)
     lo, hi = spot.bounds
     np.testing.assert_allclose(lo + hi, 0, atol=1e-9)
@@ -17,22 +21,43 @@ def test_spot_keeps_its_uvs_and_is_normalized(spot):
     uv = spot.visual.uv
     assert uv.min() >= 0 and uv.max() <= 1
     # The transform maps the file's coordinates onto the normalized ones.
-    to_norm = np.array(spot.metadata["meshdream"]["to_normalized"])
+    to_norm = meshdream.mesh_info(spot).to_normalized
     mapped = trimesh.transform_points(raw.vertices, to_norm)
     assert np.abs(trimesh.PointCloud(mapped).bounds - spot.bounds).max() < 1e-9
+
+
+def test_mesh_info_comes_from_load_mesh_alone(spot, tmp_path):
+    info = meshdream.mesh_info(spot)
+    assert meshdream.mesh_info(spot.copy()) is info  # copies of the mesh carry it
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.unwrapped = True
+    with pytest.raises(ValueError, match="read-only"):
+        info.to_normalized[0, 0] = 1.0
+    # A GLB of a loaded mesh holds the info as glTF extras; trimesh reads them back as a plain dict, and the mesh is
+    # in the file's frame again: it must not pass for a mesh from load_mesh, and texturing must load it.
+    path = tmp_path / "spot.glb"
+    meshdream.geometry.to_user_frame(spot).export(path)
+    reread = trimesh.load(path, force="mesh")
+    assert isinstance(reread.metadata["meshdream"], dict)
+    for other in (reread, trimesh.creation.box()):
+        with pytest.raises(meshdream.InvalidMeshError, match="pass it through meshdream.load_mesh first"):
+            meshdream.mesh_info(other)
+    loaded = resolve_mesh(reread, None, Timer())
+    assert meshdream.mesh_info(loaded).unwrapped is False
+    np.testing.assert_allclose(loaded.bounds, spot.bounds, atol=1e-6)
 
 
 def test_mesh_without_uvs_gets_a_valid_unwrap():
     path = asset("suzanne.obj")
     mesh = meshdream.load_mesh(path)
-    assert mesh.metadata["meshdream"]["unwrapped"] is True
+    assert meshdream.mesh_info(mesh).unwrapped is True
     uv = mesh.visual.uv
     assert uv.shape == (len(mesh.vertices), 2)
     assert uv.min() >= 0 and uv.max() <= 1
     assert uvs_usable(uv, mesh.faces, max_overlap=0.01)
     # Unwrapping splits vertices but keeps the surface: same area, no face lost beyond the triangulated quads.
     raw = trimesh.load(path, process=False, force="mesh")
-    assert np.isclose(mesh.area, raw.area * mesh.metadata["meshdream"]["to_normalized"][0][0] ** 2, rtol=1e-6)
+    assert np.isclose(mesh.area, raw.area * meshdream.mesh_info(mesh).to_normalized[0, 0] ** 2, rtol=1e-6)
 
 
 def test_overlapping_uvs_are_replaced():
@@ -46,7 +71,7 @@ def test_overlapping_uvs_are_replaced():
         process=False,
     )
     mesh = meshdream.load_mesh(mirrored)
-    assert mesh.metadata["meshdream"]["unwrapped"] is True
+    assert meshdream.mesh_info(mesh).unwrapped is True
     assert uvs_usable(mesh.visual.uv, mesh.faces)
 
 
@@ -54,7 +79,7 @@ def test_uvs_slightly_outside_are_fitted_back_not_unwrapped(spot):
     uv = spot.visual.uv * 1.08 - 0.04  # exporter slop: 4% outside on both sides
     sloppy = trimesh.Trimesh(spot.vertices, spot.faces, visual=trimesh.visual.TextureVisuals(uv=uv), process=False)
     mesh = meshdream.load_mesh(sloppy, normalize=False)
-    assert mesh.metadata["meshdream"]["unwrapped"] is False
+    assert meshdream.mesh_info(mesh).unwrapped is False
     fitted = mesh.visual.uv
     assert fitted.min() >= 0 and fitted.max() <= 1 and np.isclose(np.ptp(fitted, axis=0).max(), 1.0)
     # A uniform scale and shift: the layout's shape (and so its texel density ratios) is unchanged.

@@ -40,13 +40,13 @@ def test_udim_layouts_are_told_apart():
 
 def test_load_keeps_the_udim_layout(udim_cube, tmp_path):
     mesh = meshdream.load_mesh(udim_cube)
-    info = mesh.metadata["meshdream"]
-    assert info["udim_tiles"] == [int(t) for t in TILES] and not info["unwrapped"]
+    info = meshdream.mesh_info(mesh)
+    assert info.udim_tiles == tuple(int(t) for t in TILES) and not info.unwrapped
     raw = trimesh.load(udim_cube, process=False)
     np.testing.assert_allclose(corners(meshdream.geometry.to_user_frame(mesh)), corners(raw), atol=1e-9)
     # A layout far outside 0..1 that is no UDIM layout (faces across tile borders) is still unwrapped.
     repeats = cube_obj(tmp_path / "repeats.obj", [(k / 2, 0) for k in range(6)], size=2.0)
-    assert meshdream.load_mesh(repeats).metadata["meshdream"]["unwrapped"]
+    assert meshdream.mesh_info(meshdream.load_mesh(repeats)).unwrapped
 
 
 def test_six_tile_images_and_the_uvs_unchanged(textured, udim_cube, tmp_path):
@@ -62,7 +62,7 @@ def test_six_tile_images_and_the_uvs_unchanged(textured, udim_cube, tmp_path):
     assert "map_Kd cube.<UDIM>.png" in (tmp_path / "cube.mtl").read_text()
     back = trimesh.load(path, process=False)
     np.testing.assert_allclose(corners(back), corners(trimesh.load(udim_cube, process=False)), atol=1e-6)
-    assert meshdream.load_mesh(path).metadata["meshdream"]["udim_tiles"] == [int(t) for t in TILES]
+    assert meshdream.mesh_info(meshdream.load_mesh(path)).udim_tiles == tuple(int(t) for t in TILES)
     with pytest.raises(meshdream.InvalidParameterError, match="one image per tile"):
         meshdream.save_textured(mesh, result.texture, tmp_path / "atlas.obj")
     with pytest.raises(meshdream.InvalidParameterError, match="UDIM tiles"):

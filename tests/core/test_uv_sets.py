@@ -62,7 +62,8 @@ def test_first_uv_set_by_default_and_the_chosen_one_on_request(tmp_path):
         mesh = meshdream.load_mesh(path, uv_set=1)
         uv, xy = _uv_by_position(mesh)
         np.testing.assert_allclose(uv, _uv1(xy), atol=1e-6)
-        assert mesh.metadata["meshdream"]["uv_set"] == 1 and not mesh.metadata["meshdream"]["unwrapped"]
+        info = meshdream.mesh_info(mesh)
+        assert info.uv_set == 1 and not info.unwrapped
 
 
 def test_missing_uv_set_says_which_there_are(tmp_path):

@@ -3,6 +3,7 @@
 from .bake import BakeOperator, BakeResult, bake, bake_operator
 from .camera import Camera, orbit_cameras
 from .mesh_io import load_mesh, save_textured, to_user_frame
+from .meshdata import MeshInfo, mesh_info
 from .padding import dilate
 from .render import ViewMaps, render, render_texture, render_views
 from .texture import sample_texture
@@ -12,12 +13,14 @@ __all__ = [
     "BakeOperator",
     "BakeResult",
     "Camera",
+    "MeshInfo",
     "UVMaps",
     "ViewMaps",
     "bake",
     "bake_operator",
     "dilate",
     "load_mesh",
+    "mesh_info",
     "orbit_cameras",
     "render",
     "render_texture",

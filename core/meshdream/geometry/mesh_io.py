@@ -2,8 +2,8 @@
 
 `load_mesh` returns a clean triangle mesh centred at the origin with its longest side 2 (so cameras, depth
 ranges and tolerances mean the same on every mesh) and with usable UVs (its own, or a fresh xatlas unwrap).
-The transform from the user's coordinates is kept in `mesh.metadata["meshdream"]["to_normalized"]`, and
-`save_textured` applies its inverse, so exported files line up with the original.
+The transform from the user's coordinates is kept in the mesh's MeshInfo (`mesh_info(mesh).to_normalized`),
+and `save_textured` applies its inverse, so exported files line up with the original.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from ..errors import (
     UnsupportedFormatError,
 )
 from ..progress import CancelToken, ProgressCallback
+from .meshdata import MeshInfo, has_mesh_info, mesh_info
 from .pages import MATERIAL, Pages, atlas_mesh, face_materials, layout_pages
 from .texture import as_float_image
 from .unwrap import fit_unit_square, udim_tiles, unwrapped, uvs_usable
@@ -103,7 +104,7 @@ def _read(source, uv_set: int = 0) -> tuple[trimesh.Trimesh, list[str]]:
             f"uv_set={uv_set}: only glTF / GLB files hold several UV sets; other meshes have one (uv_set=0)."
         )
     if isinstance(source, trimesh.Trimesh):
-        names, index = face_materials(source)
+        names, index = face_materials(source) if has_mesh_info(source) else ([], None)
         if names:  # a mesh from load_mesh: keep its materials
             out = source.copy()
             out.face_attributes[MATERIAL] = index
@@ -201,9 +202,9 @@ def load_mesh(
         formats have one.
     progress, cancel: an unwrap of a large mesh (seconds) reports stage "unwrap" and stops on cancel.
 
-    metadata["meshdream"]: "to_normalized", "unwrapped", "uv_set", "materials" (names, [] without any; each face's
-    index into them is the face attribute "material"), "udim_tiles" (the tiles the kept layout uses, [] if none)
-    and "unwrap_seconds" (of the load's time, what unwrapping took; 0 without).
+    `mesh_info(mesh)` (a MeshInfo) says what was found and done: the transform from the file's coordinates, whether
+    it was unwrapped, the UV set, the materials (each face's index into them is the face attribute "material"), the
+    UDIM tiles and how long unwrapping took.
     """
     if unwrap not in ("auto", "always", "never"):
         raise InvalidMeshError(f"unwrap={unwrap!r} is unknown; use 'auto', 'always' or 'never'.")
@@ -231,22 +232,21 @@ def load_mesh(
     elif uv is not None:
         mesh.visual = trimesh.visual.TextureVisuals(uv=uv)
     tiles = udim_tiles(getattr(mesh.visual, "uv", None), np.asarray(mesh.faces, np.int64))
-    mesh.metadata["meshdream"] = {
-        "to_normalized": to_norm.tolist(),
-        "unwrapped": bool(did_unwrap),
-        "uv_set": int(uv_set),
-        "materials": materials,
-        "udim_tiles": [] if tiles is None else np.unique(tiles).tolist(),
-        "unwrap_seconds": round(unwrap_s, 4),
-    }
+    MeshInfo(
+        to_normalized=to_norm,
+        unwrapped=bool(did_unwrap),
+        uv_set=int(uv_set),
+        materials=materials,
+        udim_tiles=() if tiles is None else np.unique(tiles),
+        unwrap_seconds=round(unwrap_s, 4),
+    ).attach(mesh)
     return mesh
 
 
 def to_user_frame(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
     """A copy of a mesh from `load_mesh` moved back to the coordinates of the file it came from."""
     out = mesh.copy()
-    to_norm = np.asarray(mesh.metadata.get("meshdream", {}).get("to_normalized", np.eye(4)))
-    out.apply_transform(np.linalg.inv(to_norm))
+    out.apply_transform(np.linalg.inv(mesh_info(mesh).to_normalized))
     return out
 
 

@@ -1,4 +1,5 @@
-"""Per-mesh derived data (normals, welded topology, UV charts, the Embree scene), computed once and cached.
+"""Per-mesh data: what load_mesh recorded about a mesh (MeshInfo), and what is derived from its arrays (normals,
+welded topology, UV charts, the Embree scene), computed once and cached.
 
 Rendering and baking the same mesh many times (every denoising step of synchronized texturing does) must not
 rebuild the ray-tracing scene or the UV raster each time. The cache is keyed on the mesh object and checked
@@ -16,6 +17,7 @@ import trimesh
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from ..errors import InvalidMeshError
 from .raycast import RayCaster
 
 
@@ -153,3 +155,59 @@ def mesh_data(mesh: trimesh.Trimesh) -> MeshData:
     )
     _CACHE[key] = (digest, data)
     return data
+
+
+_INFO = "meshdream"  # MeshInfo's key in mesh.metadata, which trimesh's copy() carries along
+
+
+@dataclass(frozen=True, eq=False)
+class MeshInfo:
+    """What load_mesh found and did, carried by the mesh it returns (read it with `mesh_info(mesh)`): the way back to
+    the file's coordinates, and which materials, UV layout and UV set of the file the texture follows.
+
+    to_normalized: (4, 4) float64, read-only; file coordinates -> MeshDream's frame (bounding box centred, longest
+        side 2, so cameras and tolerances mean the same on every mesh). A similarity: save_textured and
+        to_user_frame apply its inverse, Camera.transformed(to_normalized) brings a user's camera along.
+    unwrapped: the UVs are a fresh xatlas unwrap (the file had none usable), not the file's own.
+    uv_set: the glTF TEXCOORD_n that was textured; 0 for every other format.
+    materials: material names in file order, () without any; the face attribute "material" indexes them.
+    udim_tiles: the UDIM tiles (1001, ...) of the kept UV layout, () if it is not UDIM.
+    unwrap_seconds: the part of load_mesh's time spent unwrapping (0 without), so timings can report it apart.
+    """
+
+    to_normalized: np.ndarray
+    unwrapped: bool
+    uv_set: int
+    materials: tuple[str, ...]
+    udim_tiles: tuple[int, ...]
+    unwrap_seconds: float
+
+    def __post_init__(self):
+        to_normalized = np.array(self.to_normalized, np.float64)
+        to_normalized.flags.writeable = False
+        object.__setattr__(self, "to_normalized", to_normalized)
+        object.__setattr__(self, "materials", tuple(map(str, self.materials)))
+        object.__setattr__(self, "udim_tiles", tuple(map(int, self.udim_tiles)))
+
+    def __deepcopy__(self, memo) -> "MeshInfo":
+        return self  # immutable: copies of a mesh share it (and its array stays read-only)
+
+    def attach(self, mesh: trimesh.Trimesh) -> None:
+        """Record this on `mesh` (load_mesh does, and a mesh derived from one in the same frame)."""
+        mesh.metadata[_INFO] = self
+
+
+def has_mesh_info(mesh) -> bool:
+    """Whether `mesh` came from load_mesh (or was derived from one in the same frame). The MeshInfo object itself
+    is the mark, not a dict: a GLB's extras come back into metadata as dicts and must not pass for one."""
+    return isinstance(getattr(mesh, "metadata", {}).get(_INFO), MeshInfo)
+
+
+def mesh_info(mesh) -> MeshInfo:
+    """What load_mesh recorded about `mesh`; a clear error for any other mesh."""
+    if not has_mesh_info(mesh):
+        raise InvalidMeshError(
+            "This mesh did not come from load_mesh, so its frame, materials and UV set are unknown; pass it through "
+            "meshdream.load_mesh first."
+        )
+    return mesh.metadata[_INFO]

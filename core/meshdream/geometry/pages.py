@@ -10,18 +10,19 @@ run, then cut back into pages. The same atlas is what a GLB gets for a UDIM layo
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Optional
 
 import numpy as np
 import trimesh
 
 from ..errors import InvalidParameterError
+from .meshdata import mesh_info
 from .padding import dilate
 from .texture import as_float_image
 from .unwrap import udim_tiles, uvs_usable
 
-MATERIAL = "material"  # face attribute: index of each face's material in metadata["meshdream"]["materials"]
+MATERIAL = "material"  # face attribute: index of each face's material in mesh_info(mesh).materials
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,7 +93,7 @@ class Pages:
 
 def face_materials(mesh: trimesh.Trimesh) -> tuple[list[str], np.ndarray]:
     """(material names, (F,) int64 material of each face) as load_mesh recorded them; no materials: [] and 0s."""
-    names = list(mesh.metadata.get("meshdream", {}).get("materials", []))
+    names = list(mesh_info(mesh).materials)
     index = mesh.face_attributes.get(MATERIAL)
     if index is None or len(index) != len(mesh.faces) or not names:
         return names, np.zeros(len(mesh.faces), np.int64)
@@ -176,5 +177,5 @@ def material_mesh(mesh: trimesh.Trimesh, name: str) -> trimesh.Trimesh:
     )
     out.face_attributes[MATERIAL] = np.zeros(len(faces), np.int64)
     out.metadata.update(copy.deepcopy(mesh.metadata))
-    out.metadata["meshdream"]["materials"] = [name]
+    replace(mesh_info(mesh), materials=(name,)).attach(out)
     return out

@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from ..generators import load_generator
-from ..geometry import save_textured
+from ..geometry import mesh_info, save_textured
 from ..geometry.mesh_io import READ_FORMATS, to_user_frame
 from ..geometry.texture import check_texture_size
 from ..images import contact_sheet, to_uint8
@@ -525,6 +525,6 @@ def encode_result(job: Job, parts: tuple[str, ...]) -> dict:
             "vertices": encode_array(np.asarray(user.vertices, np.float32)),
             "faces": encode_array(np.asarray(user.faces, np.int32)),
             "uvs": encode_array(np.asarray(user.visual.uv, np.float32)[user.faces]),
-            "unwrapped": bool(r.mesh.metadata["meshdream"]["unwrapped"]),
+            "unwrapped": mesh_info(r.mesh).unwrapped,
         }
     return out

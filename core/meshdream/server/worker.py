@@ -21,7 +21,7 @@ import trimesh
 
 from ..errors import CancelledError, MeshDreamError, MeshDreamWarning
 from ..generators import load_generator
-from ..geometry import load_mesh
+from ..geometry import load_mesh, mesh_info
 from ..progress import CancelToken, Progress
 from ..shapes import generate_shape, points_to_mesh
 from ..shapes.sampler import load_shape_model
@@ -260,7 +260,7 @@ def _timed(timings: dict, name: str, fn, *args, **kwargs):
 def _load(mesh: MeshInput, timings: dict, progress, cancel) -> trimesh.Trimesh:
     """The job's mesh, with the time its unwrap took (if any) as "unwrap", apart from the rest of "load_mesh"."""
     out = _timed(timings, "load_mesh", mesh.load, progress, cancel)
-    timings["unwrap"] = out.metadata["meshdream"]["unwrap_seconds"]
+    timings["unwrap"] = mesh_info(out).unwrap_seconds
     timings["load_mesh"] = round(timings["load_mesh"] - timings["unwrap"], 4)
     return out
 
@@ -282,7 +282,7 @@ def run_texture(req: TextureRequest, models: ModelCache, progress, cancel) -> Jo
     generator = _timed(timings, "load_model", models.get, req.model)
     kwargs = dict(req.settings)
     if req.cameras is not None:
-        to_normalized = mesh.metadata["meshdream"]["to_normalized"]
+        to_normalized = mesh_info(mesh).to_normalized
         view_resolution = resolve_view_resolution(generator, kwargs.get("view_resolution"))
         kwargs["cameras"] = [c.camera(to_normalized, view_resolution) for c in req.cameras]
     if req.inpaint_model is not None:

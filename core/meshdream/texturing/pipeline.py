@@ -10,7 +10,8 @@ import torch
 import trimesh
 
 from ..errors import InvalidParameterError
-from ..geometry import Camera, load_mesh, orbit_cameras, uv_maps
+from ..geometry import Camera, load_mesh, mesh_info, orbit_cameras, uv_maps
+from ..geometry.meshdata import has_mesh_info
 from ..geometry.pages import atlas_mesh, material_mesh, mesh_pages
 from ..geometry.texture import as_float_image, check_texture_size
 from ..progress import CancelToken, ProgressCallback
@@ -158,13 +159,13 @@ def resolve_view_resolution(generator, view_resolution: Optional[int]) -> int:
 
 def resolve_mesh(mesh, uv_set: Optional[int], timer: Timer, progress=None, cancel=None) -> trimesh.Trimesh:
     """A mesh from load_mesh as it is; a path or another trimesh loaded (timed as "load_mesh" and "unwrap")."""
-    if not (isinstance(mesh, trimesh.Trimesh) and "meshdream" in mesh.metadata):
+    if not (isinstance(mesh, trimesh.Trimesh) and has_mesh_info(mesh)):
         with timer("load_mesh"):
             mesh = load_mesh(mesh, uv_set=uv_set or 0, progress=progress, cancel=cancel)
-        timer.split("load_mesh", "unwrap", mesh.metadata["meshdream"]["unwrap_seconds"])
-    elif uv_set is not None and uv_set != mesh.metadata["meshdream"].get("uv_set", 0):
+        timer.split("load_mesh", "unwrap", mesh_info(mesh).unwrap_seconds)
+    elif uv_set is not None and uv_set != mesh_info(mesh).uv_set:
         raise InvalidParameterError(
-            f"uv_set={uv_set}, but the mesh was loaded with UV set {mesh.metadata['meshdream'].get('uv_set', 0)}; "
+            f"uv_set={uv_set}, but the mesh was loaded with UV set {mesh_info(mesh).uv_set}; "
             f"pass the file's path, or load it with load_mesh(path, uv_set={uv_set})."
         )
     return mesh
@@ -179,10 +180,11 @@ def reference_tensor(reference_image: Optional[np.ndarray]) -> Optional[torch.Te
 
 def _prompt_per_material(mesh, prompts: dict, generator, per_material, options: dict, timer: Timer, t0: float):
     """One run per material, on its faces alone, with its own prompt; the pages are put together as one result."""
-    names = mesh.metadata["meshdream"].get("materials", [])
+    info = mesh_info(mesh)
+    names = list(info.materials)
     if per_material is False:
         raise InvalidParameterError("A prompt per material needs per_material=True (or unset); pass one prompt string.")
-    if mesh.metadata["meshdream"].get("udim_tiles"):
+    if info.udim_tiles:
         raise InvalidParameterError("A prompt per material is not possible on a UDIM layout; pass one prompt string.")
     if len(names) < 2 or set(prompts) != set(names):
         raise InvalidParameterError(
