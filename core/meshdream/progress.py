@@ -19,12 +19,22 @@ PreviewFn = Callable[[], np.ndarray]
 
 @dataclass(frozen=True)
 class Progress:
-    stage: str  # e.g. "render", "bake", "denoise"
-    step: int  # steps done in this stage
-    total: int  # steps in this stage
+    """One report of a long operation to its `progress=` callback, which runs on the working thread: keep it short.
+
+    stage: what runs now: "unwrap", "denoise", "bake", "inpaint", "upscale"; one call may go through several, and
+        each counts its own steps from 0.
+    step, total: steps done of the stage's total, in the stage's own unit (sampler steps, views, tiles, phases; the
+        unwrap counts seconds against an estimate that grows if exceeded); `fraction` is their ratio.
+    message: a few words for a status line (e.g. "projecting views", the upscaler's name), often "".
+    preview: denoising only: the current views' clean estimate as (B, h, w, 3) uint8 at latent resolution. A
+        callable, so a step costs nothing unless a consumer asks; call it inside the callback (it holds the step's
+        device tensors).
+    """
+
+    stage: str
+    step: int
+    total: int
     message: str = ""
-    # Denoising: the current views' clean estimate as (B, h, w, 3) uint8 at latent resolution. A callable, so a
-    # step costs nothing unless a consumer asks; call it inside the callback (it holds the step's device tensors).
     preview: Optional[PreviewFn] = field(default=None, compare=False, repr=False)
 
     @property

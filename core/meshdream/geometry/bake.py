@@ -43,13 +43,27 @@ DEPTH_TOLERANCE = 2e-3
 
 @dataclass
 class BakeResult:
-    texture: np.ndarray  # (S, S, C) float32; unseen texels 0, gutters edge-padded
-    weight: np.ndarray  # (S, S) float32 summed view weights, 0 where no view saw the texel
-    best_cos: np.ndarray  # (S, S) float32 cosine of the most frontal view that saw the texel, 0 if none
-    coverage: np.ndarray  # (S, S) bool texels on the UV layout
+    """A baked texture and what the bake knew of each texel; every array is (S, S, ...) in the texture's OBJ row
+    order (v = 0 at the bottom), S the texture size.
+
+    texture: (S, S, C) float32, C the view images' channels: the weighted blend (or, mode "best", the best view) of
+        the view pixels that saw each texel. Unseen texels are 0, except texels off the UV layout within `padding`
+        of a seen one, which copy it, so bilinear and mip-mapped lookups at chart borders do not pull in black.
+    weight: (S, S) float32 summed view weights (cos(angle)^power times bilinear pixel support); 0 where no view saw
+        the texel, the confidence later steps (inpainting, blending runs) go by.
+    best_cos: (S, S) float32 cosine between the texel's normal and the direction to the most frontal view that saw
+        it, 0 if none: how squarely it has been seen (sequential painting decides keep / refine from it).
+    coverage: (S, S) bool, texels whose centre lies on the UV layout; the rest is gutter.
+    """
+
+    texture: np.ndarray
+    weight: np.ndarray
+    best_cos: np.ndarray
+    coverage: np.ndarray
 
     @property
     def seen(self) -> np.ndarray:
+        """(S, S) bool, texels some view saw: the ones inpainting keeps."""
         return self.weight > 0
 
 

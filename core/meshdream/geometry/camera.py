@@ -24,7 +24,19 @@ def _resolution(resolution: int | Sequence[int]) -> tuple[int, int]:
 
 @dataclass(frozen=True, eq=False)
 class Camera:
-    world_to_camera: np.ndarray  # (4, 4) rigid transform
+    """A pinhole camera looking down its -Z with +Y up (OpenGL / Blender), so DCC view matrices plug in unchanged.
+
+    world_to_camera: (4, 4) float64 rigid transform (rotation and translation, no scale, so depths stay in world
+        units) from the frame of the mesh it views; for a mesh from load_mesh that is the normalized frame (longest
+        side 2), and `transformed` brings a camera given in the file's frame there.
+    fx, fy: focal lengths in pixels (equal: every constructor makes square pixels).
+    cx, cy: the principal point in pixels from the image's top-left corner, x right and y down; the image centre
+        for every constructor.
+    width, height: image size in pixels; its renders and the view images baked through it are (height, width).
+    Frozen, compared by identity (its matrix is an array): derive others with transformed / resized.
+    """
+
+    world_to_camera: np.ndarray
     fx: float
     fy: float
     cx: float
