@@ -86,6 +86,18 @@ def mesh_arrays(obj, depsgraph, uv_name) -> dict:
     }
 
 
+def export_obj(obj, depsgraph, uv_name, path) -> None:
+    """mesh_arrays as an OBJ file, for the core's file inputs (batch jobs): per-corner UVs kept exactly, since the
+    texture must fit the object's own UV map."""
+    arrays = mesh_arrays(obj, depsgraph, uv_name)
+    faces = arrays["faces"] + 1
+    corners = np.arange(1, faces.size + 1).reshape(-1, 3)
+    with open(path, "w", encoding="utf-8") as f:
+        np.savetxt(f, arrays["vertices"], fmt="v %.7g %.7g %.7g")
+        np.savetxt(f, arrays["uvs"].reshape(-1, 2), fmt="vt %.7g %.7g")
+        np.savetxt(f, np.stack([faces, corners], -1).reshape(-1, 6), fmt="f %d/%d %d/%d %d/%d")
+
+
 def view_camera(context) -> dict:
     """The viewport's camera (or, without a viewport, the scene camera's) as the server's camera dict: its aspect,
     not a resolution, so the job sizes it (the panel's view resolution, else the model's own)."""

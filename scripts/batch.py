@@ -31,7 +31,6 @@ import tempfile
 from pathlib import Path
 
 import bpy
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,16 +80,6 @@ def scene_io():
     return module
 
 
-def write_obj(path: Path, arrays: dict) -> None:
-    """vertices + per-corner UVs as an OBJ (UVs kept exactly: the texture must fit the object's own UV map)."""
-    faces = arrays["faces"] + 1
-    corners = np.arange(1, faces.size + 1).reshape(-1, 3)
-    with open(path, "w", encoding="utf-8") as f:
-        np.savetxt(f, arrays["vertices"], fmt="v %.7g %.7g %.7g")
-        np.savetxt(f, arrays["uvs"].reshape(-1, 2), fmt="vt %.7g %.7g")
-        np.savetxt(f, np.stack([faces, corners], -1).reshape(-1, 6), fmt="f %d/%d %d/%d %d/%d")
-
-
 def export_scene(io, folder: Path, prompt: str | None) -> tuple[Path, dict]:
     """Each mesh object of the scene as OBJ + one jobs.jsonl line; returns the jobs file and object -> (output,
     the UV map used, the UV map added or None)."""
@@ -110,7 +99,7 @@ def export_scene(io, folder: Path, prompt: str | None) -> tuple[Path, dict]:
         if uv_name is None:  # no faces: an empty file, which the core reports as this item's error
             (folder / f"{stem}.obj").write_text("# no faces\n")
         else:
-            write_obj(folder / f"{stem}.obj", io.mesh_arrays(obj, depsgraph, uv_name))
+            io.export_obj(obj, depsgraph, uv_name, folder / f"{stem}.obj")
         job = {"input": f"{stem}.obj", "output": f"{stem}.glb", "source": f"{blend}:{obj.name}", "unwrap": "never"}
         if prompt:
             job["prompt"] = prompt
