@@ -9,13 +9,13 @@ from pathlib import Path
 
 import meshdream
 
-# Lowest first. The package itself (`meshdream`, the public API) sits above everything it re-exports.
+# Rooms by floor, lowest first; a room may import its own floor and those below.
 FLOORS = [
     {"errors", "tensors", "progress", "images", "client"},
     {"geometry"},
     {"shapes", "generators"},
     {"texturing"},
-    {""},
+    {""},  # meshdream/__init__.py, the public API: above all it re-exports
     {"batch", "server"},
     {"cli", "__main__"},
 ]
