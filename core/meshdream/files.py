@@ -18,8 +18,8 @@ TEMP_PREFIX = ".partial-"
 _FIXES = {
     errno.ENOSPC: "free some space or write to another disk",
     errno.EFBIG: "the file is larger than this file system (or a size limit) allows; write to another disk",
-    errno.EACCES: "choose a folder you may write to",
-    errno.EPERM: "choose a folder you may write to",
+    errno.EACCES: "check its permissions, or write to a folder you may write to",
+    errno.EPERM: "check its permissions, or write to a folder you may write to",
     errno.EROFS: "the disk is read-only; write to another one",
 }
 
