@@ -97,7 +97,7 @@ def texture_item(item: BatchItem, generator, out_dir: Path, progress=None, cance
             if out.suffix.lower() == ".glb":
                 save_png(texture, tmp / (out.stem + ".png"))
         source = item.source or item.input
-        Placed(item.output, source, round(time.perf_counter() - t0, 3), Placed.identity(tmp / out.name)).write(out)
+        Placed(item.output, source, round(time.perf_counter() - t0, 3), Placed.digest(tmp / out.name)).write(out)
         try:
             # .png and .mtl first: once the output itself appears, everything it refers to is there.
             for written in sorted(tmp.iterdir(), key=lambda p: p.name == out.name):

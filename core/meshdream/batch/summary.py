@@ -6,6 +6,7 @@ move bridges that gap, so a run killed in between does not leave an output the n
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -30,17 +31,21 @@ def marker_path(out: Path) -> Path:
 class Placed:
     """Written by `texture_item` just before it moves an item's files into place, removed once summary.json
     records the item. A run killed between the move and that record leaves it; the next run then records the
-    output as done if the file there is still the one the marker describes (a rename keeps inode, size and mtime)."""
+    output as done if the file there still holds the bytes the marker describes (by content, not inode: on some
+    shared file systems a rename is a copy)."""
 
     output: str  # relative to the out folder, as the item names it
     input: str  # the item's source or input, as summary.json names it
     seconds: float  # how long the attempt that wrote it took
-    file: tuple[int, int, int]  # (inode, size, mtime_ns) of the output file
+    sha256: str  # of the output file's bytes
 
     @staticmethod
-    def identity(path: Path) -> tuple[int, int, int]:
-        st = path.stat()
-        return st.st_ino, st.st_size, st.st_mtime_ns
+    def digest(path: Path) -> str:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
 
     def write(self, out: Path) -> None:
         with writing(marker_path(out)) as (temp,):
@@ -51,7 +56,7 @@ class Placed:
         """The marker in file `marker`, or None if it holds none (another temporary, or a half-written one)."""
         try:
             data = json.loads(marker.read_text(encoding="utf-8"))
-            return cls(str(data["output"]), str(data["input"]), float(data["seconds"]), tuple(data["file"]))
+            return cls(str(data["output"]), str(data["input"]), float(data["seconds"]), str(data["sha256"]))
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -113,7 +118,7 @@ class Summary:
         for path in temporaries:
             placed = Placed.read(path) if path.suffix == ".json" and path.is_file() else None
             out = None if placed is None else self.out_dir / placed.output
-            if out is not None and marker_path(out) == path and out.is_file() and Placed.identity(out) == placed.file:
+            if out is not None and marker_path(out) == path and out.is_file() and Placed.digest(out) == placed.sha256:
                 self._results[self._key(placed.output)] = ItemResult(placed.input, str(out), DONE, placed.seconds, 1)
                 recovered = True
         if recovered:
