@@ -9,6 +9,7 @@ from .errors import (
     MeshDreamWarning,
     MeshFileNotFoundError,
     OutputExistsError,
+    OutputWriteError,
     UnsupportedFormatError,
 )
 from .generators import GenerationRequest, Generator, GeneratorKindError, ModelNotFoundError, load_generator
@@ -65,6 +66,7 @@ __all__ = [
     "MeshDreamWarning",
     "MeshFileNotFoundError",
     "OutputExistsError",
+    "OutputWriteError",
     "Progress",
     "UVMaps",
     "UnsupportedFormatError",

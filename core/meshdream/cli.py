@@ -1,4 +1,5 @@
-"""The `meshdream` command line. Errors print one line saying what to fix (no traceback); Ctrl-C exits 130."""
+"""The `meshdream` command line. Errors (MeshDream's own and any OSError, e.g. a full disk) print one line saying
+what to fix (no traceback) and exit 2; Ctrl-C exits 130. Outputs are written whole or not at all (files.writing)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import CancelledError, MeshDreamError
+from .files import os_error_message, writing
 
 
 def _info(args) -> None:
@@ -48,7 +50,8 @@ def _views(args) -> None:
         save_depth16(maps.depth, out / f"view{k:02d}_depth.png")
         save_png(maps.normal * 0.5 + 0.5, out / f"view{k:02d}_normal.png")
         save_png(maps.mask.astype(float), out / f"view{k:02d}_mask.png")
-    (out / "cameras.json").write_text(json.dumps([c.to_dict() for c in cameras], indent=1))
+    with writing(out / "cameras.json") as (temp,):  # last: the images it describes are in place
+        temp.write_text(json.dumps([c.to_dict() for c in cameras], indent=1))
     print(f"Wrote {len(cameras)} views (depth, normal, mask) and cameras.json to {out}")
 
 
@@ -282,8 +285,8 @@ def _shape(args) -> None:
             result = texture_mesh(mesh, args.texture, strategy="sync", seed=args.seed, progress=bar, cancel=token)
         save_textured(mesh, result.texture, out, overwrite=args.overwrite)
     else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        to_user_frame(mesh).export(str(out))
+        with writing(out) as (temp,):
+            to_user_frame(mesh).export(str(temp), file_type=out.suffix.lower().lstrip("."))
     print(
         f"Wrote {out} ({len(mesh.faces)} faces, closed: {is_closed(mesh)}"
         f"{', textured: ' + args.texture if args.texture else ''})"
@@ -537,6 +540,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except MeshDreamError as exc:
         print(f"meshdream: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the system refused a file or folder: say which, why and what to do
+        print(f"meshdream: error: {os_error_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("meshdream: interrupted; nothing more was written.", file=sys.stderr)

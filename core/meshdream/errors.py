@@ -32,6 +32,10 @@ class OutputExistsError(MeshDreamError, FileExistsError):
     """Writing would overwrite an existing file."""
 
 
+class OutputWriteError(MeshDreamError, OSError):
+    """An output could not be written (a full disk, no permission); nothing broken was left under its name."""
+
+
 class CancelledError(MeshDreamError):
     """The caller's cancel token was set; the operation stopped and left no partial output."""
 

@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import InvalidParameterError
+from .files import writing
 
 
 def read_image(path, mode: str = "RGB", what: str = "image") -> np.ndarray:
@@ -27,9 +28,10 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def save_png(image: np.ndarray, path: Path) -> Path:
-    """(H, W[, C]) float in [0, 1] -> 8-bit PNG."""
+    """(H, W[, C]) float in [0, 1] -> 8-bit PNG, written whole or not at all (files.writing)."""
     a = to_uint8(image)
-    Image.fromarray(a[..., 0] if a.ndim == 3 and a.shape[-1] == 1 else a).save(path)
+    with writing(path) as (temp,):
+        Image.fromarray(a[..., 0] if a.ndim == 3 and a.shape[-1] == 1 else a).save(temp, format="PNG")
     return path
 
 
@@ -45,7 +47,8 @@ def depth_to_image(depth: np.ndarray) -> np.ndarray:
 
 def save_depth16(depth: np.ndarray, path: Path) -> Path:
     """Depth as a 16-bit PNG (near = bright, background 0), for tools that want more than 8 bits."""
-    Image.fromarray((depth_to_image(depth) * 65535 + 0.5).astype(np.uint16)).save(path)
+    with writing(path) as (temp,):
+        Image.fromarray((depth_to_image(depth) * 65535 + 0.5).astype(np.uint16)).save(temp, format="PNG")
     return path
 
 

@@ -5,6 +5,7 @@ it is installed), on real meshes with the built-in model and tiny settings: 2 vi
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -260,6 +261,76 @@ def test_cli_exit_status(meshes, tmp_path, capsys):
     assert main(["batch", "--prompt", "red", "-o", str(out)]) == 2
     assert capsys.readouterr().err.strip().endswith("meshdream: error: Nothing to do: no mesh files in the inputs; "
                                                     "pass mesh files, folders or --jobs.")  # fmt: skip
+
+
+def run_child_batch(out: Path, meshes: Path, progress_body: str) -> subprocess.CompletedProcess:
+    """`run_batch` of spot then suzanne into `out` in a child Python, whose progress callback runs `progress_body`
+    (with `p`, `out` and `suzanne_started`: true at suzanne's stages) to break it at a chosen point."""
+    script = f"""
+import os, resource, signal, sys
+from pathlib import Path
+from meshdream.batch import collect_items, run_batch
+out = Path({str(out)!r})
+items = collect_items([{str(meshes / "spot.obj")!r}, {str(meshes / "suzanne.obj")!r}], "red brick", {TINY!r})
+def progress(p):
+    suzanne_started = p.step is not None and p.item.output == "suzanne.glb"
+    {progress_body}
+run_batch(items, out, progress=progress)
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "core"), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=env)
+
+
+def assert_each_done_once(out: Path, statuses: dict) -> None:
+    """summary.json lists each output once with `statuses`, the outputs load, and no temporary is left."""
+    data = summary(out)
+    assert [Path(i["output"]).name for i in data["items"]] == list(statuses)
+    assert {n: i["status"] for n, i in by_name(data).items()} == statuses
+    for name in statuses:
+        assert_textured_glb(out / name)
+    pngs = [Path(name).with_suffix(".png").name for name in statuses]
+    assert sorted(p.name for p in out.iterdir()) == sorted([*statuses, *pngs, "summary.json"])
+
+
+def test_a_run_that_dies_between_placing_an_output_and_recording_it(meshes, tmp_path):
+    """The issue's kill between moving suzanne.glb into place and rewriting summary.json: the re-run refused
+    suzanne ("exists but no earlier batch made it"). Here the summary write itself fails at that point (summary.json
+    became a folder while suzanne was textured) and the child dies with it; summary.json is then put back as the
+    killed run left it (spot recorded). The re-run records suzanne as done by that run, redoes nothing (its model
+    cannot even load) and leaves no temporary."""
+    out = tmp_path / "out"
+    body = """if suzanne_started and not (out / "summary.json").is_dir():
+        os.replace(out / "summary.json", out / "kept.json")
+        (out / "summary.json").mkdir()"""
+    r = run_child_batch(out, meshes, body)
+    assert r.returncode != 0 and "Could not write" in r.stderr and "summary.json" in r.stderr, r.stderr
+    (out / "summary.json").rmdir()
+    os.replace(out / "kept.json", out / "summary.json")
+    assert list(by_name(summary(out))) == ["spot.glb"] and (out / "suzanne.glb").exists()
+    placed = (out / "suzanne.glb").stat().st_mtime_ns
+    items = collect_items([meshes / "spot.obj", meshes / "suzanne.obj"], "red brick", TINY)
+    report = run_batch(items, out, model="/no/such/model")
+    assert [r.status for r in report.results] == [SKIPPED, SKIPPED] and not report.cancelled
+    assert_each_done_once(out, {"spot.glb": SKIPPED, "suzanne.glb": SKIPPED})
+    assert (out / "suzanne.glb").stat().st_mtime_ns == placed
+
+
+def test_a_run_killed_while_writing_leaves_nothing_the_rerun_trips_on(meshes, tmp_path):
+    """Killed by the kernel mid-write (a file size limit set once suzanne starts: SIGXFSZ as the GLB grows past
+    16 KB), the run leaves suzanne's .partial-* folder and no suzanne.glb; the re-run removes the folder, skips spot,
+    does suzanne once."""
+    out = tmp_path / "out"
+    body = """if suzanne_started:
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it (writes fail with EFBIG): the kernel kills
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384))"""
+    r = run_child_batch(out, meshes, body)
+    assert r.returncode == -signal.SIGXFSZ, r.stderr
+    assert [p.name for p in out.iterdir() if p.name.startswith(".partial-")] and not (out / "suzanne.glb").exists()
+    items = collect_items([meshes / "spot.obj", meshes / "suzanne.obj"], "red brick", TINY)
+    report = run_batch(items, out)
+    assert [r.status for r in report.results] == [SKIPPED, DONE]
+    assert_each_done_once(out, {"spot.glb": SKIPPED, "suzanne.glb": DONE})
 
 
 # --- scripts/batch.py ------------------------------------------------------------------------------------------

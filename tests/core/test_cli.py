@@ -1,15 +1,20 @@
 import json
+import resource
+import signal
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.conftest import asset
 
 
-def meshdream(*args):
-    return subprocess.run([sys.executable, "-m", "meshdream.cli", *map(str, args)], capture_output=True, text=True)
+def meshdream(*args, preexec_fn=None):
+    return subprocess.run(
+        [sys.executable, "-m", "meshdream.cli", *map(str, args)], capture_output=True, text=True, preexec_fn=preexec_fn
+    )
 
 
 def test_views_writes_depth_normal_mask_and_cameras(tmp_path):
@@ -56,3 +61,69 @@ def test_upscale_writes_a_bigger_texture_and_never_over_its_input(tmp_path):
     Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(tmp_path / "odd.png")
     r = meshdream("upscale", asset("spot.obj"), tmp_path / "odd.png", "-o", tmp_path / "b.png")
     assert r.returncode == 2 and "Traceback" not in r.stderr and "square" in r.stderr
+
+
+DISK_BYTES = 64 * 1024
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """(folder, preexec_fn for the command) where writing more than 64 KB fails: a 64 KB tmpfs where one can be
+    mounted (root: ENOSPC, a full disk as it is), else a 64 KB file size limit on the command's process with
+    SIGXFSZ ignored, so its writes fail with EFBIG instead of killing it."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(folder)]
+    if subprocess.run(mount, capture_output=True).returncode == 0:
+        yield folder, None
+        subprocess.run(["umount", str(folder)], check=True)
+        return
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (DISK_BYTES, DISK_BYTES))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    yield folder, limited
+
+
+def noise_png(path, size: int, mode: str = "RGB"):
+    """A texture that does not compress: its PNG is bigger than the full disk."""
+    channels = len(mode)
+    pixels = np.random.default_rng(0).integers(0, 256, (size, size, channels), np.uint8)
+    if mode == "RGBA":
+        pixels[: size // 2, :, 3] = 0  # the top half to fill
+    Image.fromarray(pixels, mode).save(path)
+    return path
+
+
+def full_disk_command(name: str, disk, tmp) -> list:
+    """The command line of each writing command, its output on the full disk and its inputs elsewhere."""
+    tiny = "--prompt red --views 2 --view-resolution 64 --texture-size 64 --steps 2".split()
+    return {
+        "texture-glb": lambda: ["texture", asset("spot.obj"), *tiny, "-o", disk / "next.glb"],
+        "texture-obj": lambda: ["texture", asset("spot.obj"), *tiny, "-o", disk / "next.obj"],
+        "views": lambda: ["views", asset("spot.obj"), "-o", disk, "--views", "8", "--resolution", "256"],
+        "upscale": lambda: ["upscale", asset("spot.obj"), noise_png(tmp / "t.png", 128), "-o", disk / "big.png"],
+        "inpaint": lambda: ["inpaint", asset("spot.obj"), noise_png(tmp / "t.png", 256, "RGBA"), "-o", disk / "f.png"],
+    }[name]()
+
+
+@pytest.mark.parametrize("name", ["texture-glb", "texture-obj", "views", "upscale", "inpaint"])
+def test_a_full_disk_is_one_line_and_leaves_no_broken_file(full_disk, tmp_path, name):
+    """The issue's `meshdream texture -o next.glb` on a full disk: a traceback and a truncated next.glb (with .obj
+    a 0-byte PNG). Now: one line naming the file, the reason and the fix; exit 2; no file under a final name that
+    is not whole, and no temporary left behind."""
+    disk, preexec_fn = full_disk
+    r = meshdream(*full_disk_command(name, disk, tmp_path), preexec_fn=preexec_fn)
+    last = r.stderr.strip().splitlines()[-1].split("\r")[-1]  # after the progress bars
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert last.startswith(f"meshdream: error: Could not write '{disk}/"), last
+    assert ("No space left on device; free some space" if preexec_fn is None else "File too large") in last
+    left = sorted(disk.iterdir())
+    assert not [p for p in left if p.name.startswith(".")], left  # no temporary
+    if name == "views":  # the views written before the disk filled are whole; cameras.json last
+        assert left and not (disk / "cameras.json").exists()
+        for png in left:
+            Image.open(png).load()
+    else:
+        assert left == []

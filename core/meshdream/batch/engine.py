@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ..errors import CancelledError, MeshDreamError, MeshDreamWarning, OutputExistsError
+from ..files import TEMP_PREFIX
 from ..progress import CancelToken, Progress
 from .jobs import DONE, FAILED, SKIPPED, BatchItem, ItemResult
-from .summary import CANCELLED, FINISHED, Summary
+from .summary import CANCELLED, FINISHED, Placed, Summary, marker_path
 
 
 @dataclass(frozen=True)
@@ -74,17 +75,20 @@ def texture_item(item: BatchItem, generator, out_dir: Path, progress=None, cance
     mesh: the item's input already loaded (a scheduler that loads and unwraps on other cores passes it in).
 
     Files are written in a temporary folder inside `out_dir` and moved into place, the output last, so an output
-    that exists is complete. Raises on failure (CancelledError when cancelled); nothing partial is left.
+    that exists is complete; a `Placed` marker written before the move lets the next run recognise the output if
+    this process dies before summary.json records it. Raises on failure (CancelledError when cancelled); nothing
+    partial is left (a killed run leaves .partial-* temporaries, which the next run removes).
     """
     from ..geometry import load_mesh, save_textured
     from ..images import save_png
 
+    t0 = time.perf_counter()
     out = Path(out_dir) / item.output
     if mesh is None:
         mesh = load_mesh(item.input, unwrap=item.unwrap, uv_set=item.uv_set, progress=progress, cancel=cancel)
     textured, texture = _make(item, generator, mesh, progress, cancel)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=out.parent))
     try:
         if textured is None:
             save_png(texture, tmp / out.name)
@@ -92,9 +96,15 @@ def texture_item(item: BatchItem, generator, out_dir: Path, progress=None, cance
             save_textured(mesh, textured, tmp / out.name)
             if out.suffix.lower() == ".glb":
                 save_png(texture, tmp / (out.stem + ".png"))
-        # .png and .mtl first: once the output itself appears, everything it refers to is there.
-        for written in sorted(tmp.iterdir(), key=lambda p: p.name == out.name):
-            os.replace(written, out.parent / written.name)
+        source = item.source or item.input
+        Placed(item.output, source, round(time.perf_counter() - t0, 3), Placed.digest(tmp / out.name)).write(out)
+        try:
+            # .png and .mtl first: once the output itself appears, everything it refers to is there.
+            for written in sorted(tmp.iterdir(), key=lambda p: p.name == out.name):
+                os.replace(written, out.parent / written.name)
+        except BaseException:
+            marker_path(out).unlink(missing_ok=True)  # the output was not moved: the marker vouches for nothing
+            raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
@@ -200,6 +210,7 @@ def run_batch(
     """
     finish = Recorder(Summary(out_dir), len(items), progress)
     summary, report, total = finish.summary, finish.report, finish.total
+    summary.recover(items)  # what a killed run left: outputs it placed are recorded, its temporaries removed
     for item in items:
         settled = settled_result(summary, item, overwrite)
         if settled is not None:

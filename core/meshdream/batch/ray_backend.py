@@ -168,6 +168,7 @@ def run_batch_ray(
     """
     finish = Recorder(Summary(out_dir), len(items), progress)
     summary, report = finish.summary, finish.report
+    summary.recover(items)  # as run_batch: a killed run's placed outputs recorded, its temporaries removed
     todo = []
     for item in items:
         settled = settled_result(summary, item, overwrite)

@@ -30,6 +30,7 @@ from ..errors import (
     OutputExistsError,
     UnsupportedFormatError,
 )
+from ..files import writing
 from ..progress import CancelToken, ProgressCallback
 from .meshdata import MeshInfo, has_mesh_info, mesh_info
 from .pages import MATERIAL, Pages, atlas_mesh, face_materials, layout_pages
@@ -307,7 +308,8 @@ def save_textured(mesh: trimesh.Trimesh, texture, path, overwrite: bool = False)
     .glb: one self-contained file, a PBR material per material; UDIM tiles are packed into one atlas with
     remapped UVs (glTF has no UDIM). .obj: OBJ + MTL + PNGs side by side: <stem>.png, <stem>_<material>.png, or
     <stem>.<tile>.png per UDIM tile (map_Kd <stem>.<UDIM>.png) with the UVs as they are.
-    Existing files are kept unless overwrite=True.
+    Existing files are kept unless overwrite=True. Each file is written whole or not at all (files.writing):
+    a failure (e.g. a full disk: OutputWriteError) leaves no broken or partial output.
     """
     path = Path(os.fspath(path)).expanduser()
     suffix = path.suffix.lower()
@@ -330,26 +332,32 @@ def save_textured(mesh: trimesh.Trimesh, texture, path, overwrite: bool = False)
     if len(names) < 2:
         names, index = [path.stem], np.zeros(len(mesh.faces), np.int64)
     out = to_user_frame(mesh)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".glb":
         if pages is not None and pages.udim:
             atlas = _to_image(pages.pack({k: np.asarray(v) for k, v in images.items()}), "texture atlas")
             out, images = atlas_mesh(out, pages), {k: atlas for k in names}
         elif pages is None:
             images = {k: images[""] for k in names}
-        _write_glb(path, out, index, names, [images[k] for k in names])
+        with writing(path) as (temp,):
+            _glb_scene(out, index, names, [images[k] for k in names]).export(str(temp), file_type="glb")
+        return path
+    if pages is not None and pages.udim:
+        maps = [f"{path.stem}.<UDIM>.png"] * len(names)
     else:
-        if pages is not None and pages.udim:
-            maps = [f"{path.stem}.<UDIM>.png"] * len(names)
-        else:
-            maps = [files[k if pages is not None else ""] for k in names]
-        for k, image in images.items():
-            image.save(path.parent / files[k])
-        _write_obj(path, out, index, names, maps)
+        maps = [files[k if pages is not None else ""] for k in names]
+    obj, mtl = _obj_texts(out, index, names, maps, path.with_suffix(".mtl").name)
+    # The images, then the MTL that names them, then the OBJ that names the MTL: each file refers only to files
+    # already in place, and a failure leaves none of them half-written.
+    pngs = [path.parent / files[k] for k in images]
+    with writing(*pngs, path.with_suffix(".mtl"), path) as temps:
+        for image, temp in zip(images.values(), temps):
+            image.save(temp, format="PNG")
+        temps[-2].write_text(mtl)
+        temps[-1].write_text(obj)
     return path
 
 
-def _write_glb(path: Path, mesh: trimesh.Trimesh, index: np.ndarray, names: list[str], images: list) -> None:
+def _glb_scene(mesh: trimesh.Trimesh, index: np.ndarray, names: list[str], images: list):
     """One glTF mesh primitive (trimesh geometry) per material, each with its own PBR material."""
     scene = trimesh.Scene()
     uv = np.asarray(mesh.visual.uv)
@@ -366,17 +374,17 @@ def _write_glb(path: Path, mesh: trimesh.Trimesh, index: np.ndarray, names: list
             process=False,
         )
         scene.add_geometry(part, geom_name=name)
-    if len(names) == 1:  # a single mesh exports without the scene's node
-        scene = next(iter(scene.geometry.values()))
-    scene.export(str(path))
+    return next(iter(scene.geometry.values())) if len(names) == 1 else scene  # one mesh exports without a node
 
 
-def _write_obj(path: Path, mesh: trimesh.Trimesh, index: np.ndarray, names: list[str], maps: list[str]) -> None:
-    """OBJ with one `usemtl` group per material and an MTL whose materials show their map_Kd image unlit by
+def _obj_texts(
+    mesh: trimesh.Trimesh, index: np.ndarray, names: list[str], maps: list[str], mtl_name: str
+) -> tuple[str, str]:
+    """(OBJ, MTL) text: one `usemtl` group per material, and materials that show their map_Kd image unlit by
     Kd (1, 1, 1): viewers multiply the two."""
     obj_names = [re.sub(r"\s", "_", n) for n in names]  # OBJ / MTL names end at whitespace
     buf = io.StringIO()
-    buf.write(f"# MeshDream\nmtllib {path.with_suffix('.mtl').name}\n")
+    buf.write(f"# MeshDream\nmtllib {mtl_name}\n")
     np.savetxt(buf, mesh.vertices, fmt="v %.8f %.8f %.8f")
     np.savetxt(buf, mesh.visual.uv, fmt="vt %.8f %.8f")
     faces = np.repeat(np.asarray(mesh.faces) + 1, 2, axis=1)  # v/vt share indices
@@ -387,5 +395,4 @@ def _write_obj(path: Path, mesh: trimesh.Trimesh, index: np.ndarray, names: list
         f"newmtl {name}\nKa 0 0 0\nKd 1 1 1\nKs 0 0 0\nNs 1\nillum 1\nmap_Kd {image}\n\n"
         for name, image in zip(obj_names, maps)
     )
-    path.with_suffix(".mtl").write_text(mtl)
-    path.write_text(buf.getvalue())
+    return buf.getvalue(), mtl
