@@ -107,6 +107,12 @@ async def _body(request: Request) -> bytes:
     return await request.body()
 
 
+async def _disconnected(receive) -> None:
+    """Return once the client has closed its connection (the ASGI server's http.disconnect)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass  # the request's own (empty) body
+
+
 def _validation_error(exc: ValidationError) -> tuple[int, str]:
     """400 for JSON that does not parse, else 422 naming each bad field (a union's member names left out)."""
     errors = exc.errors(include_url=False)
@@ -127,11 +133,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app):
+        worker.serve_loop(asyncio.get_running_loop())
         worker.start()
         log.info("MeshDream %s serving /v1 (default model %s, device %s)", __version__, default_model.key, device)
         yield
         worker.stop()
         await asyncio.to_thread(worker.join)  # the running job stops after its current step
+        worker.serve_loop(None)
 
     app = FastAPI(title="MeshDream", version=__version__, lifespan=lifespan)
     app.add_middleware(Guard, token=token, max_body=max_body)
@@ -156,8 +164,10 @@ def create_app(
         with worker.lock:
             return status(job, position)
 
+    # Health and status run on the event loop (they only read the job table), so they answer however many
+    # requests hold the threadpool (submit decoding a body, a result being encoded) or wait in long polls.
     @app.get("/v1/health")
-    def health():
+    async def health():
         return {
             "status": "stopping" if worker.stopping else "ok",
             "version": __version__,
@@ -167,6 +177,7 @@ def create_app(
             "models": worker.models.loaded(),
             "queue": worker.queue_length(),
             "running": worker.running(),
+            "polls": worker.polls(),
         }
 
     @app.get("/v1/models")
@@ -191,7 +202,8 @@ def create_app(
         return JSONResponse(job_status(worker.submit(job.kind, job.request(default_model))), status_code=202)
 
     @app.get("/v1/jobs/{job_id}")
-    def get_status(
+    async def get_status(
+        request: Request,
         job_id: str,
         after: int = Query(-1, description="answer once the job's version is newer than this"),
         wait: float = Query(0.0, ge=0, le=MAX_WAIT_S, description="seconds to wait for news (long poll)"),
@@ -201,10 +213,10 @@ def create_app(
     ):
         job = get_job(job_id)
         if wait:
-            worker.wait_for_change(job, after, wait)
+            await worker.wait_for_change(job, after, wait, _disconnected(request.receive))
         out = job_status(job)
         if preview:
-            out["preview_png"] = preview_png(job)
+            out["preview_png"] = await asyncio.to_thread(preview_png, job)  # a PNG encode: off the loop
         return out
 
     @app.post("/v1/jobs/{job_id}/cancel")

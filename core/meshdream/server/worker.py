@@ -7,6 +7,7 @@ message and the worker takes the next one.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import threading
@@ -14,7 +15,7 @@ import time
 import uuid
 import warnings
 from collections import OrderedDict, deque
-from typing import Callable, Optional
+from typing import Awaitable, Callable, Optional
 
 import torch
 import trimesh
@@ -92,7 +93,10 @@ class Worker:
         self._queue: deque[Job] = deque()
         self._stopping = False
         self._last_work = time.monotonic()
-        self._thread = threading.Thread(target=self._loop, name="meshdream-worker", daemon=True)
+        # Long polls waiting on the event loop, by job id: touched on the loop only (the worker thread reads it).
+        self._waiters: dict[str, set[asyncio.Future]] = {}
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._thread = threading.Thread(target=self._work, name="meshdream-worker", daemon=True)
 
     # --- used by the HTTP handlers (any thread) ------------------------------------------------------------
     def start(self) -> None:
@@ -128,10 +132,50 @@ class Worker:
         with self.lock:
             return next((j.id for j in self._jobs.values() if j.state == RUNNING), None)
 
-    def wait_for_change(self, job: Job, after: int, timeout: float) -> None:
-        """Block until the job changed past version `after` (or finished, or `timeout` seconds passed)."""
-        with self.lock:
-            self.lock.wait_for(lambda: job.version > after or job.state in FINISHED, timeout)
+    async def wait_for_change(self, job: Job, after: int, timeout: float, gone: Awaitable) -> None:
+        """Wait, on the event loop and holding no thread, until the job changed past version `after`, finished,
+        `timeout` seconds passed, or `gone` (the client's disconnect) completed: a long poll costs a future, not
+        a request thread, and one whose client left ends at once.
+
+        Must run on the loop given to `serve_loop`; the worker thread wakes it with call_soon_threadsafe."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        gone = asyncio.ensure_future(gone)
+        try:
+            while True:
+                news = loop.create_future()
+                self._waiters.setdefault(job.id, set()).add(news)  # registered before the check: no lost wake-up
+                with self.lock:
+                    if job.version > after or job.state in FINISHED:
+                        return
+                left = deadline - loop.time()
+                if left <= 0:
+                    return
+                await asyncio.wait((news, gone), timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                self._waiters.get(job.id, set()).discard(news)
+                if gone.done():
+                    return
+        finally:
+            gone.cancel()
+            waiting = self._waiters.get(job.id)
+            if waiting is not None:
+                waiting.discard(news)
+                if not waiting:
+                    del self._waiters[job.id]
+
+    def polls(self) -> int:
+        """Long polls waiting now (read on the loop)."""
+        return sum(len(w) for w in self._waiters.values())
+
+    def serve_loop(self, loop: Optional[asyncio.AbstractEventLoop]) -> None:
+        """The event loop whose long polls `_changed` wakes (None: no loop, nobody to wake)."""
+        self._loop = loop
+
+    def _wake(self, job_id: str) -> None:
+        """On the loop: resolve every poll waiting on the job (each re-checks it)."""
+        for news in self._waiters.pop(job_id, ()):
+            if not news.done():
+                news.set_result(None)
 
     def cancel(self, job: Job) -> None:
         """A queued job is dropped at once; a running one stops at its next step (the core's CancelToken)."""
@@ -164,6 +208,8 @@ class Worker:
     def _changed(self, job: Job) -> None:
         job.version += 1
         self.lock.notify_all()
+        if self._loop is not None and job.id in self._waiters:
+            self._loop.call_soon_threadsafe(self._wake, job.id)
 
     def _finish(self, job: Job, state: str, error: Optional[str] = None, result: Optional[JobResult] = None) -> None:
         job.state, job.error, job.result, job.finished = state, error, result, time.time()
@@ -200,7 +246,7 @@ class Worker:
             log.info("no work for %.0f s: unloading %s", self.idle_unload, ", ".join(self.models.loaded()))
             self.models.unload()
 
-    def _loop(self) -> None:
+    def _work(self) -> None:
         while (job := self._next()) is not None:
             self._run(job)
             self._last_work = time.monotonic()
