@@ -304,6 +304,8 @@ def _serve(args) -> None:
         device=args.device,
         idle_unload=args.idle_unload,
         max_body_mb=args.max_body_mb,
+        keep_results_s=args.keep_results_s,
+        keep_results_mb=args.keep_results_mb,
         exit_with_parent=args.exit_with_parent,
     )
 
@@ -503,6 +505,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cuda, mps or cpu")
     p.add_argument("--idle-unload", type=float, default=600.0, help="unload models after S idle seconds (0: never)")
     p.add_argument("--max-body-mb", type=float, default=256.0, help="largest request body accepted (MB)")
+    p.add_argument(
+        "--keep-results-s",
+        type=float,
+        default=3600.0,
+        help="seconds a finished job's result stays to fetch, fetched or not (default 3600)",
+    )
+    p.add_argument(
+        "--keep-results-mb",
+        type=float,
+        default=2048.0,
+        help="memory for finished results (default 2048 MB): fetched ones are evicted first; when results nobody "
+        "fetched fill it, new jobs are refused (503) until they are fetched or expire",
+    )
     p.add_argument("--exit-with-parent", action="store_true", help="stop when the process that started it exits")
     p.set_defaults(run=_serve)
 

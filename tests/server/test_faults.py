@@ -95,3 +95,65 @@ def test_health_answers_at_once_with_60_abandoned_and_45_live_long_polls(server)
         t.join(60)
     assert not errors and all(not t.is_alive() for t in pollers)
     assert c.wait(queued).points.shape == (256, 3)
+
+
+def _finished(c: client.Client, job: str) -> dict:
+    """Wait for the job to finish without fetching its result."""
+    s = c.status(job)
+    while s["state"] in ("queued", "running"):
+        s = c.status(job, after=s["version"], wait=30)
+    return s
+
+
+def test_finished_results_are_not_evicted_by_another_clients_submit(server):
+    owner, other = client.Client(server.url), client.Client(server.url)
+    jobs = [owner.submit_shape("chair", **{**SHAPE, "seed": k}) for k in range(40)]
+    for job in jobs:
+        assert _finished(owner, job)["state"] == "done"
+    other.wait(other.submit_shape("lamp", **SHAPE))
+    results = [owner.result(job) for job in jobs]  # every one still there, and its own
+    assert len({np.asarray(r.points).tobytes() for r in results}) == 40
+    s = owner.status(jobs[0])
+    assert 3500 < s["expires"] - s["finished"] <= 3600
+
+
+def test_result_budget_evicts_fetched_results_first_and_refuses_rather_than_lose_one(tmp_path):
+    points = SHAPE["n_points"] * 3 * 4  # one shape job's result: float32 points
+    s = Server(tmp_path, "--keep-results-mb", str(6.5 * points / 2**20)).wait_ready()
+    try:
+        c = client.Client(s.url)
+        jobs = []
+        for k in range(7):  # 7 unfetched results: past the budget of 6.5
+            jobs.append(c.submit_shape("chair", **{**SHAPE, "seed": k}))
+            _finished(c, jobs[-1])
+        with pytest.raises(client.ClientError) as err:
+            c.submit_shape("lamp", **SHAPE)
+        assert err.value.status == 503 and "results no client has fetched yet" in err.value.message
+        assert "--keep-results-mb" in err.value.message
+        assert all(c.status(job)["state"] == "done" for job in jobs)  # nothing lost
+        first = c.result(jobs[0]).points  # fetched: now it may go
+        lamp = c.submit_shape("lamp", **SHAPE)  # room made by evicting the fetched result
+        status, body = raw(s.url, "GET", f"/v1/jobs/{jobs[0]}/result")
+        assert status == 404 and "fetched and then evicted" in body["error"] and "--keep-results-mb" in body["error"]
+        assert np.asarray(first).shape == (SHAPE["n_points"], 3)
+        assert all(np.asarray(c.result(job).points).shape == (SHAPE["n_points"], 3) for job in jobs[1:])
+        assert c.wait(lamp).points.shape == (SHAPE["n_points"], 3)
+    finally:
+        s.stop()
+
+
+def test_results_expire_after_the_stated_time(tmp_path):
+    s = Server(tmp_path, "--keep-results-s", "1").wait_ready()
+    try:
+        c = client.Client(s.url)
+        job = c.submit_shape("chair", **SHAPE)
+        done = _finished(c, job)
+        assert done["expires"] == pytest.approx(done["finished"] + 1)
+        while time.time() < done["expires"] + 0.2:
+            time.sleep(0.1)
+        status, body = raw(s.url, "GET", f"/v1/jobs/{job}")
+        assert status == 404 and "expired" in body["error"] and "kept 1 s" in body["error"]
+        status, body = raw(s.url, "GET", "/v1/jobs/0123abc")
+        assert status == 404 and "No job '0123abc'" in body["error"]
+    finally:
+        s.stop()

@@ -1,7 +1,8 @@
 """The /v1 HTTP API of `meshdream serve`, its guards (token, body size, one error format) and `serve` itself.
 
 Every error answers {"error": "<message>"}: 400 bad JSON, 401 token, 404 unknown job, 409 result not ready,
-413 body too large, 422 invalid field (the message names it), 503 shutting down.
+413 body too large, 422 invalid field (the message names it), 503 shutting down or results not fetched fill the
+server's result budget.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from .. import __version__
 from ..errors import MeshDreamError
 from .jobs import DONE, FAILED, Job, ModelSpec
 from .schema import DEFAULT_PARTS, KINDS, RESULT_PARTS, JobIn, encode_result, preview_png, status
-from .worker import ModelCache, Worker, log
+from .worker import ModelCache, Retention, ServerFullError, Worker, log
 
 DEFAULT_PORT = 7860
 MAX_WAIT_S = 30.0  # longest a status request may wait for news
@@ -156,7 +157,10 @@ def create_app(
     def get_job(job_id: str) -> Job:
         job = worker.job(job_id)
         if job is None:
-            raise HTTPException(404, f"No job {job_id!r} on this server (results of the latest jobs only are kept).")
+            why = worker.gone(job_id)
+            if why is None:
+                raise HTTPException(404, f"No job {job_id!r} on this server.")
+            raise HTTPException(404, f"Job {job_id!r} is gone: {why}.")
         return job
 
     def job_status(job: Job) -> dict:
@@ -199,7 +203,11 @@ def create_app(
             job = JOBS.validate_json(body)
         except ValidationError as exc:
             raise HTTPException(*_validation_error(exc)) from None
-        return JSONResponse(job_status(worker.submit(job.kind, job.request(default_model))), status_code=202)
+        try:
+            queued = worker.submit(job.kind, job.request(default_model))
+        except ServerFullError as exc:
+            raise HTTPException(503, str(exc)) from None
+        return JSONResponse(job_status(queued), status_code=202)
 
     @app.get("/v1/jobs/{job_id}")
     async def get_status(
@@ -235,7 +243,9 @@ def create_app(
         if job.state != DONE:
             why = f"failed: {job.error}" if job.state == FAILED else f"is {job.state}"
             raise HTTPException(409, f"Job {job_id} {why}; a result exists only once it is done.")
-        return JSONResponse(encode_result(job, parts))
+        out = JSONResponse(encode_result(job, parts))
+        worker.fetched(job)
+        return out
 
     return app
 
@@ -281,6 +291,8 @@ def serve(
     device: str = "auto",
     idle_unload: float = 600.0,
     max_body_mb: float = 256.0,
+    keep_results_s: float = 3600.0,
+    keep_results_mb: float = 2048.0,
     exit_with_parent: bool = False,
     log_level: str = "info",
 ) -> None:
@@ -295,7 +307,7 @@ def serve(
     log.addHandler(handler)
     log.setLevel(log_level.upper())
     options = tuple(sorted((k, v) for k, v in (model_options or {}).items() if v is not None))
-    worker = Worker(ModelCache(device), idle_unload)
+    worker = Worker(ModelCache(device), idle_unload, Retention(keep_results_s, int(keep_results_mb * 2**20)))
     app = create_app(worker, ModelSpec(model, options), token, int(max_body_mb * 2**20))
     config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=5

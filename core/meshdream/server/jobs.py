@@ -160,6 +160,14 @@ class JobResult:
     mesh: Optional[trimesh.Trimesh] = None  # normalized (load_mesh) mesh the texture belongs to
     points: Optional[np.ndarray] = None  # (N, 3) shape points
 
+    @property
+    def nbytes(self) -> int:
+        """The memory its arrays hold: what the server's result budget (serve --keep-results-mb) counts."""
+        arrays = [self.texture, self.weight, self.points, *self.textures.values(), *self.views]
+        if self.mesh is not None:
+            arrays += [self.mesh.vertices, self.mesh.faces, getattr(self.mesh.visual, "uv", None)]
+        return sum(a.nbytes for a in arrays if a is not None)
+
 
 @dataclass(eq=False)  # one object per job: identity, not field-by-field (numpy) comparison
 class Job:
@@ -181,3 +189,6 @@ class Job:
     cancel_step: Optional[int] = None  # the step running when cancel arrived: it stops within one step of it
     preview: Optional[np.ndarray] = None  # while running: the newest denoising preview, (B, h, w, 3) uint8
     version: int = 0  # bumped on every change, so a long poll can wait for "newer than what I saw"
+    expires: Optional[float] = None  # once finished: when the server forgets it (serve --keep-results-s)
+    fetched: Optional[float] = None  # when its result was first fetched: fetched results are evicted first
+    nbytes: int = 0  # its result's size, counted against serve --keep-results-mb

@@ -479,6 +479,7 @@ def status(job: Job, queue_position: Optional[int]) -> dict:
         "finished": job.finished,
         "cancel_step": job.cancel_step,
         "version": job.version,
+        "expires": job.expires,
     }
 
 

@@ -15,6 +15,7 @@ import time
 import uuid
 import warnings
 from collections import OrderedDict, deque
+from dataclasses import dataclass
 from typing import Awaitable, Callable, Optional
 
 import torch
@@ -49,7 +50,7 @@ from .jobs import (
 )
 
 log = logging.getLogger("meshdream.server")
-KEEP_FINISHED = 32  # finished jobs whose results stay in memory to fetch; the oldest are forgotten first
+GONE_KEPT = 10_000  # why a forgotten job is gone, for its 404: the newest reasons are kept
 PREVIEW_EVERY_S = 0.5  # a running job's preview is refreshed at most this often (each costs a device sync)
 
 
@@ -82,14 +83,33 @@ class ModelCache:
             torch.cuda.empty_cache()
 
 
+class ServerFullError(MeshDreamError):
+    """Results not fetched yet fill the server's result budget: a new job is refused rather than one lost."""
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long finished jobs stay, and how much memory their results may hold.
+
+    A finished job stays `keep_s` seconds (fetched or not: a client may fetch again). Past `keep_bytes`, results
+    already fetched go first, oldest fetch first; results nobody fetched are never evicted for another job: new
+    jobs are refused (503) until they are fetched or expire. Jobs accepted before that may still finish and take
+    the total past the budget by their own results."""
+
+    keep_s: float = 3600.0
+    keep_bytes: int = 2048 * 2**20
+
+
 class Worker:
     """Owns the queue; `lock` (a Condition) guards every Job field and is notified on each change."""
 
-    def __init__(self, models: ModelCache, idle_unload: float = 0.0) -> None:
+    def __init__(self, models: ModelCache, idle_unload: float = 0.0, retention: Retention = Retention()) -> None:
         self.models = models
         self.idle_unload = idle_unload  # seconds without work before models are unloaded; 0 = never
+        self.retention = retention
         self.lock = threading.Condition()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._gone: OrderedDict[str, str] = OrderedDict()  # forgotten job id -> why, for its 404
         self._queue: deque[Job] = deque()
         self._stopping = False
         self._last_work = time.monotonic()
@@ -107,17 +127,37 @@ class Worker:
         return self._stopping
 
     def submit(self, kind: str, request: Request) -> Job:
+        """Queue a job; ServerFullError when unfetched results fill the budget (nothing is evicted for it)."""
         job = Job(uuid.uuid4().hex, kind, request)
         with self.lock:
+            self._forget_old()
+            held, budget = self._held(), self.retention.keep_bytes
+            if held >= budget:
+                raise ServerFullError(
+                    f"The server holds {held / 2**20:.1f} MB of results no client has fetched yet, its limit "
+                    f"(serve --keep-results-mb {budget / 2**20:g}); fetch them (GET /v1/jobs/ID/result) or wait until "
+                    f"they expire ({self.retention.keep_s:g} s after they finished, --keep-results-s), then submit again."
+                )
             self._jobs[job.id] = job
             self._queue.append(job)
-            self._forget_old()
             self.lock.notify_all()
         return job
 
     def job(self, job_id: str) -> Optional[Job]:
         with self.lock:
+            self._forget_old()
             return self._jobs.get(job_id)
+
+    def gone(self, job_id: str) -> Optional[str]:
+        """Why a job this server had is gone (expired, evicted), or None if it never had it."""
+        with self.lock:
+            return self._gone.get(job_id)
+
+    def fetched(self, job: Job) -> None:
+        """The job's result went to a client: from now on it is the first to go when memory is needed."""
+        with self.lock:
+            if job.fetched is None:
+                job.fetched = time.time()
 
     def queue_position(self, job: Job) -> Optional[int]:
         """0 = runs next; None once it started."""
@@ -213,13 +253,38 @@ class Worker:
 
     def _finish(self, job: Job, state: str, error: Optional[str] = None, result: Optional[JobResult] = None) -> None:
         job.state, job.error, job.result, job.finished = state, error, result, time.time()
+        job.expires = job.finished + self.retention.keep_s
+        job.nbytes = 0 if result is None else result.nbytes
         job.request = job.preview = None  # the inputs (a mesh, images) and the live preview are not needed any more
         self._changed(job)
+        self._forget_old()
+
+    def _held(self) -> int:
+        return sum(j.nbytes for j in self._jobs.values() if j.state in FINISHED)
 
     def _forget_old(self) -> None:
-        finished = [j.id for j in self._jobs.values() if j.state in FINISHED]
-        for job_id in finished[: max(0, len(finished) - KEEP_FINISHED)]:
-            del self._jobs[job_id]
+        """Forget expired jobs, then fetched results (oldest fetch first) while over the byte budget."""
+        now, keep = time.time(), self.retention
+        for job in [j for j in self._jobs.values() if j.expires is not None and j.expires <= now]:
+            self._forget(job, f"it expired: finished jobs are kept {keep.keep_s:g} s (serve --keep-results-s)")
+        held = self._held()
+        if held <= keep.keep_bytes:
+            return
+        for job in sorted((j for j in self._jobs.values() if j.fetched is not None), key=lambda j: j.fetched):
+            if held <= keep.keep_bytes:
+                break
+            held -= job.nbytes
+            self._forget(
+                job,
+                f"its result was fetched and then evicted to keep the server's results within "
+                f"{keep.keep_bytes / 2**20:g} MB (serve --keep-results-mb)",
+            )
+
+    def _forget(self, job: Job, why: str) -> None:
+        del self._jobs[job.id]
+        self._gone[job.id] = why
+        while len(self._gone) > GONE_KEPT:
+            self._gone.popitem(last=False)
 
     def _unload_in(self) -> Optional[float]:
         """Seconds until idle models are unloaded (<= 0: now); None when nothing is loaded or unloading is off."""
