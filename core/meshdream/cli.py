@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import CancelledError, MeshDreamError
+from .jobs import Limits
 
 
 def _info(args) -> None:
@@ -290,6 +291,10 @@ def _shape(args) -> None:
     )
 
 
+# The server's size limits with a flag each (meshdream.jobs.Limits; the others keep their defaults).
+SERVE_LIMITS = ("texture_size", "view_resolution", "n_views", "n_points", "steps", "faces")
+
+
 def _serve(args) -> None:
     import os
 
@@ -306,6 +311,9 @@ def _serve(args) -> None:
         max_body_mb=args.max_body_mb,
         keep_results_s=args.keep_results_s,
         keep_results_mb=args.keep_results_mb,
+        limits=Limits(**{name: getattr(args, "max_" + name) for name in SERVE_LIMITS}),
+        models_dir=args.models_dir,
+        allow_paths=args.allow_paths,
         exit_with_parent=args.exit_with_parent,
     )
 
@@ -518,6 +526,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="memory for finished results (default 2048 MB): fetched ones are evicted first; when results nobody "
         "fetched fill it, new jobs are refused (503) until they are fetched or expire",
     )
+    p.add_argument(
+        "--models-dir",
+        help="folder of models jobs may name by their file or folder name (diffusers folders, .safetensors, "
+        "upscaler .pth files), beside builtin and the Hugging Face cache; GET /v1/models lists them all",
+    )
+    p.add_argument(
+        "--allow-paths",
+        action="store_true",
+        help="jobs may also name models by any path on this machine (a private worker on loopback, as "
+        "client.ensure_server starts; otherwise only listed models, and an unknown name says nothing about paths)",
+    )
+    limit_help = {
+        "texture_size": "largest texture a job takes or makes, per side",
+        "view_resolution": "largest view (or camera) side in pixels",
+        "n_views": "most views per job",
+        "n_points": "most points per shape",
+        "steps": "most denoising steps",
+        "faces": "most faces of a mesh sent as arrays (and of a shape mesh's face_budget)",
+    }
+    for name in SERVE_LIMITS:
+        default = getattr(Limits(), name)
+        p.add_argument(
+            Limits().flag(name), dest="max_" + name, type=int, default=default, help=f"{limit_help[name]} (default {default})"
+        )
     p.add_argument("--exit-with-parent", action="store_true", help="stop when the process that started it exits")
     p.set_defaults(run=_serve)
 

@@ -157,3 +157,85 @@ def test_results_expire_after_the_stated_time(tmp_path):
         assert status == 404 and "No job '0123abc'" in body["error"]
     finally:
         s.stop()
+
+
+def _refused(url: str, job: dict) -> str:
+    """Submit `job` as raw JSON; it must be refused with 422 at once. Returns the message."""
+    import json
+
+    status, body = raw(url, "POST", "/v1/jobs", json.dumps(job).encode())
+    assert status == 422, body
+    return body["error"]
+
+
+def test_every_setting_is_checked_at_submit_against_the_servers_limits(server):
+    spot = client._mesh(str(asset("spot.obj")), "auto")
+    texture = {"kind": "texture", "mesh": spot, "prompt": "oak"}
+    cases = [
+        ({**texture, "settings": {"steps": -5}}, "settings.steps: -5 is out of range; this server takes 1 to 200"),
+        ({**texture, "settings": {"n_views": 0}}, "settings.n_views: 0 is out of range"),
+        ({**texture, "settings": {"texture_size": 1000}}, "settings.texture_size: Texture size 1000 must be a positive"),
+        ({**texture, "settings": {"texture_size": 32768}}, "1 to 4096 (serve --max-texture-size)"),
+        ({**texture, "settings": {"texture_size": 65536}}, "settings.texture_size: 65536 is out of range"),
+        ({**texture, "settings": {"view_resolution": 4096}}, "1 to 2048 (serve --max-view-resolution)"),
+        ({**texture, "settings": {"view_resolution": 1024, "refine_scale": 4}}, "settings.refine_scale: views refined"),
+        ({"kind": "shape", "prompt": "chair", "settings": {"steps": -3}}, "settings.steps: -3 is out of range"),
+        ({"kind": "shape", "prompt": "chair", "settings": {"n_points": 1e9}}, "(serve --max-points)"),
+        ({"kind": "shape", "prompt": "chair", "mesh": {"face_budget": 10**8}}, "mesh.face_budget: 100000000 is out"),
+        ({"kind": "shape", "prompt": "chair", "mesh": {"resolution": 5000}}, "mesh.resolution: 5000 is out of range"),
+    ]
+    for job, message in cases:
+        assert message in _refused(server.url, job)
+    camera = {"view": np.eye(4).tolist(), "resolution": 4096}
+    assert "camera.resolution: 4096 is out of range" in _refused(
+        server.url, {"kind": "project", "mesh": spot, "prompt": "oak", "camera": camera}
+    )
+    assert client.Client(server.url).health()["queue"] == 0  # none of them was queued
+
+
+def test_meshes_must_have_faces_given_as_integers(server):
+    c = client.Client(server.url)
+    vertices = np.eye(3)
+    empty = {"vertices": client._array(vertices), "faces": client._array(np.zeros((0, 3), np.int32))}
+    floats = {"vertices": vertices.tolist(), "faces": [[0.0, 1.0, 2.0]]}
+    float_bytes = {"vertices": client._array(vertices), "faces": client._array(np.array([[0, 1, 2]], np.float32))}
+    assert "mesh.faces: the mesh has no faces" in _refused(server.url, {"kind": "texture", "mesh": empty, "prompt": "a"})
+    for mesh in (floats, float_bytes):
+        message = _refused(server.url, {"kind": "texture", "mesh": mesh, "prompt": "oak"})
+        assert "mesh.faces: must hold integers" in message, message
+    # JSON integers and integer dtypes still go through
+    job = c.submit_texture({"vertices": vertices, "faces": [[0, 1, 2]]}, "oak", n_views=1, steps=1, texture_size=64)
+    c.cancel(job)
+
+
+def test_models_are_only_those_the_server_lists_and_refusals_do_not_reveal_paths(server, tmp_path):
+    spot = client._mesh(str(asset("spot.obj")), "auto")
+    messages = {}
+    for path in ("/etc/passwd", "/no/such/dir", str(tmp_path), "../../etc"):
+        job = {"kind": "texture", "mesh": spot, "prompt": "oak", "model": path}
+        messages[path] = _refused(server.url, job).replace(repr(path), "NAME")
+        options = {"spec": "builtin", "options": {"controlnet": path}}
+        assert "model.options.controlnet:" in _refused(server.url, {**job, "model": options})
+        own_uvs = client._mesh(str(asset("spot.obj")), "never")
+        upscale = {"kind": "upscale", "mesh": own_uvs, "texture": client._image(np.zeros((64, 64, 3), np.uint8))}
+        message = _refused(server.url, {**upscale, "settings": {"upscaler": path}})
+        assert message.replace(repr(path), "NAME") == messages[path].replace("model:", "settings.upscaler:")
+    assert len(set(messages.values())) == 1, messages  # the same words whether or not the path exists
+    assert "is not a model this server offers; GET /v1/models lists" in messages["/etc/passwd"]
+    listed = client.Client(server.url).models()
+    assert [u["id"] for u in listed["upscalers"]] == ["builtin", "lanczos"]
+    assert listed["limits"]["texture_size"] == 4096 and listed["limits"]["steps"] == 200
+
+
+def test_images_over_the_size_limit_are_refused_before_they_are_decoded(server):
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("1", (8192, 8192)).save(buf, format="PNG")  # a few kB that decode to 200 MB of RGB floats
+    spot = client._mesh(str(asset("spot.obj")), "never")
+    job = {"kind": "upscale", "mesh": spot, "texture": {"png": base64.b64encode(buf.getvalue()).decode()}}
+    message = _refused(server.url, job)
+    assert "texture: is 8192 x 8192 pixels, over this server's limit of 4096" in message, message

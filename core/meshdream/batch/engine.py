@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ..errors import CancelledError, MeshDreamError, MeshDreamWarning, OutputExistsError
+from ..jobs import KINDS, TEXTURE
 from ..progress import CancelToken, Progress
 from .jobs import DONE, FAILED, SKIPPED, BatchItem, ItemResult
 from .summary import CANCELLED, FINISHED, Summary
@@ -49,22 +50,22 @@ class BatchReport:
 
 
 def _make(item: BatchItem, generator, mesh, progress, cancel):
-    """The item's core call by its kind: (what save_textured takes, or None for a texture alone; the texture)."""
+    """The item's core call, by its kind in meshdream.jobs.KINDS: (what save_textured takes, or None for a texture
+    alone; the texture)."""
     from ..images import read_image
-    from ..texturing import restyle_texture, texture_mesh
-    from ..texturing.upscale import upscale_texture
 
-    if item.kind == "upscale":
-        texture = read_image(item.texture, what="texture image")
-        options = {"prompt": item.prompt, "progress": progress, "cancel": cancel}
-        return None, upscale_texture(mesh, texture, **options, **item.settings)
-    if item.kind == "restyle":
-        texture = read_image(item.texture, what="texture image")
-        options = {"generator": generator, "progress": progress, "cancel": cancel}
-        result = restyle_texture(mesh, texture, item.prompt, **options, **item.settings)
-    else:
-        result = texture_mesh(mesh, item.prompt, generator, progress=progress, cancel=cancel, **item.settings)
-    return result.textures or result.texture, result.texture  # pages (materials, UDIM tiles), if any
+    kind = KINDS[item.kind]
+    args = {"mesh": mesh, "progress": progress, "cancel": cancel, **kind.fixed}
+    if "texture" in kind.inputs:
+        args["texture"] = read_image(item.texture, what="texture image")
+    if "prompt" in kind.inputs or "prompt" in kind.settings:  # upscale: only a diffusion upscaler reads it
+        args["prompt"] = item.prompt
+    if kind.model != "none":
+        args["generator"] = generator
+    out = kind.call(**{**args, **item.settings})
+    if kind.returns == TEXTURE:
+        return None, out
+    return out.textures or out.texture, out.texture  # pages (materials, UDIM tiles), if any
 
 
 def texture_item(item: BatchItem, generator, out_dir: Path, progress=None, cancel=None, mesh=None) -> Path:
@@ -208,7 +209,7 @@ def run_batch(
         if cancel is not None and cancel.cancelled:
             report.cancelled = True
             break
-        if generator is None and item.kind != "upscale":  # an upscale-only batch loads no texture model
+        if generator is None and KINDS[item.kind].model != "none":  # e.g. an upscale-only batch loads none
             from ..generators import load_generator
 
             generator = load_generator(model, **dict(model_options or {}))

@@ -16,6 +16,8 @@ import os
 import threading
 import time
 from contextlib import asynccontextmanager
+from dataclasses import asdict
+from pathlib import Path
 from typing import Optional
 
 import uvicorn
@@ -26,9 +28,11 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import MeshDreamError
+from ..errors import InvalidParameterError, MeshDreamError
 from .jobs import DONE, FAILED, Job, ModelSpec
-from .schema import DEFAULT_PARTS, KINDS, RESULT_PARTS, JobIn, encode_result, preview_png, status
+from ..jobs import KINDS, Limits
+from .models import ModelCatalog
+from .schema import DEFAULT_PARTS, RESULT_PARTS, JobIn, Submit, encode_result, job_request, preview_png, status
 from .worker import ModelCache, Retention, ServerFullError, Worker, log
 
 DEFAULT_PORT = 7860
@@ -128,9 +132,15 @@ def _validation_error(exc: ValidationError) -> tuple[int, str]:
 
 
 def create_app(
-    worker: Worker, default_model: ModelSpec, token: Optional[str] = None, max_body: int = 256 * 2**20
+    worker: Worker,
+    default_model: ModelSpec,
+    token: Optional[str] = None,
+    max_body: int = 256 * 2**20,
+    limits: Limits = Limits(),
+    catalog: ModelCatalog = ModelCatalog(),
 ) -> FastAPI:
     device = worker.models.device_name
+    context = Submit(default_model, limits, catalog)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -186,11 +196,16 @@ def create_app(
 
     @app.get("/v1/models")
     def models():
-        from ..generators import list_cached_models
+        """What jobs may name: texture models ("model", "inpaint_model", their options), upscalers
+        (settings.upscaler), shape categories; and the server's size limits."""
         from ..shapes import shape_categories
 
-        texture = [{"id": "builtin", "kind": "builtin", "bytes": None}] + list_cached_models()
-        return {"texture_models": texture, "shape_categories": shape_categories()}
+        return {
+            "texture_models": catalog.texture_models(),
+            "upscalers": catalog.upscalers(),
+            "shape_categories": shape_categories(),
+            "limits": asdict(limits),
+        }
 
     body_schema = {"content": {"application/json": {"schema": JOBS.json_schema()}}, "required": True}
 
@@ -200,11 +215,14 @@ def create_app(
         if worker.stopping:
             raise HTTPException(503, "The server is shutting down; no new jobs are taken.")
         try:
-            job = JOBS.validate_json(body)
+            job = JOBS.validate_json(body, context=context)
+            request = job_request(job, context)
         except ValidationError as exc:
             raise HTTPException(*_validation_error(exc)) from None
+        except InvalidParameterError as exc:
+            raise HTTPException(422, f"Invalid request: {exc}") from None
         try:
-            queued = worker.submit(job.kind, job.request(default_model))
+            queued = worker.submit(job.kind, request)
         except ServerFullError as exc:
             raise HTTPException(503, str(exc)) from None
         return JSONResponse(job_status(queued), status_code=202)
@@ -293,22 +311,37 @@ def serve(
     max_body_mb: float = 256.0,
     keep_results_s: float = 3600.0,
     keep_results_mb: float = 2048.0,
+    limits: Limits = Limits(),
+    models_dir: Optional[str] = None,
+    allow_paths: bool = False,
     exit_with_parent: bool = False,
     log_level: str = "info",
 ) -> None:
-    """Run the server until Ctrl-C / SIGTERM. A host other than loopback needs a token."""
+    """Run the server until Ctrl-C / SIGTERM. A host other than loopback needs a token.
+
+    limits: the largest sizes a job may ask for (refused at submit). models_dir: a folder whose entries jobs may
+    name as models or upscalers, beside "builtin" and the Hugging Face cache; allow_paths: jobs may also name
+    paths on this machine (a private worker; loopback only)."""
     if not is_loopback(host) and not token:
         raise MeshDreamError(
             f"Serving on {host!r} exposes the server beyond this machine; set a token (--token or MESHDREAM_TOKEN) "
             "so only clients that know it are served, or keep the default --host 127.0.0.1."
         )
+    if allow_paths and not is_loopback(host):
+        raise MeshDreamError(
+            f"--allow-paths lets clients name any path on this machine; it is for a private worker on loopback, "
+            f"not {host!r}: put the models clients may use in --models-dir instead."
+        )
+    if models_dir is not None and not Path(models_dir).is_dir():
+        raise MeshDreamError(f"--models-dir {models_dir!r} is not a folder; give the folder that holds the models.")
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("meshdream: %(message)s"))
     log.addHandler(handler)
     log.setLevel(log_level.upper())
     options = tuple(sorted((k, v) for k, v in (model_options or {}).items() if v is not None))
     worker = Worker(ModelCache(device), idle_unload, Retention(keep_results_s, int(keep_results_mb * 2**20)))
-    app = create_app(worker, ModelSpec(model, options), token, int(max_body_mb * 2**20))
+    catalog = ModelCatalog(None if models_dir is None else Path(models_dir).resolve(), allow_paths)
+    app = create_app(worker, ModelSpec(model, options), token, int(max_body_mb * 2**20), limits, catalog)
     config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=5
     )

@@ -93,61 +93,22 @@ def fit_size(longest: int, aspect: float) -> tuple[int, int]:
 
 
 @dataclass
-class TextureRequest:
-    """`texture_mesh` (kinds "texture" and "project"; the latter sets strategy="project")."""
+class Request:
+    """A job as the worker runs it: its kind (meshdream.jobs.KINDS), the core function's inputs and settings.
 
-    mesh: MeshInput
-    prompt: str
-    model: ModelSpec
-    settings: dict[str, Any] = field(default_factory=dict)  # texture_mesh keyword arguments
-    cameras: Optional[list[CameraInput]] = None
-    init_image: Optional[np.ndarray] = None
-    reference_image: Optional[np.ndarray] = None
-    inpaint_model: Optional[ModelSpec] = None
+    mesh: loaded (into the normalized frame) before the call; inputs: the function's other inputs as they go
+    in (prompt, texture, mask, init_image, reference_image); model: the texture generator, by spec;
+    inpaint_model: texture_mesh's inpaint_generator; cameras: placed once the mesh is loaded; mesh_settings:
+    for shapes, points_to_mesh's keywords (None: points only)."""
 
-
-@dataclass
-class InpaintRequest:
-    """`inpaint_uv`: fill masked texels and smooth seams (harmonic fill when no model is named)."""
-
-    mesh: MeshInput
-    texture: np.ndarray  # (S, S, 3) float in [0, 1]
-    mask: Optional[np.ndarray]  # (S, S) bool, True = fill; None: the texture's transparent texels
+    kind: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    mesh: Optional[MeshInput] = None
     model: Optional[ModelSpec] = None
-    settings: dict[str, Any] = field(default_factory=dict)  # inpaint_uv keyword arguments
-
-
-@dataclass
-class ShapeRequest:
-    """`generate_shape`, optionally meshed with `points_to_mesh`."""
-
-    prompt: Union[str, int]
-    settings: dict[str, Any] = field(default_factory=dict)  # generate_shape keyword arguments
-    mesh_settings: Optional[dict[str, Any]] = None  # points_to_mesh keyword arguments; None: points only
-
-
-@dataclass
-class RestyleRequest:
-    """`restyle_texture`: the mesh's own texture re-denoised toward a new prompt, on the mesh's own UVs."""
-
-    mesh: MeshInput  # loaded with unwrap="never": the texture belongs to the UVs it was painted on
-    texture: np.ndarray  # (S, S, 3) float in [0, 1]
-    prompt: str
-    model: ModelSpec
-    settings: dict[str, Any] = field(default_factory=dict)  # restyle_texture keyword arguments (strength, ...)
-    reference_image: Optional[np.ndarray] = None
-
-
-@dataclass
-class UpscaleRequest:
-    """`upscale_texture`: the mesh's own texture 2x / 4x, chart by chart (upscaler unset: the core's default)."""
-
-    mesh: MeshInput  # loaded with unwrap="never", as for restyle
-    texture: np.ndarray  # (S, S, 3) float in [0, 1]
-    settings: dict[str, Any] = field(default_factory=dict)  # upscale_texture keyword arguments (scale, upscaler, ...)
-
-
-Request = Union[TextureRequest, InpaintRequest, ShapeRequest, RestyleRequest, UpscaleRequest]
+    inpaint_model: Optional[ModelSpec] = None
+    cameras: Optional[list[CameraInput]] = None
+    mesh_settings: Optional[dict[str, Any]] = None
 
 
 @dataclass

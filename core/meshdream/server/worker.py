@@ -1,8 +1,8 @@
 """The job queue and its one worker thread: jobs run in submission order on one device, models stay loaded.
 
-The worker calls the core exactly as a user's script does (load_mesh, texture_mesh, restyle_texture,
-upscale_texture, inpaint_uv, generate_shape, load_generator); a job that raises is marked failed with its
-message and the worker takes the next one.
+The worker calls the core exactly as a user's script does: load_mesh, load_generator, then the job's kind's
+function from meshdream.jobs.KINDS; a job that raises is marked failed with its message and the worker takes
+the next one.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import uuid
 import warnings
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Optional
+from typing import Awaitable, Optional
 
 import torch
 import trimesh
@@ -24,30 +24,12 @@ import trimesh
 from ..errors import CancelledError, MeshDreamError, MeshDreamWarning
 from ..generators import load_generator, pick_device
 from ..geometry import load_mesh
-from ..progress import CancelToken, Progress
-from ..shapes import generate_shape, points_to_mesh
+from ..jobs import KINDS, TEXTURE, TEXTURE_RESULT
+from ..progress import Progress
+from ..shapes import points_to_mesh
 from ..shapes.sampler import load_shape_model
-from ..texturing import TextureResult, inpaint_uv, restyle_texture, texture_mesh
 from ..texturing.pipeline import resolve_view_resolution
-from ..texturing.upscale import upscale_texture
-from .jobs import (
-    CANCELLED,
-    DONE,
-    FAILED,
-    FINISHED,
-    QUEUED,
-    RUNNING,
-    InpaintRequest,
-    Job,
-    JobResult,
-    MeshInput,
-    ModelSpec,
-    Request,
-    RestyleRequest,
-    ShapeRequest,
-    TextureRequest,
-    UpscaleRequest,
-)
+from .jobs import CANCELLED, DONE, FAILED, FINISHED, QUEUED, RUNNING, Job, JobResult, MeshInput, ModelSpec, Request
 
 log = logging.getLogger("meshdream.server")
 GONE_KEPT = 10_000  # why a forgotten job is gone, for its 404: the newest reasons are kept
@@ -337,7 +319,7 @@ class Worker:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", MeshDreamWarning)
             try:
-                result = RUNNERS[type(job.request)](job.request, self.models, progress, job.cancel_token)
+                result = run_job(job.request, self.models, progress, job.cancel_token)
                 state = DONE
             except CancelledError as exc:
                 state, error = CANCELLED, str(exc)
@@ -357,9 +339,6 @@ class Worker:
         log.info("job %s %s in %.2f s%s", job.id, state, time.perf_counter() - t0, f": {error}" if error else "")
 
 
-Runner = Callable[[Request, ModelCache, Callable[[Progress], None], CancelToken], JobResult]
-
-
 def _timed(timings: dict, name: str, fn, *args, **kwargs):
     t = time.perf_counter()
     out = fn(*args, **kwargs)
@@ -375,93 +354,35 @@ def _load(mesh: MeshInput, timings: dict, progress, cancel) -> trimesh.Trimesh:
     return out
 
 
-def _texturing_result(timings: dict, result: TextureResult, mesh: trimesh.Trimesh) -> JobResult:
-    return JobResult(
-        {**timings, **result.timings},
-        texture=result.texture,
-        textures=result.textures,
-        weight=result.weight,
-        views=[image for _, image in result.views],
-        mesh=mesh,
-    )
-
-
-def run_texture(req: TextureRequest, models: ModelCache, progress, cancel) -> JobResult:
+def run_job(req: Request, models: ModelCache, progress, cancel) -> JobResult:
+    """Any kind of job: its kind's core function (meshdream.jobs.KINDS) with the request's inputs and settings."""
+    kind = KINDS[req.kind]
     timings: dict[str, float] = {}
-    mesh = _load(req.mesh, timings, progress, cancel)
-    generator = _timed(timings, "load_model", models.get, req.model)
-    kwargs = dict(req.settings)
+    args = {**req.inputs, **kind.fixed, **req.settings}
+    mesh = None if req.mesh is None else _load(req.mesh, timings, progress, cancel)
+    if mesh is not None:
+        args["mesh"] = mesh
+    if req.model is not None:
+        args["generator"] = _timed(timings, "load_model", models.get, req.model)
+    if req.inpaint_model is not None:
+        args["inpaint_generator"] = models.get(req.inpaint_model)
     if req.cameras is not None:
         to_normalized = mesh.metadata["meshdream"]["to_normalized"]
-        view_resolution = resolve_view_resolution(generator, kwargs.get("view_resolution"))
-        kwargs["cameras"] = [c.camera(to_normalized, view_resolution) for c in req.cameras]
-    if req.inpaint_model is not None:
-        kwargs["inpaint_generator"] = models.get(req.inpaint_model)
-    for name in ("init_image", "reference_image"):
-        if getattr(req, name) is not None:
-            kwargs[name] = getattr(req, name)
-    result = texture_mesh(mesh, req.prompt, generator, progress=progress, cancel=cancel, **kwargs)
-    return _texturing_result(timings, result, mesh)
-
-
-def run_restyle(req: RestyleRequest, models: ModelCache, progress, cancel) -> JobResult:
-    timings: dict[str, float] = {}
-    mesh = _load(req.mesh, timings, progress, cancel)
-    generator = _timed(timings, "load_model", models.get, req.model)
-    result = restyle_texture(
-        mesh,
-        req.texture,
-        req.prompt,
-        reference_image=req.reference_image,
-        generator=generator,
-        progress=progress,
-        cancel=cancel,
-        **req.settings,
-    )
-    return _texturing_result(timings, result, mesh)
-
-
-def run_upscale(req: UpscaleRequest, models: ModelCache, progress, cancel) -> JobResult:
-    timings: dict[str, float] = {}
-    mesh = _load(req.mesh, timings, progress, cancel)
-    texture = _timed(
-        timings, "upscale", upscale_texture, mesh, req.texture, progress=progress, cancel=cancel, **req.settings
-    )
-    return JobResult(timings, texture=texture, mesh=mesh)
-
-
-def run_inpaint(req: InpaintRequest, models: ModelCache, progress, cancel) -> JobResult:
-    timings: dict[str, float] = {}
-    mesh = _load(req.mesh, timings, progress, cancel)
-    generator = None if req.model is None else _timed(timings, "load_model", models.get, req.model)
-    texture = _timed(
-        timings,
-        "inpaint",
-        inpaint_uv,
-        mesh,
-        req.texture,
-        req.mask,
-        generator=generator,
-        progress=progress,
-        cancel=cancel,
-        **req.settings,
-    )
-    return JobResult(timings, texture=texture, mesh=mesh)
-
-
-def run_shape(req: ShapeRequest, models: ModelCache, progress, cancel) -> JobResult:
-    timings: dict[str, float] = {}
-    points = _timed(timings, "generate", generate_shape, req.prompt, progress=progress, cancel=cancel, **req.settings)
-    mesh = None
+        view_resolution = resolve_view_resolution(args["generator"], args.get("view_resolution"))
+        args["cameras"] = [c.camera(to_normalized, view_resolution) for c in req.cameras]
+    out = _timed(timings, kind.name, kind.call, **args, progress=progress, cancel=cancel)
+    if kind.returns == TEXTURE_RESULT:
+        return JobResult(
+            {**timings, **out.timings},
+            texture=out.texture,
+            textures=out.textures,
+            weight=out.weight,
+            views=[image for _, image in out.views],
+            mesh=mesh,
+        )
+    if kind.returns == TEXTURE:
+        return JobResult(timings, texture=out, mesh=mesh)
+    shape = None
     if req.mesh_settings is not None:
-        mesh = _timed(timings, "mesh", lambda: load_mesh(points_to_mesh(points, **req.mesh_settings)))
-    return JobResult(timings, points=points, mesh=mesh)
-
-
-RUNNERS: dict[type, Runner] = {
-    TextureRequest: run_texture,
-    InpaintRequest: run_inpaint,
-    ShapeRequest: run_shape,
-    RestyleRequest: run_restyle,
-    UpscaleRequest: run_upscale,
-}
+        shape = _timed(timings, "mesh", lambda: load_mesh(points_to_mesh(out, **req.mesh_settings)))
+    return JobResult(timings, points=out, mesh=shape)
