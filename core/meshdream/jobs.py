@@ -44,6 +44,10 @@ class JobKind:
         kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
         return tuple(p.name for p in params if p.kind in kinds and p.name not in taken)
 
+    def default(self, name: str) -> Any:
+        """The function's default for keyword `name` (what a job that leaves it out gets)."""
+        return inspect.signature(self.call).parameters[name].default
+
     def check_settings(self, settings: Mapping[str, Any], where: str = "settings") -> dict:
         """`settings` as a dict, or InvalidParameterError naming an unknown one and the known ones."""
         unknown = sorted(set(settings) - set(self.settings))
@@ -106,7 +110,7 @@ KINDS: dict[str, JobKind] = {
         JobKind(
             "upscale",
             "texturing.upscale:upscale_texture",
-            ("mesh", "texture"),
+            ("mesh", "texture", "device"),  # the upscaler loads where the server / batch worker runs
             "none",
             TEXTURE,
             doc="a texture the mesh has, 2x or 4x, chart by chart",

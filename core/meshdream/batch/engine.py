@@ -5,6 +5,7 @@ loop."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -49,6 +50,14 @@ class BatchReport:
         return self.count(FAILED)
 
 
+@functools.lru_cache(maxsize=1)
+def _upscaler(spec: str, scale: int, device: str):
+    """The batch's upscaler, loaded once per process (a Ray worker's too, on its first upscale item)."""
+    from ..generators.upscalers import load_upscaler
+
+    return load_upscaler(spec, scale, device)
+
+
 def _make(item: BatchItem, generator, mesh, progress, cancel):
     """The item's core call, by its kind in meshdream.jobs.KINDS: (what save_textured takes, or None for a texture
     alone; the texture)."""
@@ -62,7 +71,12 @@ def _make(item: BatchItem, generator, mesh, progress, cancel):
         args["prompt"] = item.prompt
     if kind.model != "none":
         args["generator"] = generator
-    out = kind.call(**{**args, **item.settings})
+    args = {**args, **item.settings}
+    if "upscaler" in kind.settings:
+        scale = args.get("scale", kind.default("scale"))
+        device = "auto" if generator is None else str(generator.device)
+        args["upscaler"] = _upscaler(args.get("upscaler", kind.default("upscaler")), scale, device)
+    out = kind.call(**args)
     if kind.returns == TEXTURE:
         return None, out
     return out.textures or out.texture, out.texture  # pages (materials, UDIM tiles), if any

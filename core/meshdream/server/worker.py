@@ -23,6 +23,7 @@ import trimesh
 
 from ..errors import CancelledError, MeshDreamError, MeshDreamWarning
 from ..generators import load_generator, pick_device
+from ..generators.upscalers import Upscaler, load_upscaler
 from ..geometry import load_mesh
 from ..jobs import KINDS, TEXTURE, TEXTURE_RESULT
 from ..progress import Progress
@@ -37,7 +38,8 @@ PREVIEW_EVERY_S = 0.5  # a running job's preview is refreshed at most this often
 
 
 class ModelCache:
-    """Texture generators by spec, loaded on first use and kept between jobs; `unload` frees them all."""
+    """Texture generators and upscalers by spec, loaded on first use and kept between jobs; `unload` frees them
+    all."""
 
     def __init__(self, device: str = "auto") -> None:
         self.device = device
@@ -52,6 +54,14 @@ class ModelCache:
             log.info("loading model %s", spec.key)
             self._models[spec.key] = load_generator(spec.spec, **{"device": self.device, **dict(spec.options)})
         return self._models[spec.key]
+
+    def upscaler(self, spec: str, scale: int) -> Upscaler:
+        """An upscaler by spec and scale, loaded on this cache's device on first use and kept like a generator."""
+        key = f"upscaler {spec} x{scale}"
+        if key not in self._models:
+            log.info("loading %s", key)
+            self._models[key] = load_upscaler(spec, scale, self.device)
+        return self._models[key]
 
     def loaded(self) -> list[str]:
         return list(self._models) + (["shape model"] if load_shape_model.cache_info().currsize else [])
@@ -370,6 +380,11 @@ def run_job(req: Request, models: ModelCache, progress, cancel) -> JobResult:
         to_normalized = mesh.metadata["meshdream"]["to_normalized"]
         view_resolution = resolve_view_resolution(args["generator"], args.get("view_resolution"))
         args["cameras"] = [c.camera(to_normalized, view_resolution) for c in req.cameras]
+    if "device" in kind.inputs:
+        args["device"] = models.device
+    if "upscaler" in kind.settings:
+        spec = args.get("upscaler", kind.default("upscaler"))
+        args["upscaler"] = _timed(timings, "load_model", models.upscaler, spec, args.get("scale", kind.default("scale")))
     out = _timed(timings, kind.name, kind.call, **args, progress=progress, cancel=cancel)
     if kind.returns == TEXTURE_RESULT:
         return JobResult(
