@@ -4,6 +4,8 @@ stay until fetched or expired, and settings refused at submit (real sockets, rea
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import statistics
 import threading
 import time
@@ -239,3 +241,43 @@ def test_images_over_the_size_limit_are_refused_before_they_are_decoded(server):
     job = {"kind": "upscale", "mesh": spot, "texture": {"png": base64.b64encode(buf.getvalue()).decode()}}
     message = _refused(server.url, job)
     assert "texture: is 8192 x 8192 pixels, over this server's limit of 4096" in message, message
+
+
+def test_models_dir_entries_are_listed_and_named_by_name_and_allow_paths_is_loopback_only(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "broken_x2.pth").write_bytes(b"not a model")
+    (models / "notes.txt").write_text("not listed")
+    s = Server(tmp_path, "--models-dir", str(models)).wait_ready()
+    try:
+        c = client.Client(s.url)
+        listed = c.models()
+        assert [u["id"] for u in listed["upscalers"]] == ["builtin", "lanczos", "broken_x2.pth"]
+        assert "broken_x2.pth" in [m["id"] for m in listed["texture_models"]]
+        texture = np.zeros((64, 64, 3), np.uint8)
+        job = c.submit_upscale(str(asset("spot.obj")), texture, upscaler="broken_x2.pth")  # accepted: it is listed
+        with pytest.raises(client.ClientError):
+            c.wait(job)
+        assert c.status(job)["state"] == "failed"  # loaded from the models folder, where it proved broken
+        with pytest.raises(client.ClientError, match="is not a model this server offers"):
+            c.submit_upscale(str(asset("spot.obj")), texture, upscaler=str(models / "broken_x2.pth"))
+    finally:
+        s.stop()
+    refused = subprocess.run(
+        [sys.executable, "-m", "meshdream", "serve", "--host", "0.0.0.0", "--token", "t", "--allow-paths"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2 and "--allow-paths" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_private_worker_takes_paths(tmp_path):
+    s = Server(tmp_path, "--allow-paths").wait_ready()
+    try:
+        c = client.Client(s.url)
+        texture = np.zeros((64, 64, 3), np.uint8)
+        with pytest.raises(client.ClientError, match="does not exist; check the path"):  # the core's own words
+            c.wait(c.submit_upscale(str(asset("spot.obj")), texture, upscaler=str(tmp_path / "missing.pth")))
+    finally:
+        s.stop()

@@ -27,7 +27,7 @@ class ModelCatalog:
         """The models folder's entries (not recursive): diffusers folders and model files, by name."""
         if self.models_dir is None or not self.models_dir.is_dir():
             return []
-        from ..texturing.upscale import MODEL_SUFFIXES
+        from ..generators.upscalers import MODEL_SUFFIXES
 
         out = []
         for entry in sorted(self.models_dir.iterdir()):
@@ -46,9 +46,7 @@ class ModelCatalog:
 
     def resolve(self, name: str, where: str) -> str:
         """What load_generator gets for a model named `name`: the name itself, or a models-folder entry's path."""
-        if self.allow_paths or name == "builtin":
-            return name
-        return self._lookup(name, where, lambda: self.texture_models())
+        return name if name == "builtin" else self._lookup(name, where, cache=True)
 
     def resolve_option(self, value: Union[str, Sequence[str], None], where: str):
         """A load_generator option that names models (controlnet, lora, ...): each a listed one."""
@@ -56,18 +54,25 @@ class ModelCatalog:
             return value
         if isinstance(value, (list, tuple)):
             return tuple(self.resolve_option(v, where) for v in value)
-        return value if self.allow_paths else self._lookup(value, where, lambda: self.texture_models())
+        return self._lookup(value, where, cache=True)
 
     def resolve_upscaler(self, name: str, where: str) -> str:
-        if self.allow_paths or (isinstance(name, str) and name.lower() in BUILTIN_UPSCALERS):
+        if isinstance(name, str) and name.lower() in BUILTIN_UPSCALERS:
             return name
-        return self._lookup(name, where, lambda: self.folder_models())
+        return self._lookup(name, where, cache=False)
 
-    def _lookup(self, name, where: str, listing) -> str:
-        for entry in listing():
-            if entry["id"] == name:
-                folder = entry["kind"] in ("folder", "file")
-                return str(self.models_dir / name) if folder else name
+    def _lookup(self, name, where: str, cache: bool) -> str:
+        """A models-folder entry's path, a cached Hugging Face id as it is (`cache`), a path where allowed."""
+        if isinstance(name, str):
+            if any(entry["id"] == name for entry in self.folder_models()):
+                return str(self.models_dir / name)
+            if cache and not self.allow_paths:
+                from ..generators import list_cached_models
+
+                if any(entry["id"] == name for entry in list_cached_models()):
+                    return name
+            if self.allow_paths:
+                return name  # load_generator reads a cached id first, then a path
         raise InvalidParameterError(
             f"{where}: {str(name)!r} is not a model this server offers; GET /v1/models lists those it does."
         )
