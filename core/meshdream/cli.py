@@ -292,7 +292,14 @@ def _shape(args) -> None:
 
 
 # The server's size limits with a flag each (meshdream.jobs.Limits; the others keep their defaults).
-SERVE_LIMITS = ("texture_size", "view_resolution", "n_views", "n_points", "steps", "faces")
+SERVE_LIMITS = {
+    "texture_size": "largest texture a job takes or makes, per side",
+    "view_resolution": "largest view (or camera) side in pixels",
+    "n_views": "most views per job",
+    "n_points": "most points per shape",
+    "steps": "most denoising steps",
+    "faces": "most faces of a mesh sent as arrays (and of a shape mesh's face_budget)",
+}
 
 
 def _serve(args) -> None:
@@ -537,19 +544,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="jobs may also name models by any path on this machine (a private worker on loopback, as "
         "client.ensure_server starts; otherwise only listed models, and an unknown name says nothing about paths)",
     )
-    limit_help = {
-        "texture_size": "largest texture a job takes or makes, per side",
-        "view_resolution": "largest view (or camera) side in pixels",
-        "n_views": "most views per job",
-        "n_points": "most points per shape",
-        "steps": "most denoising steps",
-        "faces": "most faces of a mesh sent as arrays (and of a shape mesh's face_budget)",
-    }
-    for name in SERVE_LIMITS:
+    for name, what in SERVE_LIMITS.items():
         default = getattr(Limits(), name)
-        p.add_argument(
-            Limits().flag(name), dest="max_" + name, type=int, default=default, help=f"{limit_help[name]} (default {default})"
-        )
+        flag, help_text = Limits().flag(name), f"{what} (default {default})"
+        p.add_argument(flag, dest="max_" + name, metavar="N", type=int, default=default, help=help_text)
     p.add_argument("--exit-with-parent", action="store_true", help="stop when the process that started it exits")
     p.set_defaults(run=_serve)
 

@@ -128,7 +128,8 @@ class Worker:
                 raise ServerFullError(
                     f"The server holds {held / 2**20:.1f} MB of results no client has fetched yet, its limit "
                     f"(serve --keep-results-mb {budget / 2**20:g}); fetch them (GET /v1/jobs/ID/result) or wait until "
-                    f"they expire ({self.retention.keep_s:g} s after they finished, --keep-results-s), then submit again."
+                    f"they expire ({self.retention.keep_s:g} s after they finished, --keep-results-s), then submit "
+                    "again."
                 )
             self._jobs[job.id] = job
             self._queue.append(job)
@@ -384,7 +385,8 @@ def run_job(req: Request, models: ModelCache, progress, cancel) -> JobResult:
         args["device"] = models.device
     if "upscaler" in kind.settings:
         spec = args.get("upscaler", kind.default("upscaler"))
-        args["upscaler"] = _timed(timings, "load_model", models.upscaler, spec, args.get("scale", kind.default("scale")))
+        scale = args.get("scale", kind.default("scale"))
+        args["upscaler"] = _timed(timings, "load_model", models.upscaler, spec, scale)
     out = _timed(timings, kind.name, kind.call, **args, progress=progress, cancel=cancel)
     if kind.returns == TEXTURE_RESULT:
         return JobResult(
