@@ -117,6 +117,15 @@ def _load_mesh(args):
         return load_mesh(args.mesh, uv_set=args.uv_set, progress=bar, cancel=token)
 
 
+def _run(kind: str, **args):
+    """A job kind's core function (meshdream.jobs.KINDS, as the server and batch run it) under a progress bar and
+    Ctrl-C cancel."""
+    from .jobs import KINDS
+
+    with _watched() as (bar, token):
+        return KINDS[kind].call(**args, progress=bar, cancel=token)
+
+
 def _generator(spec, args):
     from .generators import load_generator
 
@@ -141,7 +150,6 @@ def _refuse_existing(path: Path, overwrite: bool) -> None:
 def _texture(args) -> None:
     from .geometry import save_textured
     from .images import contact_sheet, save_png
-    from .texturing import texture_mesh
 
     out = Path(args.output)
     _refuse_existing(out, args.overwrite)  # before minutes of work, not after
@@ -153,23 +161,21 @@ def _texture(args) -> None:
         from .images import read_image
 
         reference = read_image(args.reference, what="reference image")
-    with _watched() as (bar, token):
-        result = texture_mesh(
-            mesh,
-            args.prompt,
-            generator,
-            strategy=args.strategy,
-            n_views=args.views,
-            view_resolution=args.view_resolution,
-            texture_size=args.texture_size,
-            seed=args.seed,
-            steps=args.steps,
-            guidance=args.guidance,
-            progress=bar,
-            cancel=token,
-            inpaint_generator=inpainter,
-            reference_image=reference,
-        )
+    result = _run(
+        "texture",
+        mesh=mesh,
+        prompt=args.prompt,
+        generator=generator,
+        strategy=args.strategy,
+        n_views=args.views,
+        view_resolution=args.view_resolution,
+        texture_size=args.texture_size,
+        seed=args.seed,
+        steps=args.steps,
+        guidance=args.guidance,
+        inpaint_generator=inpainter,
+        reference_image=reference,
+    )
     save_textured(mesh, result.textures or result.texture, out, overwrite=args.overwrite)  # pages, if any
     if args.views_sheet:
         save_png(contact_sheet([img for _, img in result.views], columns=len(result.views)), Path(args.views_sheet))
@@ -186,7 +192,6 @@ def _texture(args) -> None:
 def _restyle(args) -> None:
     from .geometry import save_textured
     from .images import read_image
-    from .texturing import restyle_texture
 
     out = Path(args.output)
     _refuse_existing(out, args.overwrite)
@@ -196,22 +201,20 @@ def _restyle(args) -> None:
     if args.reference:
         reference = read_image(args.reference, what="reference image")
     generator = _generator(args.model, args)
-    with _watched() as (bar, token):
-        result = restyle_texture(
-            mesh,
-            texture,
-            args.prompt,
-            strength=args.strength,
-            reference_image=reference,
-            generator=generator,
-            n_views=args.views,
-            view_resolution=args.view_resolution,
-            steps=args.steps,
-            guidance=args.guidance,
-            seed=args.seed,
-            progress=bar,
-            cancel=token,
-        )
+    result = _run(
+        "restyle",
+        mesh=mesh,
+        texture=texture,
+        prompt=args.prompt,
+        strength=args.strength,
+        reference_image=reference,
+        generator=generator,
+        n_views=args.views,
+        view_resolution=args.view_resolution,
+        steps=args.steps,
+        guidance=args.guidance,
+        seed=args.seed,
+    )
     save_textured(mesh, result.texture, out, overwrite=args.overwrite)
     print(
         f"Wrote {out} (restyle at strength {args.strength}, {len(result.views)} views; {result.timings['total']:.1f} s)"
@@ -221,7 +224,6 @@ def _restyle(args) -> None:
 def _upscale(args) -> None:
     from .errors import OutputExistsError
     from .images import read_image, save_png
-    from .texturing.upscale import upscale_texture
 
     out = Path(args.output)
     if out.resolve() == Path(args.texture).resolve():
@@ -229,18 +231,16 @@ def _upscale(args) -> None:
     _refuse_existing(out, args.overwrite)
     mesh = _load_mesh(args)
     texture = read_image(args.texture, what="texture")
-    with _watched() as (bar, token):
-        big = upscale_texture(
-            mesh,
-            texture,
-            scale=args.scale,
-            upscaler=args.upscaler,
-            tile=args.tile,
-            prompt=args.prompt,
-            seed=args.seed,
-            progress=bar,
-            cancel=token,
-        )
+    big = _run(
+        "upscale",
+        mesh=mesh,
+        texture=texture,
+        scale=args.scale,
+        upscaler=args.upscaler,
+        tile=args.tile,
+        prompt=args.prompt,
+        seed=args.seed,
+    )
     save_png(big, out)
     print(f"Wrote {out} ({texture.shape[0]}² -> {big.shape[0]}², {args.upscaler})")
 
@@ -272,15 +272,13 @@ def _inpaint(args) -> None:
 def _shape(args) -> None:
     from .geometry import load_mesh, save_textured, to_user_frame
     from .shapes import generate_shape, is_closed, points_to_mesh
-    from .texturing import texture_mesh
 
     out = Path(args.output)
     _refuse_existing(out, args.overwrite)
     points = generate_shape(args.prompt, n_points=args.points, seed=args.seed, steps=args.steps, guidance=args.guidance)
     mesh = load_mesh(points_to_mesh(points))
     if args.texture:
-        with _watched() as (bar, token):
-            result = texture_mesh(mesh, args.texture, strategy="sync", seed=args.seed, progress=bar, cancel=token)
+        result = _run("texture", mesh=mesh, prompt=args.texture, strategy="sync", seed=args.seed)
         save_textured(mesh, result.texture, out, overwrite=args.overwrite)
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
