@@ -282,3 +282,11 @@ def test_a_private_worker_takes_paths(tmp_path):
             c.wait(c.submit_upscale(str(asset("spot.obj")), texture, upscaler=str(tmp_path / "missing.pth")))
     finally:
         s.stop()
+
+
+def test_upscalers_are_loaded_once_and_kept_like_models(server):
+    c = client.Client(server.url)
+    texture = np.zeros((64, 64, 3), np.uint8)
+    for _ in range(2):
+        assert "load_model" in c.wait(c.submit_upscale(str(asset("spot.obj")), texture)).timings  # builtin, x2
+    assert [m for m in c.health()["models"] if m.startswith("upscaler")] == ["upscaler builtin x2"]  # one, kept
