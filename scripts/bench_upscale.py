@@ -116,7 +116,7 @@ def run() -> dict:
 
 def measure() -> dict:
     from meshdream.generators.builtin.upscaler import load_builtin_upscaler
-    from meshdream.texturing.upscale import _lanczos
+    from meshdream.generators.upscalers import _lanczos
 
     builtin = {s: load_builtin_upscaler(s, "cpu") for s in SCALES}
     methods = {

@@ -14,6 +14,7 @@ from pathlib import Path
 from . import __version__
 from .errors import CancelledError, MeshDreamError
 from .files import os_error_message, writing
+from .jobs import Limits
 
 
 def _info(args) -> None:
@@ -119,6 +120,15 @@ def _load_mesh(args):
         return load_mesh(args.mesh, uv_set=args.uv_set, progress=bar, cancel=token)
 
 
+def _run(kind: str, **args):
+    """A job kind's core function (meshdream.jobs.KINDS, as the server and batch run it) under a progress bar and
+    Ctrl-C cancel."""
+    from .jobs import KINDS
+
+    with _watched() as (bar, token):
+        return KINDS[kind].call(**args, progress=bar, cancel=token)
+
+
 def _generator(spec, args):
     from .generators import load_generator
 
@@ -143,7 +153,6 @@ def _refuse_existing(path: Path, overwrite: bool) -> None:
 def _texture(args) -> None:
     from .geometry import save_textured
     from .images import contact_sheet, save_png
-    from .texturing import texture_mesh
 
     out = Path(args.output)
     _refuse_existing(out, args.overwrite)  # before minutes of work, not after
@@ -155,23 +164,21 @@ def _texture(args) -> None:
         from .images import read_image
 
         reference = read_image(args.reference, what="reference image")
-    with _watched() as (bar, token):
-        result = texture_mesh(
-            mesh,
-            args.prompt,
-            generator,
-            strategy=args.strategy,
-            n_views=args.views,
-            view_resolution=args.view_resolution,
-            texture_size=args.texture_size,
-            seed=args.seed,
-            steps=args.steps,
-            guidance=args.guidance,
-            progress=bar,
-            cancel=token,
-            inpaint_generator=inpainter,
-            reference_image=reference,
-        )
+    result = _run(
+        "texture",
+        mesh=mesh,
+        prompt=args.prompt,
+        generator=generator,
+        strategy=args.strategy,
+        n_views=args.views,
+        view_resolution=args.view_resolution,
+        texture_size=args.texture_size,
+        seed=args.seed,
+        steps=args.steps,
+        guidance=args.guidance,
+        inpaint_generator=inpainter,
+        reference_image=reference,
+    )
     save_textured(mesh, result.textures or result.texture, out, overwrite=args.overwrite)  # pages, if any
     if args.views_sheet:
         save_png(contact_sheet([img for _, img in result.views], columns=len(result.views)), Path(args.views_sheet))
@@ -188,7 +195,6 @@ def _texture(args) -> None:
 def _restyle(args) -> None:
     from .geometry import save_textured
     from .images import read_image
-    from .texturing import restyle_texture
 
     out = Path(args.output)
     _refuse_existing(out, args.overwrite)
@@ -198,22 +204,20 @@ def _restyle(args) -> None:
     if args.reference:
         reference = read_image(args.reference, what="reference image")
     generator = _generator(args.model, args)
-    with _watched() as (bar, token):
-        result = restyle_texture(
-            mesh,
-            texture,
-            args.prompt,
-            strength=args.strength,
-            reference_image=reference,
-            generator=generator,
-            n_views=args.views,
-            view_resolution=args.view_resolution,
-            steps=args.steps,
-            guidance=args.guidance,
-            seed=args.seed,
-            progress=bar,
-            cancel=token,
-        )
+    result = _run(
+        "restyle",
+        mesh=mesh,
+        texture=texture,
+        prompt=args.prompt,
+        strength=args.strength,
+        reference_image=reference,
+        generator=generator,
+        n_views=args.views,
+        view_resolution=args.view_resolution,
+        steps=args.steps,
+        guidance=args.guidance,
+        seed=args.seed,
+    )
     save_textured(mesh, result.texture, out, overwrite=args.overwrite)
     print(
         f"Wrote {out} (restyle at strength {args.strength}, {len(result.views)} views; {result.timings['total']:.1f} s)"
@@ -223,7 +227,6 @@ def _restyle(args) -> None:
 def _upscale(args) -> None:
     from .errors import OutputExistsError
     from .images import read_image, save_png
-    from .texturing.upscale import upscale_texture
 
     out = Path(args.output)
     if out.resolve() == Path(args.texture).resolve():
@@ -231,18 +234,16 @@ def _upscale(args) -> None:
     _refuse_existing(out, args.overwrite)
     mesh = _load_mesh(args)
     texture = read_image(args.texture, what="texture")
-    with _watched() as (bar, token):
-        big = upscale_texture(
-            mesh,
-            texture,
-            scale=args.scale,
-            upscaler=args.upscaler,
-            tile=args.tile,
-            prompt=args.prompt,
-            seed=args.seed,
-            progress=bar,
-            cancel=token,
-        )
+    big = _run(
+        "upscale",
+        mesh=mesh,
+        texture=texture,
+        scale=args.scale,
+        upscaler=args.upscaler,
+        tile=args.tile,
+        prompt=args.prompt,
+        seed=args.seed,
+    )
     save_png(big, out)
     print(f"Wrote {out} ({texture.shape[0]}² -> {big.shape[0]}², {args.upscaler})")
 
@@ -274,15 +275,13 @@ def _inpaint(args) -> None:
 def _shape(args) -> None:
     from .geometry import load_mesh, save_textured, to_user_frame
     from .shapes import generate_shape, is_closed, points_to_mesh
-    from .texturing import texture_mesh
 
     out = Path(args.output)
     _refuse_existing(out, args.overwrite)
     points = generate_shape(args.prompt, n_points=args.points, seed=args.seed, steps=args.steps, guidance=args.guidance)
     mesh = load_mesh(points_to_mesh(points))
     if args.texture:
-        with _watched() as (bar, token):
-            result = texture_mesh(mesh, args.texture, strategy="sync", seed=args.seed, progress=bar, cancel=token)
+        result = _run("texture", mesh=mesh, prompt=args.texture, strategy="sync", seed=args.seed)
         save_textured(mesh, result.texture, out, overwrite=args.overwrite)
     else:
         with writing(out) as (temp,):
@@ -291,6 +290,17 @@ def _shape(args) -> None:
         f"Wrote {out} ({len(mesh.faces)} faces, closed: {is_closed(mesh)}"
         f"{', textured: ' + args.texture if args.texture else ''})"
     )
+
+
+# The server's size limits with a flag each (meshdream.jobs.Limits; the others keep their defaults).
+SERVE_LIMITS = {
+    "texture_size": "largest texture a job takes or makes, per side",
+    "view_resolution": "largest view (or camera) side in pixels",
+    "n_views": "most views per job",
+    "n_points": "most points per shape",
+    "steps": "most denoising steps",
+    "faces": "most faces of a mesh sent as arrays (and of a shape mesh's face_budget)",
+}
 
 
 def _serve(args) -> None:
@@ -307,6 +317,11 @@ def _serve(args) -> None:
         device=args.device,
         idle_unload=args.idle_unload,
         max_body_mb=args.max_body_mb,
+        keep_results_s=args.keep_results_s,
+        keep_results_mb=args.keep_results_mb,
+        limits=Limits(**{name: getattr(args, "max_" + name) for name in SERVE_LIMITS}),
+        models_dir=args.models_dir,
+        allow_paths=args.allow_paths,
         exit_with_parent=args.exit_with_parent,
     )
 
@@ -506,6 +521,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cuda, mps or cpu")
     p.add_argument("--idle-unload", type=float, default=600.0, help="unload models after S idle seconds (0: never)")
     p.add_argument("--max-body-mb", type=float, default=256.0, help="largest request body accepted (MB)")
+    p.add_argument(
+        "--keep-results-s",
+        type=float,
+        default=3600.0,
+        help="seconds a finished job's result stays to fetch, fetched or not (default 3600)",
+    )
+    p.add_argument(
+        "--keep-results-mb",
+        type=float,
+        default=2048.0,
+        help="memory for finished results (default 2048 MB): fetched ones are evicted first; when results nobody "
+        "fetched fill it, new jobs are refused (503) until they are fetched or expire",
+    )
+    p.add_argument(
+        "--models-dir",
+        help="folder of models jobs may name by their file or folder name (diffusers folders, .safetensors, "
+        "upscaler .pth files), beside builtin and the Hugging Face cache; GET /v1/models lists them all",
+    )
+    p.add_argument(
+        "--allow-paths",
+        action="store_true",
+        help="jobs may also name models by any path on this machine (a private worker on loopback, as "
+        "client.ensure_server starts; otherwise only listed models, and an unknown name says nothing about paths)",
+    )
+    for name, what in SERVE_LIMITS.items():
+        default = getattr(Limits(), name)
+        flag, help_text = Limits().flag(name), f"{what} (default {default})"
+        p.add_argument(flag, dest="max_" + name, metavar="N", type=int, default=default, help=help_text)
     p.add_argument("--exit-with-parent", action="store_true", help="stop when the process that started it exits")
     p.set_defaults(run=_serve)
 

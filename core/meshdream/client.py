@@ -13,8 +13,8 @@ here). Cameras are {"view": 4x4 world-to-camera matrix, "fov": degrees, "resolut
 "resolution" the job's view resolution (the model's unless given) sizes the larger side at "aspect" (w / h). Every
 keyword setting of texture_mesh / restyle_texture / upscale_texture / inpaint_uv / generate_shape passes through
 **settings (one left out takes the core's default, the server's for model=); model= is a spec
-("builtin", a cached Hugging Face id, a path on the server) or {"spec": ..., "options": {load_generator
-keywords}}. Any failure raises `ClientError` carrying the server's message.
+(one the server lists at /v1/models: "builtin", a cached Hugging Face id, a --models-dir entry) or {"spec": ...,
+"options": {load_generator keywords}}. Any failure raises `ClientError` carrying the server's message.
 """
 
 from __future__ import annotations
@@ -304,7 +304,8 @@ class Client:
 
     def submit_upscale(self, mesh, texture, *, uv_set: int = 0, **settings) -> str:
         """upscale_texture: the mesh's `texture` (on its own UVs) 2x or 4x (scale=), chart by chart; upscaler= a
-        name ("lanczos", ...) or a model path on the server's machine. The result has a texture and a GLB."""
+        name the server lists (GET /v1/models "upscalers": builtin, lanczos, its --models-dir files; a path on its
+        machine where it runs with --allow-paths). The result has a texture and a GLB."""
         return self.submit(
             {"kind": "upscale", "mesh": _mesh(mesh, "never", uv_set), "texture": _image(texture), "settings": settings}
         )
@@ -384,7 +385,8 @@ def ensure_server(
     """A client for the server at host:port, starting `PYTHON -m meshdream serve` first if nothing answers.
 
     python: an interpreter with meshdream[server] installed (default: this one). A server started here runs as
-    a child process (its log in a temporary file), stops when this process exits, and is on `client.process`.
+    a child process (its log in a temporary file), stops when this process exits, and is on `client.process`;
+    on loopback it is this user's private worker, so its jobs may name models by path (serve --allow-paths).
     args: more `meshdream serve` options, e.g. ["--idle-unload", "300"].
     """
     url_host = f"[{host}]" if ":" in host else host
@@ -402,7 +404,7 @@ def ensure_server(
     command = [python or sys.executable, "-m", "meshdream", "serve", "--host", host, "--port", str(port)]
     try:
         process = subprocess.Popen(
-            [*command, "--exit-with-parent", *args],
+            [*command, "--exit-with-parent", *(["--allow-paths"] if _is_loopback(host) else []), *args],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -154,7 +154,7 @@ def test_jobs_file_with_per_job_prompts_and_settings(meshes, generator, tmp_path
 @pytest.mark.parametrize(
     "line, message",
     [
-        ('{"input": "a.obj", "settings": {"view": 4}}', "unknown setting(s) view"),
+        ('{"input": "a.obj", "settings": {"view": 4}}', "unknown setting 'view'"),
         ('{"input": "a.obj", "colour": "red"}', "unknown key(s) colour"),
         ('{"input": "a.obj", "output": "../a.glb"}', "inside the out folder"),
         ('{"prompt": "red"}', 'at least "input"'),
@@ -165,7 +165,7 @@ def test_jobs_file_with_per_job_prompts_and_settings(meshes, generator, tmp_path
         ('{"input": "a.obj", "texture": "t.png"}', 'set "kind"'),
         (
             '{"input": "a.obj", "kind": "upscale", "texture": "t.png", "settings": {"strength": 1}}',
-            "strength; known for",
+            "unknown setting 'strength'; known for upscale jobs",
         ),
         ('{"input": "a.obj", "kind": "restyle", "texture": "t.png", "unwrap": "auto"}', "keeps the mesh's own UVs"),
         ('{"input": "a.obj", "kind": "upscale", "texture": "t.png", "output": "a.glb"}', "must be a .png name"),

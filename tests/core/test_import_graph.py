@@ -11,10 +11,11 @@ import meshdream
 
 # Rooms by floor, lowest first; a room may import its own floor and those below.
 FLOORS = [
-    {"errors", "tensors", "progress", "images", "client"},
+    {"errors", "files", "tensors", "progress", "images", "client"},
     {"geometry"},
     {"shapes", "generators"},
     {"texturing"},
+    {"jobs"},  # the job table: kind -> core function (named, imported on first use)
     {""},  # meshdream/__init__.py, the public API: above all it re-exports
     {"batch", "server"},
     {"cli", "__main__"},

@@ -5,6 +5,7 @@ loop."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -16,6 +17,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ..errors import CancelledError, MeshDreamError, MeshDreamWarning, OutputExistsError
 from ..files import TEMP_PREFIX
+from ..jobs import KINDS, TEXTURE
 from ..progress import CancelToken, Progress
 from .jobs import DONE, FAILED, SKIPPED, BatchItem, ItemResult
 from .summary import CANCELLED, FINISHED, Placed, Summary, marker_path
@@ -49,23 +51,36 @@ class BatchReport:
         return self.count(FAILED)
 
 
-def _make(item: BatchItem, generator, mesh, progress, cancel):
-    """The item's core call by its kind: (what save_textured takes, or None for a texture alone; the texture)."""
-    from ..images import read_image
-    from ..texturing import restyle_texture, texture_mesh
-    from ..texturing.upscale import upscale_texture
+@functools.lru_cache(maxsize=1)
+def _upscaler(spec: str, scale: int, device: str):
+    """The batch's upscaler, loaded once per process (a Ray worker's too, on its first upscale item)."""
+    from ..generators.upscalers import load_upscaler
 
-    if item.kind == "upscale":
-        texture = read_image(item.texture, what="texture image")
-        options = {"prompt": item.prompt, "progress": progress, "cancel": cancel}
-        return None, upscale_texture(mesh, texture, **options, **item.settings)
-    if item.kind == "restyle":
-        texture = read_image(item.texture, what="texture image")
-        options = {"generator": generator, "progress": progress, "cancel": cancel}
-        result = restyle_texture(mesh, texture, item.prompt, **options, **item.settings)
-    else:
-        result = texture_mesh(mesh, item.prompt, generator, progress=progress, cancel=cancel, **item.settings)
-    return result.textures or result.texture, result.texture  # pages (materials, UDIM tiles), if any
+    return load_upscaler(spec, scale, device)
+
+
+def _make(item: BatchItem, generator, mesh, progress, cancel):
+    """The item's core call, by its kind in meshdream.jobs.KINDS: (what save_textured takes, or None for a texture
+    alone; the texture)."""
+    from ..images import read_image
+
+    kind = KINDS[item.kind]
+    args = {"mesh": mesh, "progress": progress, "cancel": cancel, **kind.fixed}
+    if "texture" in kind.inputs:
+        args["texture"] = read_image(item.texture, what="texture image")
+    if "prompt" in kind.inputs or "prompt" in kind.settings:  # upscale: only a diffusion upscaler reads it
+        args["prompt"] = item.prompt
+    if kind.model != "none":
+        args["generator"] = generator
+    args = {**args, **item.settings}
+    if "upscaler" in kind.settings:
+        scale = args.get("scale", kind.default("scale"))
+        device = "auto" if generator is None else str(generator.device)
+        args["upscaler"] = _upscaler(args.get("upscaler", kind.default("upscaler")), scale, device)
+    out = kind.call(**args)
+    if kind.returns == TEXTURE:
+        return None, out
+    return out.textures or out.texture, out.texture  # pages (materials, UDIM tiles), if any
 
 
 def texture_item(item: BatchItem, generator, out_dir: Path, progress=None, cancel=None, mesh=None) -> Path:
@@ -219,7 +234,7 @@ def run_batch(
         if cancel is not None and cancel.cancelled:
             report.cancelled = True
             break
-        if generator is None and item.kind != "upscale":  # an upscale-only batch loads no texture model
+        if generator is None and KINDS[item.kind].model != "none":  # e.g. an upscale-only batch loads none
             from ..generators import load_generator
 
             generator = load_generator(model, **dict(model_options or {}))

@@ -12,32 +12,16 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Optional, Sequence
 
 from ..errors import InvalidParameterError, MeshFileNotFoundError
+from ..jobs import job_kind
 
 DONE, FAILED, SKIPPED = "done", "failed", "skipped"
 STATUSES = (DONE, FAILED, SKIPPED)
 MESH_SUFFIXES = (".obj", ".glb", ".gltf", ".ply", ".stl", ".off")  # what load_mesh reads
 # texture: texture_mesh; restyle: restyle_texture and upscale: upscale_texture, on the texture a mesh already has.
+# Each is its kind in meshdream.jobs.KINDS, whose settings (the core function's keywords) an item may set.
 KINDS = ("texture", "restyle", "upscale")
 # What each kind writes: a textured mesh (save_textured), or the upscaled texture alone. The first is the default.
 OUTPUT_SUFFIXES = {"texture": (".glb", ".obj"), "restyle": (".glb", ".obj"), "upscale": (".png",)}
-# The core call's keywords a batch item may set; anything else is a typo worth an error before hours of work.
-SETTINGS = {
-    "texture": (
-        "strategy",
-        "n_views",
-        "view_resolution",
-        "texture_size",
-        "seed",
-        "steps",
-        "guidance",
-        "negative_prompt",
-        "directions",
-        "refine_scale",
-        "refine_strength",
-    ),
-    "restyle": ("strength", "n_views", "view_resolution", "steps", "guidance", "seed"),
-    "upscale": ("scale", "upscaler", "tile", "overlap", "steps", "seed"),  # upscaler unset: the core's default
-}
 UNWRAP = ("auto", "always", "never")
 JOB_KEYS = ("input", "prompt", "settings", "output", "source", "unwrap", "uv_set", "kind", "texture")
 
@@ -95,13 +79,8 @@ class ItemResult:
 
 
 def check_settings(settings: Mapping[str, Any], where: str, kind: str = "texture") -> dict:
-    known = SETTINGS[kind]
-    unknown = sorted(set(settings) - set(known))
-    if unknown:
-        raise InvalidParameterError(
-            f"{where}: unknown setting(s) {', '.join(unknown)}; known for {kind} jobs: {', '.join(known)}."
-        )
-    return dict(settings)
+    """The item's settings, checked against its kind's core function before hours of work (a typo is an error)."""
+    return job_kind(kind).check_settings(settings, where)
 
 
 def _output_name(name: str, where: str, kind: str) -> str:
@@ -202,7 +181,7 @@ def read_jobs(
             raise InvalidParameterError(f"{where}: uv_set must be a UV set index, 0 (the first), 1, ...")
         mesh = (path.parent / job["input"]).resolve()
         job_settings = {
-            **{k: v for k, v in settings.items() if k in SETTINGS[kind]},
+            **{k: v for k, v in settings.items() if k in job_kind(kind).settings},
             **check_settings(job.get("settings", {}), where, kind),
         }
         if job.get("output"):
@@ -230,9 +209,7 @@ def read_jobs(
 
 def _kind(job: Mapping[str, Any], where: str, folder: Path) -> tuple[str, Optional[str]]:
     """The job's kind and, for restyle / upscale, the absolute path of the texture it works on."""
-    kind = job.get("kind", "texture")
-    if kind not in KINDS:
-        raise InvalidParameterError(f"{where}: kind {kind!r} is unknown; use one of {', '.join(KINDS)}.")
+    kind = job_kind(job.get("kind", "texture"), KINDS, f"{where}: kind").name
     if kind == "texture":
         if "texture" in job:
             raise InvalidParameterError(f'{where}: "texture" is the input of restyle and upscale jobs; set "kind".')

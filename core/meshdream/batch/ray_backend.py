@@ -66,30 +66,42 @@ class Outcome:
 
 
 class TextureWorker:
-    """Ray actor holding one generator, loaded once. It textures one item at a time; `cancel` runs on a second
-    thread (max_concurrency=2) and makes the running item stop at its next step and every later call refuse."""
+    """Ray actor holding one generator, loaded once, on the first item that needs one (an upscale-only batch
+    loads none; its upscaler is kept by the engine the same way). It runs one item at a time; `cancel` runs on a
+    second thread (max_concurrency=2) and makes the running item stop at its next step and every later call
+    refuse."""
 
     def __init__(self, model: str, model_options: Mapping[str, Any]) -> None:
-        from ..generators import load_generator
-
         self.token = CancelToken()
+        self.model, self.model_options = model, dict(model_options)
         self.generator, self.broken = None, None
-        try:
-            self.generator = load_generator(model, **dict(model_options))
-        except Exception as exc:  # raised by `texture`: a failed actor start would look like a dead worker
-            self.broken = exc
+
+    def _generator(self, item: BatchItem):
+        """The generator the item's kind needs (None if none); its load error is kept and raised for every item:
+        the batch stops, as in-process."""
+        from ..generators import load_generator
+        from ..jobs import KINDS
+
+        if self.broken is not None:
+            raise self.broken
+        if self.generator is None and KINDS[item.kind].model != "none":
+            try:
+                self.generator = load_generator(self.model, **self.model_options)
+            except Exception as exc:
+                self.broken = exc
+                raise
+        return self.generator
 
     def texture(self, item: BatchItem, out_dir: str, mesh: Any = None) -> Outcome:
         """Item errors become an Outcome; raises CancelledError (a cancelled item is not a failed one) and the
         model's load error (the batch stops, as in-process)."""
-        if self.broken is not None:
-            raise self.broken
+        generator = self._generator(item)
         t0 = time.perf_counter()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", MeshDreamWarning)
                 self.token.raise_if_cancelled()
-                texture_item(item, self.generator, out_dir, cancel=self.token, mesh=mesh)
+                texture_item(item, generator, out_dir, cancel=self.token, mesh=mesh)
             return Outcome(time.perf_counter() - t0)
         except CancelledError:
             raise

@@ -1,7 +1,8 @@
 """The /v1 HTTP API of `meshdream serve`, its guards (token, body size, one error format) and `serve` itself.
 
 Every error answers {"error": "<message>"}: 400 bad JSON, 401 token, 404 unknown job, 409 result not ready,
-413 body too large, 422 invalid field (the message names it), 503 shutting down.
+413 body too large, 422 invalid field (the message names it), 503 shutting down or results not fetched fill the
+server's result budget.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import os
 import threading
 import time
 from contextlib import asynccontextmanager
+from dataclasses import asdict
+from pathlib import Path
 from typing import Optional
 
 import uvicorn
@@ -25,10 +28,12 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import MeshDreamError
+from ..errors import InvalidParameterError, MeshDreamError
 from .jobs import DONE, FAILED, Job, ModelSpec
-from .schema import DEFAULT_PARTS, KINDS, RESULT_PARTS, JobIn, encode_result, preview_png, status
-from .worker import ModelCache, Worker, log
+from ..jobs import KINDS, Limits
+from .models import ModelCatalog
+from .schema import DEFAULT_PARTS, RESULT_PARTS, JobIn, Submit, encode_result, job_request, preview_png, status
+from .worker import ModelCache, Retention, ServerFullError, Worker, log
 
 DEFAULT_PORT = 7860
 MAX_WAIT_S = 30.0  # longest a status request may wait for news
@@ -107,6 +112,12 @@ async def _body(request: Request) -> bytes:
     return await request.body()
 
 
+async def _disconnected(receive) -> None:
+    """Return once the client has closed its connection (the ASGI server's http.disconnect)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass  # the request's own (empty) body
+
+
 def _validation_error(exc: ValidationError) -> tuple[int, str]:
     """400 for JSON that does not parse, else 422 naming each bad field (a union's member names left out)."""
     errors = exc.errors(include_url=False)
@@ -121,17 +132,25 @@ def _validation_error(exc: ValidationError) -> tuple[int, str]:
 
 
 def create_app(
-    worker: Worker, default_model: ModelSpec, token: Optional[str] = None, max_body: int = 256 * 2**20
+    worker: Worker,
+    default_model: ModelSpec,
+    token: Optional[str] = None,
+    max_body: int = 256 * 2**20,
+    limits: Limits = Limits(),
+    catalog: ModelCatalog = ModelCatalog(),
 ) -> FastAPI:
     device = worker.models.device_name
+    context = Submit(default_model, limits, catalog)
 
     @asynccontextmanager
     async def lifespan(app):
+        worker.serve_loop(asyncio.get_running_loop())
         worker.start()
         log.info("MeshDream %s serving /v1 (default model %s, device %s)", __version__, default_model.key, device)
         yield
         worker.stop()
         await asyncio.to_thread(worker.join)  # the running job stops after its current step
+        worker.serve_loop(None)
 
     app = FastAPI(title="MeshDream", version=__version__, lifespan=lifespan)
     app.add_middleware(Guard, token=token, max_body=max_body)
@@ -148,7 +167,10 @@ def create_app(
     def get_job(job_id: str) -> Job:
         job = worker.job(job_id)
         if job is None:
-            raise HTTPException(404, f"No job {job_id!r} on this server (results of the latest jobs only are kept).")
+            why = worker.gone(job_id)
+            if why is None:
+                raise HTTPException(404, f"No job {job_id!r} on this server.")
+            raise HTTPException(404, f"Job {job_id!r} is gone: {why}.")
         return job
 
     def job_status(job: Job) -> dict:
@@ -156,8 +178,10 @@ def create_app(
         with worker.lock:
             return status(job, position)
 
+    # Health and status run on the event loop (they only read the job table), so they answer however many
+    # requests hold the threadpool (submit decoding a body, a result being encoded) or wait in long polls.
     @app.get("/v1/health")
-    def health():
+    async def health():
         return {
             "status": "stopping" if worker.stopping else "ok",
             "version": __version__,
@@ -167,15 +191,21 @@ def create_app(
             "models": worker.models.loaded(),
             "queue": worker.queue_length(),
             "running": worker.running(),
+            "polls": worker.polls(),
         }
 
     @app.get("/v1/models")
     def models():
-        from ..generators import list_cached_models
+        """What jobs may name: texture models ("model", "inpaint_model", their options), upscalers
+        (settings.upscaler), shape categories; and the server's size limits."""
         from ..shapes import shape_categories
 
-        texture = [{"id": "builtin", "kind": "builtin", "bytes": None}] + list_cached_models()
-        return {"texture_models": texture, "shape_categories": shape_categories()}
+        return {
+            "texture_models": catalog.texture_models(),
+            "upscalers": catalog.upscalers(),
+            "shape_categories": shape_categories(),
+            "limits": asdict(limits),
+        }
 
     body_schema = {"content": {"application/json": {"schema": JOBS.json_schema()}}, "required": True}
 
@@ -185,13 +215,21 @@ def create_app(
         if worker.stopping:
             raise HTTPException(503, "The server is shutting down; no new jobs are taken.")
         try:
-            job = JOBS.validate_json(body)
+            job = JOBS.validate_json(body, context=context)
+            request = job_request(job, context)
         except ValidationError as exc:
             raise HTTPException(*_validation_error(exc)) from None
-        return JSONResponse(job_status(worker.submit(job.kind, job.request(default_model))), status_code=202)
+        except InvalidParameterError as exc:
+            raise HTTPException(422, f"Invalid request: {exc}") from None
+        try:
+            queued = worker.submit(job.kind, request)
+        except ServerFullError as exc:
+            raise HTTPException(503, str(exc)) from None
+        return JSONResponse(job_status(queued), status_code=202)
 
     @app.get("/v1/jobs/{job_id}")
-    def get_status(
+    async def get_status(
+        request: Request,
         job_id: str,
         after: int = Query(-1, description="answer once the job's version is newer than this"),
         wait: float = Query(0.0, ge=0, le=MAX_WAIT_S, description="seconds to wait for news (long poll)"),
@@ -201,10 +239,10 @@ def create_app(
     ):
         job = get_job(job_id)
         if wait:
-            worker.wait_for_change(job, after, wait)
+            await worker.wait_for_change(job, after, wait, _disconnected(request.receive))
         out = job_status(job)
         if preview:
-            out["preview_png"] = preview_png(job)
+            out["preview_png"] = await asyncio.to_thread(preview_png, job)  # a PNG encode: off the loop
         return out
 
     @app.post("/v1/jobs/{job_id}/cancel")
@@ -223,7 +261,9 @@ def create_app(
         if job.state != DONE:
             why = f"failed: {job.error}" if job.state == FAILED else f"is {job.state}"
             raise HTTPException(409, f"Job {job_id} {why}; a result exists only once it is done.")
-        return JSONResponse(encode_result(job, parts))
+        out = JSONResponse(encode_result(job, parts))
+        worker.fetched(job)
+        return out
 
     return app
 
@@ -269,22 +309,39 @@ def serve(
     device: str = "auto",
     idle_unload: float = 600.0,
     max_body_mb: float = 256.0,
+    keep_results_s: float = 3600.0,
+    keep_results_mb: float = 2048.0,
+    limits: Limits = Limits(),
+    models_dir: Optional[str] = None,
+    allow_paths: bool = False,
     exit_with_parent: bool = False,
     log_level: str = "info",
 ) -> None:
-    """Run the server until Ctrl-C / SIGTERM. A host other than loopback needs a token."""
+    """Run the server until Ctrl-C / SIGTERM. A host other than loopback needs a token.
+
+    limits: the largest sizes a job may ask for (refused at submit). models_dir: a folder whose entries jobs may
+    name as models or upscalers, beside "builtin" and the Hugging Face cache; allow_paths: jobs may also name
+    paths on this machine (a private worker; loopback only)."""
     if not is_loopback(host) and not token:
         raise MeshDreamError(
             f"Serving on {host!r} exposes the server beyond this machine; set a token (--token or MESHDREAM_TOKEN) "
             "so only clients that know it are served, or keep the default --host 127.0.0.1."
         )
+    if allow_paths and not is_loopback(host):
+        raise MeshDreamError(
+            f"--allow-paths lets clients name any path on this machine; it is for a private worker on loopback, "
+            f"not {host!r}: put the models clients may use in --models-dir instead."
+        )
+    if models_dir is not None and not Path(models_dir).is_dir():
+        raise MeshDreamError(f"--models-dir {models_dir!r} is not a folder; give the folder that holds the models.")
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("meshdream: %(message)s"))
     log.addHandler(handler)
     log.setLevel(log_level.upper())
     options = tuple(sorted((k, v) for k, v in (model_options or {}).items() if v is not None))
-    worker = Worker(ModelCache(device), idle_unload)
-    app = create_app(worker, ModelSpec(model, options), token, int(max_body_mb * 2**20))
+    worker = Worker(ModelCache(device), idle_unload, Retention(keep_results_s, int(keep_results_mb * 2**20)))
+    catalog = ModelCatalog(None if models_dir is None else Path(models_dir).resolve(), allow_paths)
+    app = create_app(worker, ModelSpec(model, options), token, int(max_body_mb * 2**20), limits, catalog)
     config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=5
     )

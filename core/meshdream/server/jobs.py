@@ -93,61 +93,22 @@ def fit_size(longest: int, aspect: float) -> tuple[int, int]:
 
 
 @dataclass
-class TextureRequest:
-    """`texture_mesh` (kinds "texture" and "project"; the latter sets strategy="project")."""
+class Request:
+    """A job as the worker runs it: its kind (meshdream.jobs.KINDS), the core function's inputs and settings.
 
-    mesh: MeshInput
-    prompt: str
-    model: ModelSpec
-    settings: dict[str, Any] = field(default_factory=dict)  # texture_mesh keyword arguments
-    cameras: Optional[list[CameraInput]] = None
-    init_image: Optional[np.ndarray] = None
-    reference_image: Optional[np.ndarray] = None
-    inpaint_model: Optional[ModelSpec] = None
+    mesh: loaded (into the normalized frame) before the call; inputs: the function's other inputs as they go
+    in (prompt, texture, mask, init_image, reference_image); model: the texture generator, by spec;
+    inpaint_model: texture_mesh's inpaint_generator; cameras: placed once the mesh is loaded; mesh_settings:
+    for shapes, points_to_mesh's keywords (None: points only)."""
 
-
-@dataclass
-class InpaintRequest:
-    """`inpaint_uv`: fill masked texels and smooth seams (harmonic fill when no model is named)."""
-
-    mesh: MeshInput
-    texture: np.ndarray  # (S, S, 3) float in [0, 1]
-    mask: Optional[np.ndarray]  # (S, S) bool, True = fill; None: the texture's transparent texels
+    kind: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    mesh: Optional[MeshInput] = None
     model: Optional[ModelSpec] = None
-    settings: dict[str, Any] = field(default_factory=dict)  # inpaint_uv keyword arguments
-
-
-@dataclass
-class ShapeRequest:
-    """`generate_shape`, optionally meshed with `points_to_mesh`."""
-
-    prompt: Union[str, int]
-    settings: dict[str, Any] = field(default_factory=dict)  # generate_shape keyword arguments
-    mesh_settings: Optional[dict[str, Any]] = None  # points_to_mesh keyword arguments; None: points only
-
-
-@dataclass
-class RestyleRequest:
-    """`restyle_texture`: the mesh's own texture re-denoised toward a new prompt, on the mesh's own UVs."""
-
-    mesh: MeshInput  # loaded with unwrap="never": the texture belongs to the UVs it was painted on
-    texture: np.ndarray  # (S, S, 3) float in [0, 1]
-    prompt: str
-    model: ModelSpec
-    settings: dict[str, Any] = field(default_factory=dict)  # restyle_texture keyword arguments (strength, ...)
-    reference_image: Optional[np.ndarray] = None
-
-
-@dataclass
-class UpscaleRequest:
-    """`upscale_texture`: the mesh's own texture 2x / 4x, chart by chart (upscaler unset: the core's default)."""
-
-    mesh: MeshInput  # loaded with unwrap="never", as for restyle
-    texture: np.ndarray  # (S, S, 3) float in [0, 1]
-    settings: dict[str, Any] = field(default_factory=dict)  # upscale_texture keyword arguments (scale, upscaler, ...)
-
-
-Request = Union[TextureRequest, InpaintRequest, ShapeRequest, RestyleRequest, UpscaleRequest]
+    inpaint_model: Optional[ModelSpec] = None
+    cameras: Optional[list[CameraInput]] = None
+    mesh_settings: Optional[dict[str, Any]] = None
 
 
 @dataclass
@@ -159,6 +120,14 @@ class JobResult:
     views: list[np.ndarray] = field(default_factory=list)  # generated view images
     mesh: Optional[trimesh.Trimesh] = None  # normalized (load_mesh) mesh the texture belongs to
     points: Optional[np.ndarray] = None  # (N, 3) shape points
+
+    @property
+    def nbytes(self) -> int:
+        """The memory its arrays hold: what the server's result budget (serve --keep-results-mb) counts."""
+        arrays = [self.texture, self.weight, self.points, *self.textures.values(), *self.views]
+        if self.mesh is not None:
+            arrays += [self.mesh.vertices, self.mesh.faces, getattr(self.mesh.visual, "uv", None)]
+        return sum(a.nbytes for a in arrays if a is not None)
 
 
 @dataclass(eq=False)  # one object per job: identity, not field-by-field (numpy) comparison
@@ -181,3 +150,6 @@ class Job:
     cancel_step: Optional[int] = None  # the step running when cancel arrived: it stops within one step of it
     preview: Optional[np.ndarray] = None  # while running: the newest denoising preview, (B, h, w, 3) uint8
     version: int = 0  # bumped on every change, so a long poll can wait for "newer than what I saw"
+    expires: Optional[float] = None  # once finished: when the server forgets it (serve --keep-results-s)
+    fetched: Optional[float] = None  # when its result was first fetched: fetched results are evicted first
+    nbytes: int = 0  # its result's size, counted against serve --keep-results-mb

@@ -16,34 +16,34 @@ import io
 import math
 import tempfile
 import typing
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional, Union
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
+from ..errors import InvalidParameterError
 from ..generators import load_generator
 from ..geometry import mesh_info, save_textured
 from ..geometry.mesh_io import READ_FORMATS, to_user_frame
 from ..geometry.texture import check_texture_size
 from ..images import contact_sheet, to_uint8
-from ..shapes import generate_shape, points_to_mesh
-from ..texturing import inpaint_uv, restyle_texture, texture_mesh
-from ..texturing.upscale import SCALES, upscale_texture
-from .jobs import (
-    CameraInput,
-    InpaintRequest,
-    Job,
-    JobResult,
-    MeshInput,
-    ModelSpec,
-    RestyleRequest,
-    ShapeRequest,
-    TextureRequest,
-    UpscaleRequest,
-)
+from ..jobs import KINDS, Limits
+from ..shapes import points_to_mesh
+from ..texturing.upscale import SCALES
+from .jobs import CameraInput, Job, JobResult, MeshInput, ModelSpec, Request
+from .models import ModelCatalog
 
 # --- codecs ---------------------------------------------------------------------------------------------------
 
@@ -109,6 +109,8 @@ def shaped(shape: tuple[Optional[int], ...], dtype) -> AfterValidator:
         if a.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, a.shape)):
             want = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
             raise ValueError(f"must have shape {want}, got {a.shape}")
+        if np.dtype(dtype).kind in "iu" and a.dtype.kind not in "iu":
+            raise ValueError(f"must hold integers (JSON integers, or an integer dtype such as '<i4'), got {a.dtype}")
         if np.dtype(dtype).kind == "f" and not np.isfinite(a).all():
             raise ValueError("holds NaN or infinite values")
         return a.astype(dtype, copy=False)
@@ -123,20 +125,29 @@ class PngIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     png: str  # base64 of a PNG (or any image file Pillow reads)
 
-    def image(self) -> np.ndarray:
+    def image(self, max_side: int) -> np.ndarray:
+        """Decoded only once its header says it fits `max_side` (a small PNG may unpack to gigabytes)."""
         from PIL import Image, UnidentifiedImageError
 
         try:
             with Image.open(io.BytesIO(b64decode(self.png))) as img:
+                if max(img.size) > max_side:
+                    raise ValueError(
+                        f"is {img.size[0]} x {img.size[1]} pixels, over this server's limit of {max_side} per side "
+                        "(serve --max-texture-size)"
+                    )
                 rgba = img.convert("RGBA") if "A" in img.getbands() or img.mode == "P" else img.convert("RGB")
                 return np.asarray(rgba, np.float32) / 255
         except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
             raise ValueError(f"is not a readable image ({exc})") from None
 
 
-def _to_image(value) -> np.ndarray:
-    """(H, W, C) float32 in [0, 1]."""
-    a = value.image() if isinstance(value, PngIn) else _to_array(value)
+def _to_image(value, info: ValidationInfo) -> np.ndarray:
+    """(H, W, C) float32 in [0, 1], at most the server's texture size per side."""
+    max_side = _context(info).limits.texture_size
+    a = value.image(max_side) if isinstance(value, PngIn) else _to_array(value)
+    if a.ndim >= 2 and max(a.shape[:2]) > max_side:
+        raise ValueError(f"is {a.shape[1]} x {a.shape[0]}, over this server's limit of {max_side} per side")
     if a.dtype == np.uint8:
         a = a / 255.0
     a = a.astype(np.float32)
@@ -189,6 +200,49 @@ def settings_of(fn: Callable, *reserved: str) -> AfterValidator:
     return AfterValidator(lambda s: check_settings(s, fn, frozenset(reserved)))
 
 
+def settings_for(kind: str) -> AfterValidator:
+    """A job's settings: names from its kind in meshdream.jobs.KINDS (the one check the batch engine makes too),
+    then each value against its annotation in the kind's function."""
+    job_kind = KINDS[kind]
+
+    def check(settings: dict) -> dict:
+        job_kind.check_settings(settings, where="")  # InvalidParameterError is a ValueError: answered 422
+        return check_settings(settings, job_kind.call, frozenset(job_kind.inputs))
+
+    return AfterValidator(check)
+
+
+@dataclass(frozen=True)
+class Submit:
+    """What checking a job needs from its server (the validation context): the model for jobs that name none,
+    the size limits and the models it offers."""
+
+    default_model: ModelSpec = ModelSpec()
+    limits: Limits = Limits()
+    catalog: ModelCatalog = ModelCatalog()
+
+    def model(self, value: Union[None, str, "ModelIn"], where: str, default: Optional[ModelSpec] = None):
+        """The job's model spec, every name in it one the server offers (InvalidParameterError if not)."""
+        if value is None:
+            return default
+        spec = ModelSpec(value) if isinstance(value, str) else value.model_spec()
+        if spec == self.default_model:
+            return spec
+        options = tuple(
+            (k, self.catalog.resolve_option(v, f"{where}.options.{k}") if k in MODEL_OPTIONS else v)
+            for k, v in spec.options
+        )
+        return ModelSpec(self.catalog.resolve(spec.spec, where), options)
+
+
+# load_generator options that name other models (files, folders, cached ids): only ones the server offers.
+MODEL_OPTIONS = ("controlnet", "base", "lora", "ip_adapter", "image_encoder")
+
+
+def _context(info: ValidationInfo) -> Submit:
+    return info.context if isinstance(info.context, Submit) else Submit()
+
+
 # --- requests ---------------------------------------------------------------------------------------------------
 
 
@@ -232,7 +286,13 @@ class MeshIn(Strict):
                 raise ValueError(f"uvs must have one (3, 2) entry per face: {len(self.uvs)} for {len(self.faces)}")
         return self
 
-    def input(self) -> MeshInput:
+    def input(self, limits: Limits) -> MeshInput:
+        if self.file is None and not len(self.faces):
+            raise InvalidParameterError("mesh.faces: the mesh has no faces; send a mesh with at least one triangle.")
+        if self.file is None and len(self.faces) > limits.faces:
+            raise InvalidParameterError(
+                f"mesh.faces: {len(self.faces)} faces, over this server's limit of {limits.faces} (serve --max-faces)."
+            )
         if self.file is not None:
             return MeshInput(file_name=self.file.name, file_data=self.file.data, unwrap=self.unwrap, uv_set=self.uv_set)
         return MeshInput(self.vertices, self.faces, self.uvs, unwrap=self.unwrap, uv_set=self.uv_set)
@@ -257,36 +317,18 @@ class CameraIn(Strict):
             raise ValueError("give 'resolution' or 'aspect', not both: a resolution fixes the aspect")
         return self
 
-    def input(self) -> CameraInput:
+    def input(self, limits: Limits, where: str) -> CameraInput:
+        for side in (self.resolution,) if isinstance(self.resolution, int) else self.resolution or ():
+            limits.check_size(side, "view_resolution", f"{where}.resolution")
         return CameraInput(self.view, self.fov, self.resolution, self.aspect or 1.0)
 
 
 class ModelIn(Strict):
-    spec: str = Field(description="builtin, a cached Hugging Face id, a diffusers folder or a .safetensors file")
+    spec: str = Field(description="a model the server lists (GET /v1/models): builtin, a cached Hugging Face id, ...")
     options: Annotated[dict[str, Any], settings_of(load_generator, "spec")] = {}
 
     def model_spec(self) -> ModelSpec:
         return ModelSpec(self.spec, tuple(sorted(self.options.items())))
-
-
-def _model(value: Union[None, str, ModelIn], default: Optional[ModelSpec]) -> Optional[ModelSpec]:
-    if value is None:
-        return default
-    return ModelSpec(value) if isinstance(value, str) else value.model_spec()
-
-
-# uv_set belongs to the mesh ("mesh": {"uv_set": n}): the worker loads the mesh before texture_mesh sees it.
-TEXTURE_RESERVED = (
-    "mesh",
-    "prompt",
-    "generator",
-    "progress",
-    "cancel",
-    "cameras",
-    "init_image",
-    "reference_image",
-    "uv_set",
-)
 
 
 class TextureJobIn(Strict):
@@ -297,17 +339,17 @@ class TextureJobIn(Strict):
     inpaint_model: Union[str, ModelIn, None] = None
     cameras: Optional[list[CameraIn]] = None
     reference_image: Optional[ImageArg] = None
-    settings: Annotated[dict[str, Any], settings_of(texture_mesh, *TEXTURE_RESERVED, "inpaint_generator")] = {}
+    settings: Annotated[dict[str, Any], settings_for("texture")] = {}
 
-    def request(self, default_model: ModelSpec) -> TextureRequest:
-        return TextureRequest(
-            self.mesh.input(),
-            self.prompt,
-            _model(self.model, default_model),
+    def request(self, ctx: Submit) -> Request:
+        return Request(
+            self.kind,
             self.settings,
-            cameras=None if self.cameras is None else [c.input() for c in self.cameras],
-            reference_image=self.reference_image,
-            inpaint_model=_model(self.inpaint_model, None),
+            {"prompt": self.prompt, "reference_image": self.reference_image},
+            mesh=self.mesh.input(ctx.limits),
+            model=ctx.model(self.model, "model", ctx.default_model),
+            inpaint_model=ctx.model(self.inpaint_model, "inpaint_model"),
+            cameras=None if self.cameras is None else [c.input(ctx.limits, "cameras") for c in self.cameras],
         )
 
 
@@ -321,19 +363,16 @@ class ProjectJobIn(Strict):
     camera: Optional[CameraIn] = None
     init_image: Optional[ImageArg] = None
     reference_image: Optional[ImageArg] = None
-    settings: Annotated[
-        dict[str, Any], settings_of(texture_mesh, *TEXTURE_RESERVED, "inpaint_generator", "strategy", "n_views")
-    ] = {}
+    settings: Annotated[dict[str, Any], settings_for("project")] = {}
 
-    def request(self, default_model: ModelSpec) -> TextureRequest:
-        return TextureRequest(
-            self.mesh.input(),
-            self.prompt,
-            _model(self.model, default_model),
-            {**self.settings, "strategy": "project"},
-            cameras=None if self.camera is None else [self.camera.input()],
-            init_image=self.init_image,
-            reference_image=self.reference_image,
+    def request(self, ctx: Submit) -> Request:
+        return Request(
+            self.kind,
+            self.settings,
+            {"prompt": self.prompt, "init_image": self.init_image, "reference_image": self.reference_image},
+            mesh=self.mesh.input(ctx.limits),
+            model=ctx.model(self.model, "model", ctx.default_model),
+            cameras=None if self.camera is None else [self.camera.input(ctx.limits, "camera")],
         )
 
 
@@ -343,9 +382,7 @@ class InpaintJobIn(Strict):
     texture: ImageArg
     mask: Optional[ImageArg] = Field(None, description="white (> 0.5) = fill; default: transparent texels")
     model: Union[str, ModelIn, None] = Field(None, description="an inpainting model; none: harmonic fill")
-    settings: Annotated[
-        dict[str, Any], settings_of(inpaint_uv, "mesh", "texture", "mask", "generator", "progress", "cancel")
-    ] = {}
+    settings: Annotated[dict[str, Any], settings_for("inpaint")] = {}
 
     @model_validator(mode="after")
     def _mask_source(self):
@@ -353,9 +390,12 @@ class InpaintJobIn(Strict):
             raise ValueError("give a 'mask' or a texture with an alpha channel (transparent texels are filled)")
         return self
 
-    def request(self, default_model: ModelSpec) -> InpaintRequest:
+    def request(self, ctx: Submit) -> Request:
         mask = self.texture[..., 3] < 0.5 if self.mask is None else self.mask[..., 0] > 0.5
-        return InpaintRequest(self.mesh.input(), self.texture[..., :3], mask, _model(self.model, None), self.settings)
+        inputs = {"texture": self.texture[..., :3], "mask": mask}
+        return Request(
+            self.kind, self.settings, inputs, mesh=self.mesh.input(ctx.limits), model=ctx.model(self.model, "model")
+        )
 
 
 def _own_texture(a: np.ndarray) -> np.ndarray:
@@ -383,11 +423,8 @@ class OwnTextureJob(Strict):
             )
         return self
 
-    def mesh_input(self) -> MeshInput:
-        return replace(self.mesh.input(), unwrap="never")
-
-
-OWN_TEXTURE_RESERVED = ("mesh", "texture", "progress", "cancel")
+    def mesh_input(self, limits: Limits) -> MeshInput:
+        return replace(self.mesh.input(limits), unwrap="never")
 
 
 class RestyleJobIn(OwnTextureJob):
@@ -397,10 +434,7 @@ class RestyleJobIn(OwnTextureJob):
     prompt: str
     model: Union[str, ModelIn, None] = None
     reference_image: Optional[ImageArg] = None
-    settings: Annotated[
-        dict[str, Any],
-        settings_of(restyle_texture, *OWN_TEXTURE_RESERVED, "prompt", "generator", "reference_image"),
-    ] = {}
+    settings: Annotated[dict[str, Any], settings_for("restyle")] = {}
 
     @model_validator(mode="after")
     def _strength(self):
@@ -409,22 +443,21 @@ class RestyleJobIn(OwnTextureJob):
             raise ValueError(f"settings.strength {strength} must be in [0, 1]: 0 keeps the texture, 1 replaces it")
         return self
 
-    def request(self, default_model: ModelSpec) -> RestyleRequest:
-        return RestyleRequest(
-            self.mesh_input(),
-            self.texture,
-            self.prompt,
-            _model(self.model, default_model),
+    def request(self, ctx: Submit) -> Request:
+        return Request(
+            self.kind,
             self.settings,
-            reference_image=self.reference_image,
+            {"texture": self.texture, "prompt": self.prompt, "reference_image": self.reference_image},
+            mesh=self.mesh_input(ctx.limits),
+            model=ctx.model(self.model, "model", ctx.default_model),
         )
 
 
 class UpscaleJobIn(OwnTextureJob):
-    """The mesh's texture 2x / 4x; settings.upscaler: a name ("lanczos", ...) or a path on the server's machine."""
+    """The mesh's texture 2x / 4x; settings.upscaler: one the server lists (GET /v1/models: "upscalers")."""
 
     kind: Literal["upscale"]
-    settings: Annotated[dict[str, Any], settings_of(upscale_texture, *OWN_TEXTURE_RESERVED)] = {}
+    settings: Annotated[dict[str, Any], settings_for("upscale")] = {}
 
     @model_validator(mode="after")
     def _scale(self):
@@ -433,27 +466,45 @@ class UpscaleJobIn(OwnTextureJob):
             raise ValueError(f"settings.scale {scale} is not supported; use {' or '.join(map(str, SCALES))}")
         return self
 
-    def request(self, default_model: ModelSpec) -> UpscaleRequest:
-        return UpscaleRequest(self.mesh_input(), self.texture, self.settings)
+    def request(self, ctx: Submit) -> Request:
+        settings = dict(self.settings)
+        size = len(self.texture) * settings.get("scale", 2)
+        if size > ctx.limits.texture_size:
+            raise InvalidParameterError(
+                f"settings.scale: the upscaled texture would be {size}² texels, over this server's limit of "
+                f"{ctx.limits.texture_size} (serve --max-texture-size)."
+            )
+        if "upscaler" in settings:
+            settings["upscaler"] = ctx.catalog.resolve_upscaler(settings["upscaler"], "settings.upscaler")
+        return Request(self.kind, settings, {"texture": self.texture}, mesh=self.mesh_input(ctx.limits))
 
 
 class ShapeJobIn(Strict):
     kind: Literal["shape"]
     prompt: Union[str, int] = Field(description="e.g. 'tall chair', a category name or its index")
-    settings: Annotated[dict[str, Any], settings_of(generate_shape, "prompt", "progress", "cancel")] = {}
+    settings: Annotated[dict[str, Any], settings_for("shape")] = {}
     mesh: Union[bool, Annotated[dict[str, Any], settings_of(points_to_mesh, "points")]] = Field(
         False, description="true (or points_to_mesh settings): also return a closed, UV-unwrapped mesh"
     )
 
-    def request(self, default_model: ModelSpec) -> ShapeRequest:
+    def request(self, ctx: Submit) -> Request:
         mesh_settings = self.mesh if isinstance(self.mesh, dict) else ({} if self.mesh else None)
-        return ShapeRequest(self.prompt, self.settings, mesh_settings)
+        if mesh_settings:
+            ctx.limits.check(mesh_settings, "mesh")
+        return Request(self.kind, self.settings, {"prompt": self.prompt}, mesh_settings=mesh_settings)
 
 
-JobIn = Annotated[
-    Union[TextureJobIn, ProjectJobIn, InpaintJobIn, ShapeJobIn, RestyleJobIn, UpscaleJobIn], Field(discriminator="kind")
-]
-KINDS = ("texture", "project", "inpaint", "shape", "restyle", "upscale")
+JOB_MODELS = (TextureJobIn, ProjectJobIn, InpaintJobIn, ShapeJobIn, RestyleJobIn, UpscaleJobIn)
+assert {m.model_fields["kind"].annotation.__args__[0] for m in JOB_MODELS} == set(KINDS), "one wire model per kind"
+JobIn = Annotated[Union[JOB_MODELS], Field(discriminator="kind")]
+
+
+def job_request(job, ctx: Submit) -> Request:
+    """The worker's request for a validated job: models resolved to ones the server offers, every size within
+    its limits (InvalidParameterError naming the field otherwise), before anything is allocated."""
+    ctx.limits.check(job.settings)
+    return job.request(ctx)
+
 
 # --- responses --------------------------------------------------------------------------------------------------
 
@@ -479,6 +530,7 @@ def status(job: Job, queue_position: Optional[int]) -> dict:
         "finished": job.finished,
         "cancel_step": job.cancel_step,
         "version": job.version,
+        "expires": job.expires,
     }
 
 

@@ -1,12 +1,13 @@
 """The job queue and its one worker thread: jobs run in submission order on one device, models stay loaded.
 
-The worker calls the core exactly as a user's script does (load_mesh, texture_mesh, restyle_texture,
-upscale_texture, inpaint_uv, generate_shape, load_generator); a job that raises is marked failed with its
-message and the worker takes the next one.
+The worker calls the core exactly as a user's script does: load_mesh, load_generator, then the job's kind's
+function from meshdream.jobs.KINDS; a job that raises is marked failed with its message and the worker takes
+the next one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import threading
@@ -14,47 +15,32 @@ import time
 import uuid
 import warnings
 from collections import OrderedDict, deque
-from typing import Callable, Optional
+from dataclasses import dataclass
+from typing import Awaitable, Optional
 
 import torch
 import trimesh
 
 from ..errors import CancelledError, MeshDreamError, MeshDreamWarning
 from ..generators import load_generator
+from ..generators.upscalers import Upscaler, load_upscaler
 from ..geometry import load_mesh, mesh_info
-from ..progress import CancelToken, Progress
-from ..shapes import generate_shape, points_to_mesh
+from ..jobs import KINDS, TEXTURE, TEXTURE_RESULT
+from ..progress import Progress
+from ..shapes import points_to_mesh
 from ..shapes.sampler import load_shape_model
 from ..tensors import pick_device
-from ..texturing import TextureResult, inpaint_uv, restyle_texture, texture_mesh
 from ..texturing.pipeline import resolve_view_resolution
-from ..texturing.upscale import upscale_texture
-from .jobs import (
-    CANCELLED,
-    DONE,
-    FAILED,
-    FINISHED,
-    QUEUED,
-    RUNNING,
-    InpaintRequest,
-    Job,
-    JobResult,
-    MeshInput,
-    ModelSpec,
-    Request,
-    RestyleRequest,
-    ShapeRequest,
-    TextureRequest,
-    UpscaleRequest,
-)
+from .jobs import CANCELLED, DONE, FAILED, FINISHED, QUEUED, RUNNING, Job, JobResult, MeshInput, ModelSpec, Request
 
 log = logging.getLogger("meshdream.server")
-KEEP_FINISHED = 32  # finished jobs whose results stay in memory to fetch; the oldest are forgotten first
+GONE_KEPT = 10_000  # why a forgotten job is gone, for its 404: the newest reasons are kept
 PREVIEW_EVERY_S = 0.5  # a running job's preview is refreshed at most this often (each costs a device sync)
 
 
 class ModelCache:
-    """Texture generators by spec, loaded on first use and kept between jobs; `unload` frees them all."""
+    """Texture generators and upscalers by spec, loaded on first use and kept between jobs; `unload` frees them
+    all."""
 
     def __init__(self, device: str = "auto") -> None:
         self.device = device
@@ -70,6 +56,14 @@ class ModelCache:
             self._models[spec.key] = load_generator(spec.spec, **{"device": self.device, **dict(spec.options)})
         return self._models[spec.key]
 
+    def upscaler(self, spec: str, scale: int) -> Upscaler:
+        """An upscaler by spec and scale, loaded on this cache's device on first use and kept like a generator."""
+        key = f"upscaler {spec} x{scale}"
+        if key not in self._models:
+            log.info("loading %s", key)
+            self._models[key] = load_upscaler(spec, scale, self.device)
+        return self._models[key]
+
     def loaded(self) -> list[str]:
         return list(self._models) + (["shape model"] if load_shape_model.cache_info().currsize else [])
 
@@ -82,18 +76,40 @@ class ModelCache:
             torch.cuda.empty_cache()
 
 
+class ServerFullError(MeshDreamError):
+    """Results not fetched yet fill the server's result budget: a new job is refused rather than one lost."""
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long finished jobs stay, and how much memory their results may hold.
+
+    A finished job stays `keep_s` seconds (fetched or not: a client may fetch again). Past `keep_bytes`, results
+    already fetched go first, oldest fetch first; results nobody fetched are never evicted for another job: new
+    jobs are refused (503) until they are fetched or expire. Jobs accepted before that may still finish and take
+    the total past the budget by their own results."""
+
+    keep_s: float = 3600.0
+    keep_bytes: int = 2048 * 2**20
+
+
 class Worker:
     """Owns the queue; `lock` (a Condition) guards every Job field and is notified on each change."""
 
-    def __init__(self, models: ModelCache, idle_unload: float = 0.0) -> None:
+    def __init__(self, models: ModelCache, idle_unload: float = 0.0, retention: Retention = Retention()) -> None:
         self.models = models
         self.idle_unload = idle_unload  # seconds without work before models are unloaded; 0 = never
+        self.retention = retention
         self.lock = threading.Condition()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._gone: OrderedDict[str, str] = OrderedDict()  # forgotten job id -> why, for its 404
         self._queue: deque[Job] = deque()
         self._stopping = False
         self._last_work = time.monotonic()
-        self._thread = threading.Thread(target=self._loop, name="meshdream-worker", daemon=True)
+        # Long polls waiting on the event loop, by job id: touched on the loop only (the worker thread reads it).
+        self._waiters: dict[str, set[asyncio.Future]] = {}
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._thread = threading.Thread(target=self._work, name="meshdream-worker", daemon=True)
 
     # --- used by the HTTP handlers (any thread) ------------------------------------------------------------
     def start(self) -> None:
@@ -104,17 +120,38 @@ class Worker:
         return self._stopping
 
     def submit(self, kind: str, request: Request) -> Job:
+        """Queue a job; ServerFullError when unfetched results fill the budget (nothing is evicted for it)."""
         job = Job(uuid.uuid4().hex, kind, request)
         with self.lock:
+            self._forget_old()
+            held, budget = self._held(), self.retention.keep_bytes
+            if held >= budget:
+                raise ServerFullError(
+                    f"The server holds {held / 2**20:.1f} MB of results no client has fetched yet, its limit "
+                    f"(serve --keep-results-mb {budget / 2**20:g}); fetch them (GET /v1/jobs/ID/result) or wait until "
+                    f"they expire ({self.retention.keep_s:g} s after they finished, --keep-results-s), then submit "
+                    "again."
+                )
             self._jobs[job.id] = job
             self._queue.append(job)
-            self._forget_old()
             self.lock.notify_all()
         return job
 
     def job(self, job_id: str) -> Optional[Job]:
         with self.lock:
+            self._forget_old()
             return self._jobs.get(job_id)
+
+    def gone(self, job_id: str) -> Optional[str]:
+        """Why a job this server had is gone (expired, evicted), or None if it never had it."""
+        with self.lock:
+            return self._gone.get(job_id)
+
+    def fetched(self, job: Job) -> None:
+        """The job's result went to a client: from now on it is the first to go when memory is needed."""
+        with self.lock:
+            if job.fetched is None:
+                job.fetched = time.time()
 
     def queue_position(self, job: Job) -> Optional[int]:
         """0 = runs next; None once it started."""
@@ -129,10 +166,50 @@ class Worker:
         with self.lock:
             return next((j.id for j in self._jobs.values() if j.state == RUNNING), None)
 
-    def wait_for_change(self, job: Job, after: int, timeout: float) -> None:
-        """Block until the job changed past version `after` (or finished, or `timeout` seconds passed)."""
-        with self.lock:
-            self.lock.wait_for(lambda: job.version > after or job.state in FINISHED, timeout)
+    async def wait_for_change(self, job: Job, after: int, timeout: float, gone: Awaitable) -> None:
+        """Wait, on the event loop and holding no thread, until the job changed past version `after`, finished,
+        `timeout` seconds passed, or `gone` (the client's disconnect) completed: a long poll costs a future, not
+        a request thread, and one whose client left ends at once.
+
+        Must run on the loop given to `serve_loop`; the worker thread wakes it with call_soon_threadsafe."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        gone = asyncio.ensure_future(gone)
+        try:
+            while True:
+                news = loop.create_future()
+                self._waiters.setdefault(job.id, set()).add(news)  # registered before the check: no lost wake-up
+                with self.lock:
+                    if job.version > after or job.state in FINISHED:
+                        return
+                left = deadline - loop.time()
+                if left <= 0:
+                    return
+                await asyncio.wait((news, gone), timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                self._waiters.get(job.id, set()).discard(news)
+                if gone.done():
+                    return
+        finally:
+            gone.cancel()
+            waiting = self._waiters.get(job.id)
+            if waiting is not None:
+                waiting.discard(news)
+                if not waiting:
+                    del self._waiters[job.id]
+
+    def polls(self) -> int:
+        """Long polls waiting now (read on the loop)."""
+        return sum(len(w) for w in self._waiters.values())
+
+    def serve_loop(self, loop: Optional[asyncio.AbstractEventLoop]) -> None:
+        """The event loop whose long polls `_changed` wakes (None: no loop, nobody to wake)."""
+        self._loop = loop
+
+    def _wake(self, job_id: str) -> None:
+        """On the loop: resolve every poll waiting on the job (each re-checks it)."""
+        for news in self._waiters.pop(job_id, ()):
+            if not news.done():
+                news.set_result(None)
 
     def cancel(self, job: Job) -> None:
         """A queued job is dropped at once; a running one stops at its next step (the core's CancelToken)."""
@@ -165,16 +242,43 @@ class Worker:
     def _changed(self, job: Job) -> None:
         job.version += 1
         self.lock.notify_all()
+        if self._loop is not None and job.id in self._waiters:
+            self._loop.call_soon_threadsafe(self._wake, job.id)
 
     def _finish(self, job: Job, state: str, error: Optional[str] = None, result: Optional[JobResult] = None) -> None:
         job.state, job.error, job.result, job.finished = state, error, result, time.time()
+        job.expires = job.finished + self.retention.keep_s
+        job.nbytes = 0 if result is None else result.nbytes
         job.request = job.preview = None  # the inputs (a mesh, images) and the live preview are not needed any more
         self._changed(job)
+        self._forget_old()
+
+    def _held(self) -> int:
+        return sum(j.nbytes for j in self._jobs.values() if j.state in FINISHED)
 
     def _forget_old(self) -> None:
-        finished = [j.id for j in self._jobs.values() if j.state in FINISHED]
-        for job_id in finished[: max(0, len(finished) - KEEP_FINISHED)]:
-            del self._jobs[job_id]
+        """Forget expired jobs, then fetched results (oldest fetch first) while over the byte budget."""
+        now, keep = time.time(), self.retention
+        for job in [j for j in self._jobs.values() if j.expires is not None and j.expires <= now]:
+            self._forget(job, f"it expired: finished jobs are kept {keep.keep_s:g} s (serve --keep-results-s)")
+        held = self._held()
+        if held <= keep.keep_bytes:
+            return
+        for job in sorted((j for j in self._jobs.values() if j.fetched is not None), key=lambda j: j.fetched):
+            if held <= keep.keep_bytes:
+                break
+            held -= job.nbytes
+            self._forget(
+                job,
+                f"its result was fetched and then evicted to keep the server's results within "
+                f"{keep.keep_bytes / 2**20:g} MB (serve --keep-results-mb)",
+            )
+
+    def _forget(self, job: Job, why: str) -> None:
+        del self._jobs[job.id]
+        self._gone[job.id] = why
+        while len(self._gone) > GONE_KEPT:
+            self._gone.popitem(last=False)
 
     def _unload_in(self) -> Optional[float]:
         """Seconds until idle models are unloaded (<= 0: now); None when nothing is loaded or unloading is off."""
@@ -201,7 +305,7 @@ class Worker:
             log.info("no work for %.0f s: unloading %s", self.idle_unload, ", ".join(self.models.loaded()))
             self.models.unload()
 
-    def _loop(self) -> None:
+    def _work(self) -> None:
         while (job := self._next()) is not None:
             self._run(job)
             self._last_work = time.monotonic()
@@ -227,7 +331,7 @@ class Worker:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", MeshDreamWarning)
             try:
-                result = RUNNERS[type(job.request)](job.request, self.models, progress, job.cancel_token)
+                result = run_job(job.request, self.models, progress, job.cancel_token)
                 state = DONE
             except CancelledError as exc:
                 state, error = CANCELLED, str(exc)
@@ -247,9 +351,6 @@ class Worker:
         log.info("job %s %s in %.2f s%s", job.id, state, time.perf_counter() - t0, f": {error}" if error else "")
 
 
-Runner = Callable[[Request, ModelCache, Callable[[Progress], None], CancelToken], JobResult]
-
-
 def _timed(timings: dict, name: str, fn, *args, **kwargs):
     t = time.perf_counter()
     out = fn(*args, **kwargs)
@@ -265,93 +366,41 @@ def _load(mesh: MeshInput, timings: dict, progress, cancel) -> trimesh.Trimesh:
     return out
 
 
-def _texturing_result(timings: dict, result: TextureResult, mesh: trimesh.Trimesh) -> JobResult:
-    return JobResult(
-        {**timings, **result.timings},
-        texture=result.texture,
-        textures=result.textures,
-        weight=result.weight,
-        views=[image for _, image in result.views],
-        mesh=mesh,
-    )
-
-
-def run_texture(req: TextureRequest, models: ModelCache, progress, cancel) -> JobResult:
+def run_job(req: Request, models: ModelCache, progress, cancel) -> JobResult:
+    """Any kind of job: its kind's core function (meshdream.jobs.KINDS) with the request's inputs and settings."""
+    kind = KINDS[req.kind]
     timings: dict[str, float] = {}
-    mesh = _load(req.mesh, timings, progress, cancel)
-    generator = _timed(timings, "load_model", models.get, req.model)
-    kwargs = dict(req.settings)
+    args = {**req.inputs, **kind.fixed, **req.settings}
+    mesh = None if req.mesh is None else _load(req.mesh, timings, progress, cancel)
+    if mesh is not None:
+        args["mesh"] = mesh
+    if req.model is not None:
+        args["generator"] = _timed(timings, "load_model", models.get, req.model)
+    if req.inpaint_model is not None:
+        args["inpaint_generator"] = models.get(req.inpaint_model)
     if req.cameras is not None:
         to_normalized = mesh_info(mesh).to_normalized
-        view_resolution = resolve_view_resolution(generator, kwargs.get("view_resolution"))
-        kwargs["cameras"] = [c.camera(to_normalized, view_resolution) for c in req.cameras]
-    if req.inpaint_model is not None:
-        kwargs["inpaint_generator"] = models.get(req.inpaint_model)
-    for name in ("init_image", "reference_image"):
-        if getattr(req, name) is not None:
-            kwargs[name] = getattr(req, name)
-    result = texture_mesh(mesh, req.prompt, generator, progress=progress, cancel=cancel, **kwargs)
-    return _texturing_result(timings, result, mesh)
-
-
-def run_restyle(req: RestyleRequest, models: ModelCache, progress, cancel) -> JobResult:
-    timings: dict[str, float] = {}
-    mesh = _load(req.mesh, timings, progress, cancel)
-    generator = _timed(timings, "load_model", models.get, req.model)
-    result = restyle_texture(
-        mesh,
-        req.texture,
-        req.prompt,
-        reference_image=req.reference_image,
-        generator=generator,
-        progress=progress,
-        cancel=cancel,
-        **req.settings,
-    )
-    return _texturing_result(timings, result, mesh)
-
-
-def run_upscale(req: UpscaleRequest, models: ModelCache, progress, cancel) -> JobResult:
-    timings: dict[str, float] = {}
-    mesh = _load(req.mesh, timings, progress, cancel)
-    texture = _timed(
-        timings, "upscale", upscale_texture, mesh, req.texture, progress=progress, cancel=cancel, **req.settings
-    )
-    return JobResult(timings, texture=texture, mesh=mesh)
-
-
-def run_inpaint(req: InpaintRequest, models: ModelCache, progress, cancel) -> JobResult:
-    timings: dict[str, float] = {}
-    mesh = _load(req.mesh, timings, progress, cancel)
-    generator = None if req.model is None else _timed(timings, "load_model", models.get, req.model)
-    texture = _timed(
-        timings,
-        "inpaint",
-        inpaint_uv,
-        mesh,
-        req.texture,
-        req.mask,
-        generator=generator,
-        progress=progress,
-        cancel=cancel,
-        **req.settings,
-    )
-    return JobResult(timings, texture=texture, mesh=mesh)
-
-
-def run_shape(req: ShapeRequest, models: ModelCache, progress, cancel) -> JobResult:
-    timings: dict[str, float] = {}
-    points = _timed(timings, "generate", generate_shape, req.prompt, progress=progress, cancel=cancel, **req.settings)
-    mesh = None
+        view_resolution = resolve_view_resolution(args["generator"], args.get("view_resolution"))
+        args["cameras"] = [c.camera(to_normalized, view_resolution) for c in req.cameras]
+    if "device" in kind.inputs:
+        args["device"] = models.device
+    if "upscaler" in kind.settings:
+        spec = args.get("upscaler", kind.default("upscaler"))
+        scale = args.get("scale", kind.default("scale"))
+        args["upscaler"] = _timed(timings, "load_model", models.upscaler, spec, scale)
+    out = _timed(timings, kind.name, kind.call, **args, progress=progress, cancel=cancel)
+    if kind.returns == TEXTURE_RESULT:
+        return JobResult(
+            {**timings, **out.timings},
+            texture=out.texture,
+            textures=out.textures,
+            weight=out.weight,
+            views=[image for _, image in out.views],
+            mesh=mesh,
+        )
+    if kind.returns == TEXTURE:
+        return JobResult(timings, texture=out, mesh=mesh)
+    shape = None
     if req.mesh_settings is not None:
-        mesh = _timed(timings, "mesh", lambda: load_mesh(points_to_mesh(points, **req.mesh_settings)))
-    return JobResult(timings, points=points, mesh=mesh)
-
-
-RUNNERS: dict[type, Runner] = {
-    TextureRequest: run_texture,
-    InpaintRequest: run_inpaint,
-    ShapeRequest: run_shape,
-    RestyleRequest: run_restyle,
-    UpscaleRequest: run_upscale,
-}
+        shape = _timed(timings, "mesh", lambda: load_mesh(points_to_mesh(out, **req.mesh_settings)))
+    return JobResult(timings, points=out, mesh=shape)

@@ -150,6 +150,8 @@ def generate_shape(
     category, tags = parse_prompt(prompt, model.categories)
     if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)) or not 16 <= n_points <= 100_000:
         raise InvalidParameterError(f"n_points={n_points!r} is out of range; use an integer in 16-100000 (2048).")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1):
+        raise InvalidParameterError(f"steps={steps!r} must be a whole number >= 1 (None: the model's own, 25).")
     steps = model.default_steps if steps is None else int(steps)
     guidance = model.default_guidance if guidance is None else float(guidance)
     tag_vec = np.array([[t in tags for t in model.tags]], np.float32)

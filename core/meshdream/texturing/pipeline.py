@@ -77,6 +77,7 @@ def texture_mesh(
     t0 = time.perf_counter()
     if strategy not in STRATEGIES:
         raise InvalidParameterError(f"Strategy {strategy!r} is unknown; use one of {', '.join(STRATEGIES)}.")
+    check_counts(n_views=n_views, view_resolution=view_resolution, texture_size=texture_size, steps=steps)
     prompts = list(prompt.values()) if isinstance(prompt, Mapping) else [prompt]
     if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
         raise InvalidParameterError("The prompt is empty; describe the texture, e.g. 'weathered red brick'.")
@@ -145,6 +146,14 @@ def resolve_generator(generator, timer: Timer):
 
     with timer("load_model"):
         return load_generator("builtin")
+
+
+def check_counts(**counts: Optional[int]) -> None:
+    """Each count given (not None) is a whole number >= 1, else an error naming it: n_views=0 or steps=-5 fail
+    here, not deep in a sampler."""
+    for name, value in counts.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+            raise InvalidParameterError(f"{name}={value!r} must be a whole number >= 1.")
 
 
 def resolve_view_resolution(generator, view_resolution: Optional[int]) -> int:

@@ -32,7 +32,7 @@ from ..geometry.texture import as_float_image
 from ..geometry.uvmaps import require_uvs
 from ..progress import CancelToken, ProgressCallback
 from .common import Settings, Timer
-from .pipeline import reference_tensor, resolve_generator, resolve_mesh, resolve_view_resolution
+from .pipeline import check_counts, reference_tensor, resolve_generator, resolve_mesh, resolve_view_resolution
 from .result import TextureResult
 from .sync import texture_sync
 from .views import prepare_views
@@ -68,6 +68,7 @@ def restyle_texture(
         )
     if not isinstance(prompt, str) or not prompt.strip():
         raise InvalidParameterError("The prompt is empty; describe the new style, e.g. 'weathered red brick'.")
+    check_counts(n_views=n_views, view_resolution=view_resolution, steps=steps)
     require_uvs(mesh)
     source = _check_texture(texture)
     size = source.shape[0]

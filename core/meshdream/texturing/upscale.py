@@ -7,42 +7,29 @@ size. Tiles overlap and are blended with ramp weights, so an upscaler's own edge
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional, Union
 
 import numpy as np
+import torch
 import trimesh
 
 from ..errors import InvalidParameterError
-from ..generators import GeneratorKindError, ModelNotFoundError
+from ..generators import GeneratorKindError
+from ..generators.upscalers import SCALES, Upscaler, load_upscaler
 from ..geometry import dilate, uv_maps
 from ..geometry.texture import as_float_image, check_texture_size
 from ..geometry.uvmaps import require_uvs
 from ..progress import CancelToken, ProgressCallback, Reporter
 
-SCALES = (2, 4)
-MODEL_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt")
-
-# (h, w, 3) float32 in [0, 1] -> (h * scale, w * scale, 3) float32
-TileFn = Callable[[np.ndarray], np.ndarray]
-
-
-@dataclass(frozen=True)
-class Upscaler:
-    """A resolved `upscaler=` spec: what upscales one tile, and a name for messages."""
-
-    name: str
-    scale: int
-    run: TileFn
-    tile: int = 256  # default tile side in input texels: big networks need small tiles on 6-8 GB cards
+__all__ = ["SCALES", "Upscaler", "upscale_texture"]
 
 
 def upscale_texture(
     mesh: trimesh.Trimesh,
     texture: np.ndarray,
     scale: int = 2,
-    upscaler: str | Path = "builtin",
+    upscaler: Union[str, Path, Upscaler] = "builtin",
     tile: Optional[int] = None,
     overlap: int = 32,
     prompt: str = "",
@@ -50,6 +37,7 @@ def upscale_texture(
     seed: int = 0,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
+    device: Union[str, torch.device] = "auto",
 ) -> np.ndarray:
     """A new (S * scale, S * scale, 3) float32 texture from an (S, S, 3) one, with the same chart layout.
 
@@ -59,6 +47,8 @@ def upscale_texture(
     StableDiffusionUpscalePipeline folder (x4), which also takes `prompt`, `steps` and `seed`. tile / overlap: in
     input texels; tile None: 1024 for the built-in model and Lanczos (light: fewer tile borders, less overlap
     recomputed), 256 for model files and the diffusion upscaler (smaller tiles use less memory).
+    upscaler may also be one already loaded (generators.upscalers.load_upscaler: what a server or batch worker
+    keeps between calls); device: where a spec is loaded ("auto": CUDA, MPS, CPU).
     """
     if scale not in SCALES:
         raise InvalidParameterError(f"Upscale factor {scale!r} is not supported; use scale=2 or scale=4.")
@@ -70,7 +60,12 @@ def upscale_texture(
             f"The texture must be square, got {image.shape[1]} x {image.shape[0]}; pass the (S, S, 3) texture."
         )
     check_texture_size(size)
-    up = resolve_upscaler(upscaler, scale, prompt, steps, seed)
+    if isinstance(upscaler, Upscaler):
+        if upscaler.scale != scale:
+            raise InvalidParameterError(f"The upscaler {upscaler.name} is loaded for x{upscaler.scale}, not x{scale}.")
+        up = upscaler.for_call(prompt, steps, seed)
+    else:
+        up = load_upscaler(upscaler, scale, device).for_call(prompt, steps, seed)
     tile = tile or up.tile  # the overlap is checked against the tile in use, the upscaler's own by default
     if not 0 <= overlap < tile:
         raise InvalidParameterError(f"Need 0 <= overlap < tile, got overlap={overlap}, tile={tile}.")
@@ -88,118 +83,6 @@ def upscale_texture(
     flat = out.reshape(-1, 3)
     flat[texels] = flat[source]
     return out
-
-
-def resolve_upscaler(spec: str | Path, scale: int, prompt: str = "", steps: int = 20, seed: int = 0) -> Upscaler:
-    """The tile function for `spec`, checked against `scale` before any texel is touched."""
-    if isinstance(spec, str) and spec.lower() == "builtin":
-        from ..generators.builtin.upscaler import load_builtin_upscaler
-
-        return Upscaler("builtin", scale, load_builtin_upscaler(scale), tile=1024)
-    if isinstance(spec, str) and spec.lower() == "lanczos":
-        return Upscaler("lanczos", scale, lambda t: _lanczos(t, scale), tile=1024)
-    path = Path(spec).expanduser()
-    if path.suffix.lower() in MODEL_SUFFIXES:
-        if not path.is_file():
-            raise ModelNotFoundError(f"Upscaler model file {str(path)!r} does not exist; check the path.")
-        return _spandrel_upscaler(path, scale)
-    if path.is_dir():
-        return _diffusers_upscaler(path, scale, prompt, steps, seed)
-    raise InvalidParameterError(
-        f"Unknown upscaler {str(spec)!r}: use 'builtin', 'lanczos', the path of an ESRGAN-family model file "
-        f"({', '.join(MODEL_SUFFIXES)}) or a local StableDiffusionUpscalePipeline folder."
-    )
-
-
-def _lanczos(tile: np.ndarray, scale: int) -> np.ndarray:
-    from PIL import Image
-
-    h, w = tile.shape[:2]
-    channels = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(tile[..., c])).resize((w * scale, h * scale), Image.LANCZOS))
-        for c in range(tile.shape[2])
-    ]
-    return np.stack(channels, axis=-1)
-
-
-def _spandrel_upscaler(path: Path, scale: int) -> Upscaler:
-    try:
-        import spandrel
-    except ImportError as e:
-        raise ModelNotFoundError(
-            f"Loading upscaler models needs spandrel ({e}); install it with: pip install 'meshdream[upscale]'."
-        ) from e
-    import torch
-
-    try:
-        model = spandrel.ModelLoader().load_from_file(path)
-    except spandrel.UnsupportedModelError as e:
-        raise GeneratorKindError(
-            f"{path.name} is not a model architecture spandrel knows; pass an ESRGAN-family upscaler (.pth)."
-        ) from e
-    arch = model.architecture.name
-    if not isinstance(model, spandrel.ImageModelDescriptor) or model.purpose != "SR":
-        raise GeneratorKindError(
-            f"{path.name} is a {arch} {model.purpose} model, not a super-resolution (SR) model; "
-            "pass an upscaler such as ESRGAN or Real-ESRGAN."
-        )
-    if model.scale != scale:
-        raise GeneratorKindError(
-            f"{path.name} ({arch}) upscales x{model.scale}, but scale={scale} was asked; "
-            f"pass scale={model.scale} or a x{scale} model."
-        )
-    if model.input_channels != 3 or model.output_channels != 3:
-        raise GeneratorKindError(
-            f"{path.name} ({arch}) takes {model.input_channels} and gives {model.output_channels} channels; "
-            "texture upscaling needs an RGB (3-channel) model."
-        )
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device).eval()
-
-    @torch.inference_mode()
-    def run(tile: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(tile.transpose(2, 0, 1)))[None].to(device)
-        return model(x)[0].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-
-    return Upscaler(f"{arch} ({path.name})", scale, run)
-
-
-def _diffusers_upscaler(folder: Path, scale: int, prompt: str, steps: int, seed: int) -> Upscaler:
-    import json
-
-    import torch
-
-    index = folder / "model_index.json"
-    kind = json.loads(index.read_text()).get("_class_name") if index.is_file() else None
-    if kind != "StableDiffusionUpscalePipeline":
-        raise GeneratorKindError(
-            f"{folder} is {'a ' + kind if kind else 'not a diffusers pipeline'}, not a StableDiffusionUpscalePipeline; "
-            "pass e.g. a local copy of stabilityai/stable-diffusion-x4-upscaler, or a .pth upscaler file."
-        )
-    if steps < 1:
-        raise InvalidParameterError(f"steps must be at least 1, got {steps}.")
-    from diffusers import StableDiffusionUpscalePipeline
-
-    cuda = torch.cuda.is_available()
-    pipe = StableDiffusionUpscalePipeline.from_pretrained(
-        folder, local_files_only=True, torch_dtype=torch.float16 if cuda else torch.float32
-    )
-    if pipe.vae_scale_factor != scale:
-        raise GeneratorKindError(
-            f"{folder.name} (StableDiffusionUpscalePipeline) upscales x{pipe.vae_scale_factor}, but scale={scale} "
-            f"was asked; pass scale={pipe.vae_scale_factor}."
-        )
-    device = "cuda" if cuda else "cpu"
-    pipe.to(device)
-    pipe.set_progress_bar_config(disable=True)
-
-    def run(tile: np.ndarray) -> np.ndarray:
-        # The same seed on every tile: overlapping tiles then start from alike noise and blend more quietly.
-        generator = torch.Generator(device).manual_seed(seed)
-        out = pipe(prompt, tile[None], num_inference_steps=steps, generator=generator, output_type="np")
-        return np.asarray(out.images[0], np.float32)
-
-    return Upscaler(f"diffusion ({folder.name})", scale, run)
 
 
 def _starts(size: int, tile: int, overlap: int) -> list[int]:
