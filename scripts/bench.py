@@ -3,8 +3,9 @@
 
 NAMEs: roundtrip (bake fidelity), speed (render and bake timings), scale (2M-face mesh, peak memory), meshes (a
 mixed set textured end to end: coverage, stage times, peak RSS; scripts/bench_meshes.py), upscale (the built-in
-upscaler against bicubic and Lanczos: PSNR, SSIM, time; scripts/bench_upscale.py), restyle (structure kept and
-style moved toward the prompt at strength 0.3 / 0.5 / 0.7, time; scripts/bench_restyle.py).
+upscaler against bicubic and Lanczos: PSNR, SSIM, time, and upscale_texture inside the charts of fragmented and
+large-chart UV layouts; scripts/bench_upscale.py), restyle (structure kept and style moved toward the prompt at
+strength 0.5, the default, on all 12 cases, and 0 / 0.3 on a few; time; scripts/bench_restyle.py).
 Figures are measured on whatever machine runs this; the targets are for 2 CPU cores.
 """
 

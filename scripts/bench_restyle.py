@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""`python build.py bench restyle`: restyle keeps a texture's structure while its style moves to the prompt (issue 17).
+"""`python build.py bench restyle`: restyle keeps a texture's structure while its style moves to the prompt (issues 17,
+25).
 
 Protocol. Each case starts from a procedural material of family A (materials.py, its default colour) wrapped
 around the mesh the way the built-in model's training renders wrap it (dataset.triplanar at the training tile
@@ -11,15 +12,16 @@ views that restyle never saw (elevation 25 deg, other azimuths), rendered on whi
 resolution, as the judges' training renders are:
 (a) structure: SSIM between the Sobel magnitudes of luminance before and after, averaged over the object's pixels
     away from the silhouette (whose edge against the white background moves with the object's brightness),
-    per case; mean and min over the cases (target at strength 0.3: >= 0.6). The same on the UV texels away from
-    chart borders (at the texture's full detail, which 128 px views cannot carry); strength 0 (no denoising) is
-    the ceiling of both.
+    per case; mean and min over the cases (target at strength 0.5, the default: >= 0.55). The same on the UV
+    texels away from chart borders (at the texture's full detail, which 128 px views cannot carry); strength 0 (no
+    denoising) is the ceiling of both.
 (b) style: the colour-aware material classifier of scripts/eval_texture_model.py (its cached judges, its centre
-    crop) on those views, the share classified as B (target at strength 0.3: >= 70 %), against the same on the
+    crop) on those views, the share classified as B (target at strength 0.5: >= 60 %), against the same on the
     un-restyled inputs (the baseline: they show A); the colour-blind structure judge's share as well (pattern
     alone, colour removed).
 (c) seconds per restyle, with the machine's load average (other work on the cores slows it).
-Strength 0.3 runs every case; 0 (no denoising), 0.5 and 0.7 (more steps, so slower) run the first few.
+Strength 0.5 (the default) runs every case; 0 (no denoising) and 0.3 run the first few. Issue 25 restated the
+target at 0.5 (issue 17 asked both at 0.3, which no strength of the built-in model meets: 0.61 / 9.7 %).
 """
 
 from __future__ import annotations
@@ -52,8 +54,9 @@ MESHES = ("spot.obj", "suzanne.obj")
 SIZE = 512  # the built-in model's default texture size
 JOB = dict(n_views=8, view_resolution=128, steps=20)  # its card's defaults
 EVAL_VIEWS = dict(n=6, resolution=128, elevations=[25.0] * 6)
-TARGETS = {"structure_ssim_at_0.3": 0.6, "classifier_accuracy_at_0.3": 0.7}
-STRENGTHS = {0.0: 3, 0.3: len(FAMILIES), 0.5: 4, 0.7: 3}  # strength: cases run (the first ones)
+TARGET_STRENGTH = 0.5
+TARGETS = {"structure_ssim_at_0.5": 0.55, "classifier_accuracy_at_0.5": 0.6}  # over all cases (issue 25)
+STRENGTHS = {0.0: 3, 0.3: 4, TARGET_STRENGTH: len(FAMILIES)}  # strength: cases run (the first ones)
 
 
 def procedural_texture(mesh, family: str, seed: int) -> np.ndarray:
@@ -167,11 +170,11 @@ def run(strengths: dict = STRENGTHS) -> dict:
             ],
         }
     result["load_average_1min"] = round(os.getloadavg()[0], 2)
-    at = result.get("strength_0.3")
-    if at:
+    at = result.get(f"strength_{TARGET_STRENGTH}")
+    if at and at["cases"] == len(FAMILIES):  # the target holds over every case, not a first few
         result["target_met"] = {
-            "structure": at["structure_ssim_views"]["mean"] >= TARGETS["structure_ssim_at_0.3"],
-            "classifier": at["classifier_accuracy"] >= TARGETS["classifier_accuracy_at_0.3"],
+            "structure": at["structure_ssim_views"]["mean"] >= TARGETS["structure_ssim_at_0.5"],
+            "classifier": at["classifier_accuracy"] >= TARGETS["classifier_accuracy_at_0.5"],
         }
     return result
 

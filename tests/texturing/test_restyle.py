@@ -1,7 +1,12 @@
+import ast
+import inspect
+from pathlib import Path
+
 import meshdream
 import numpy as np
 import pytest
 import trimesh
+from meshdream.cli import build_parser
 from meshdream.texturing import restyle as restyle_module
 from meshdream.texturing.restyle import (
     antialiased_renders,
@@ -203,3 +208,16 @@ def test_a_mesh_without_uvs_is_refused_with_what_to_pass():
     box = trimesh.creation.box()
     with pytest.raises(meshdream.InvalidMeshError, match="no UV map, so its texture has no place on it"):
         meshdream.restyle_texture(box, np.zeros((64, 64, 3), np.float32), "red brick")
+
+
+def test_strength_half_is_the_default_everywhere():
+    """bench restyle's target is stated at 0.5 (issue 25): the core, the CLI and the add-on's Restyle panel start
+    there (the server, client and batch pass no strength unless given one, so the core's default holds)."""
+    assert inspect.signature(meshdream.restyle_texture).parameters["strength"].default == 0.5
+    args = build_parser().parse_args(["restyle", "m.obj", "--texture", "t.png", "--prompt", "oak", "-o", "o.glb"])
+    assert args.strength == 0.5
+    props = ast.parse((Path(__file__).resolve().parents[2] / "blender_addon" / "props.py").read_text())
+    field = next(  # a bpy property is declared as an annotation: `restyle_strength: FloatProperty(...)`
+        n.annotation for n in ast.walk(props) if isinstance(n, ast.AnnAssign) and n.target.id == "restyle_strength"
+    )
+    assert next(k.value.value for k in field.keywords if k.arg == "default") == 0.5
