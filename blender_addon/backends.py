@@ -8,6 +8,9 @@ import socket
 import subprocess
 import threading
 import time
+from typing import NamedTuple, Optional
+
+from .chores import ChoreError
 
 try:
     from .vendor import client  # the copy `build.py addon` puts into the zip
@@ -23,6 +26,7 @@ BACKENDS = [
 PREVIEW_EVERY_S = 1.0  # how often a running job's live views are fetched (the status polls in between stay small)
 _lock = threading.Lock()
 _in_process = None  # the Client of the server thread started inside this Blender
+_workers = []  # the worker processes this Blender started (client.ensure_server reaps each when it exits)
 
 
 def config(prefs) -> dict:
@@ -38,8 +42,9 @@ def config(prefs) -> dict:
     }
 
 
-def connect(cfg: dict) -> "client.Client":
-    """A client whose server answers; may start one (seconds), so call it off the main thread."""
+def connect(cfg: dict, cancel=None) -> "client.Client":
+    """A client whose server answers; may start one (seconds), so call it off the main thread. cancel: an Event
+    that stops a worker still starting."""
     if cfg["backend"] == "REMOTE":
         if not cfg["url"]:
             raise ClientError("No server URL is set; enter it in the MeshDream add-on preferences.")
@@ -49,11 +54,12 @@ def connect(cfg: dict) -> "client.Client":
     if cfg["backend"] == "IN_PROCESS":
         return _start_in_process()
     if not cfg["python"]:
-        raise ClientError(
-            "Set 'Python with MeshDream' in the add-on preferences (e.g. the repository's .venv/bin/python), "
-            "then press Check Installation."
-        )
-    return client.ensure_server(python=cfg["python"], port=cfg["port"])
+        raise ClientError("MeshDream is not set up yet: press Set up local worker in the MeshDream panel.")
+    with _lock:  # one start at a time: a check and a job starting together must not start two workers
+        c = client.ensure_server(python=cfg["python"], port=cfg["port"], cancel=cancel)
+        if c.process is not None:
+            _workers.append(c.process)
+    return c
 
 
 def _core():
@@ -105,43 +111,66 @@ def _start_in_process() -> "client.Client":
         return _in_process
 
 
-def check(cfg: dict) -> tuple[bool, list[str], list[str]]:
-    """(ok, lines saying what works and, for what does not, the exact fix, the texture models available)."""
+class Check(NamedTuple):
+    """What Check Installation found: every branch of `check` returns one."""
+
+    ok: bool
+    lines: list  # what works and, for what does not, the fix, one sentence each
+    models: list  # the texture models the server offers
+    device: Optional[str]  # where the worker runs jobs ("cuda", "cpu", ...), from its health
+
+
+PROBE = "import meshdream, meshdream.server; print(meshdream.__version__)"
+PROBE_TIMEOUT_S = 120.0  # importing torch from a cold disk can take a minute; a hung Python is killed after this
+
+
+def check(cfg: dict, chore) -> Check:
+    """Probe the chosen backend on `chore`'s thread (the Python imports meshdream, the server answers); any
+    subprocess is killed when the chore is cancelled or times out. Cancelling raises ChoreError."""
+    lines = []
     if cfg["backend"] == "WORKER":
         python = cfg["python"]
         if not python:
-            return (
-                False,
-                [
-                    "'Python with MeshDream' is not set: point it at a Python where meshdream is installed,",
-                    "e.g. <repo>/.venv/bin/python (created by `python build.py setup`).",
-                ],
-                [],
-            )
+            return Check(False, ["'Python with MeshDream' is not set: press Set up local worker to install it."], [], None)
         if not os.path.isfile(python):
-            return False, [f"'{python}' does not exist; give the full path of a python executable."], []
-        probe = "import meshdream, meshdream.server; print(meshdream.__version__)"
+            return Check(
+                False, [f"'{python}' does not exist: press Set up local worker, or give a python executable."], [], None
+            )
+        chore.status = f"Asking {python} for MeshDream"
+        fix = "press Set up local worker to install MeshDream, or give a Python where it is installed."
         try:
-            done = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=300)
-        except OSError as exc:
-            return False, [f"Cannot run '{python}': {exc.strerror}."], []
-        if done.returncode:
-            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-            return False, [
-                f"'{python}' cannot import meshdream: {last}",
-                f"Fix: {python} -m pip install 'meshdream[server]' (or `python build.py setup` in the repo).",
-            ]
-        lines = [f"{python}: meshdream {done.stdout.strip()} with the server extra."]
-    else:
-        lines = []
+            version = chore.run([python, "-c", PROBE], PROBE_TIMEOUT_S, fix).strip().splitlines()[-1]
+        except ChoreError as exc:
+            if chore.cancelled.is_set():
+                raise
+            return Check(False, [f"'{python}' cannot run MeshDream's server: {exc}"], [], None)
+        lines.append(f"{python}: MeshDream {version} with the server extra.")
+    chore.status = "Connecting to the server" if cfg["backend"] == "REMOTE" else "Starting the worker"
     try:
-        c = connect(cfg)
+        c = connect(cfg, cancel=chore.cancelled)
         health = c.health()
         models = [m["id"] for m in c.models()["texture_models"]]
     except ClientError as exc:
-        return False, lines + [exc.message.splitlines()[0]], []
+        if chore.cancelled.is_set():
+            raise ChoreError("Cancelled.") from None
+        return Check(False, lines + [exc.message.splitlines()[0]], [], None)
     lines.append(f"Server {c.url}: MeshDream {health['version']} on {health['device']}; models: {', '.join(models)}.")
-    return True, lines, models
+    return Check(True, lines, models, health["device"])
+
+
+def stop_workers() -> None:
+    """Stop the workers this Blender started (when the add-on is disabled or Blender quits): SIGTERM, and a kill
+    if one is still busy after a few seconds, so quitting never waits for a long step."""
+    for process in _workers:
+        if process.poll() is None:
+            process.terminate()
+    for process in _workers:
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    _workers.clear()
 
 
 class Run:
@@ -174,7 +203,7 @@ class Run:
 
     def _main(self) -> None:
         try:
-            c = connect(self._cfg)
+            c = connect(self._cfg, cancel=self._cancel)
             if self._cancel.is_set():
                 raise ClientError("Cancelled before it started.")
             job = self._submit(c)

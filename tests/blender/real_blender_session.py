@@ -105,7 +105,7 @@ def start_job():
 
 def job_finished():
     addon = sys.modules["meshdream"]
-    batch = addon.operators.ACTIVE
+    batch = addon.state.STATE.batch
     if batch is not None:
         stage = f"{batch.label}: {batch.stage}"
         if stage != REPORT.get("last_stage"):
