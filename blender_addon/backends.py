@@ -23,6 +23,10 @@ BACKENDS = [
     ("IN_PROCESS", "In Blender", "Run the core inside Blender's own Python (it must have meshdream[server])"),
     ("REMOTE", "Remote Server", "Send jobs to a MeshDream server at a URL"),
 ]
+WORKER_DIED = (
+    "The MeshDream worker stopped during the job (it crashed or ran out of memory); run the job again to start a "
+    "new one."
+)
 PREVIEW_EVERY_S = 1.0  # how often a running job's live views are fetched (the status polls in between stay small)
 _lock = threading.Lock()
 _in_process = None  # the Client of the server thread started inside this Blender
@@ -131,7 +135,9 @@ def check(cfg: dict, chore) -> Check:
     if cfg["backend"] == "WORKER":
         python = cfg["python"]
         if not python:
-            return Check(False, ["'Python with MeshDream' is not set: press Set up local worker to install it."], [], None)
+            return Check(
+                False, ["'Python with MeshDream' is not set: press Set up local worker to install it."], [], None
+            )
         if not os.path.isfile(python):
             return Check(
                 False, [f"'{python}' does not exist: press Set up local worker, or give a python executable."], [], None
@@ -202,11 +208,13 @@ class Run:
         self._thread.join(timeout)
 
     def _main(self) -> None:
+        submitted = False
         try:
             c = connect(self._cfg, cancel=self._cancel)
             if self._cancel.is_set():
                 raise ClientError("Cancelled before it started.")
             job = self._submit(c)
+            submitted = True
             version, cancel_sent, next_preview = -1, False, 0.0
             while True:
                 if self._cancel.is_set() and not cancel_sent:
@@ -232,5 +240,7 @@ class Run:
                     return
         except ClientError as exc:
             self.error, self.state = exc.message, "cancelled" if self._cancel.is_set() else "failed"
+            if submitted and exc.status is None and self._cfg["backend"] == "WORKER":  # the connection, not a reply
+                self.error = WORKER_DIED
         except Exception as exc:  # a bug must end up as a report, not a thread dying silently
             self.error, self.state = f"{type(exc).__name__}: {exc}", "failed"

@@ -16,11 +16,12 @@ class ChoreError(Exception):
 
 
 class Chore:
-    """`work(chore)` runs on a thread and returns the result or raises ChoreError; `status` and `fraction` are
-    its progress, `lines` what it found. `state` ends as done, failed or cancelled."""
+    """`work(chore)` runs on a thread and returns the result or raises ChoreError; `status` (the step), `detail`
+    (e.g. the package being installed) and `fraction` are its progress, `lines` what it found. `state` ends as
+    done, failed or cancelled."""
 
     def __init__(self, title: str, work, on_done=None) -> None:
-        self.title, self.status, self.fraction, self.lines = title, "starting", 0.0, []
+        self.title, self.status, self.detail, self.fraction, self.lines = title, "starting", "", 0.0, []
         self.state, self.result, self.error = "running", None, None
         self.cancelled = threading.Event()
         self.on_done = on_done  # called with the chore on the main thread once it is over
@@ -116,20 +117,28 @@ def _watch_soon() -> None:
 
 
 def watch():
-    """The timer: redraw while the chore runs; once over, run its on_done here, on the main thread."""
+    """The timer: redraw when the progress changed (a viewport redraw is not free: software GL draws it on the
+    CPU the install needs); once the chore is over, run its on_done here, on the main thread."""
     chore = STATE.chore
-    _redraw()
     if chore is None:
         return None
     if not chore.finished:
-        _status_bar(f"MeshDream: {chore.title}: {chore.status} ({100 * chore.fraction:.0f}%)")
-        return 0.1
+        shown = (chore.status, chore.detail, round(100 * chore.fraction))
+        if shown != _SHOWN[0]:
+            _SHOWN[0] = shown
+            _status_bar(f"MeshDream: {chore.status} ({shown[2]}%)  {chore.detail}")
+            _redraw()
+        return 0.2
+    _SHOWN[0] = None
     _status_bar(None)
     if chore.on_done is not None:
         on_done, chore.on_done = chore.on_done, None
         on_done(chore)
-        _redraw()
+    _redraw()
     return None
+
+
+_SHOWN = [None]  # the progress last drawn
 
 
 def _redraw() -> None:

@@ -129,7 +129,9 @@ def set_up(chore, folder: str, pointed: str, source: str) -> str:
     core = carried_core()
     python = pick_python(chore, pointed)
     cuda = has_nvidia_gpu(chore)
-    chore.lines.append("An NVIDIA GPU answers: installing PyTorch with CUDA." if cuda else "No NVIDIA GPU: CPU PyTorch.")
+    chore.lines.append(
+        "An NVIDIA GPU answers: installing PyTorch with CUDA." if cuda else "No NVIDIA GPU: CPU PyTorch."
+    )
     chore.status, chore.fraction = f"Creating the environment in {folder}", 0.02
     env = clean_env()
     os.makedirs(os.path.dirname(folder), exist_ok=True)
@@ -142,7 +144,7 @@ def set_up(chore, folder: str, pointed: str, source: str) -> str:
     target = venv_python(folder)
     start = 0.05
     for label, end, args in pip_steps(core, source, cuda):
-        chore.status, chore.fraction = label, start
+        chore.status, chore.detail, chore.fraction = label, "", start
         chore.run(
             [target, "-m", "pip", "install", "--progress-bar", "off", "--disable-pip-version-check", *args],
             3600,
@@ -151,7 +153,7 @@ def set_up(chore, folder: str, pointed: str, source: str) -> str:
             on_line=_progress(chore, label, start, end),
         )
         start = end
-    chore.status = "Checking the new environment"
+    chore.status, chore.detail = "Checking the new environment", ""
     fix = "press Set up local worker again; if it fails again, report it with this message."
     version = chore.run([target, "-c", backends.PROBE], backends.PROBE_TIMEOUT_S, fix).strip().splitlines()[-1]
     chore.lines.append(f"Installed MeshDream {version} in {folder}.")
@@ -159,11 +161,14 @@ def set_up(chore, folder: str, pointed: str, source: str) -> str:
 
 
 def _progress(chore, label, start, end):
-    """Show pip's current package in the status line; creep the fraction toward `end` as packages come."""
+    """Show the package pip is at beside the step; creep the fraction toward `end` as packages come."""
 
     def on_line(line):
-        if line.startswith(("Collecting ", "Downloading ", "Installing collected packages", "Processing ")):
-            chore.status = f"{label}: {line[:80]}"
-            chore.fraction = min(end - 0.01, chore.fraction + (end - chore.fraction) * 0.08)
+        for verb in ("Collecting", "Downloading", "Processing", "Installing collected packages"):
+            if line.startswith(verb):
+                what = line[len(verb) :].strip(" :")
+                chore.detail = f"{verb} {os.path.basename(what.split()[0]) if what else ''}".strip()
+                chore.fraction = min(end - 0.01, chore.fraction + (end - chore.fraction) * 0.08)
+                return
 
     return on_line

@@ -46,7 +46,7 @@ class MESHDREAM_PT_main(_Panel, bpy.types.Panel):
         box = layout.box()
         box.label(text="Set up MeshDream", icon="INFO")
         col = box.column(align=True)
-        for line in ("MeshDream runs in its own Python,", "installed once (several minutes:", "PyTorch and models' code)."):
+        for line in ("Installs once, in the", "background: a few minutes", "and a few GB (PyTorch)."):
             col.label(text=line)
         box.operator("meshdream.set_up", icon="IMPORT")
         preferences.draw_chore(box)

@@ -82,11 +82,15 @@ def draw_chore(layout) -> None:
         return
     box = layout.box()
     if not chore.finished:
-        box.label(text=f"{chore.title}: {chore.status}", icon="SORTTIME")
+        box.label(text=chore.title, icon="SORTTIME")
+        col = box.column(align=True)  # short lines: the sidebar is narrow
+        col.label(text=chore.status)
+        if chore.detail:
+            col.label(text=chore.detail)
         if hasattr(box, "progress"):  # Blender 4.0+
             box.progress(factor=chore.fraction, type="BAR", text=f"{100 * chore.fraction:.0f}%")
         else:
-            box.label(text=f"{100 * chore.fraction:.0f}%")
+            col.label(text=f"{100 * chore.fraction:.0f}% done")
         box.operator(MESHDREAM_OT_cancel_chore.bl_idname, icon="CANCEL")
         return
     found = chore.result[1] if chore.state == "done" and chore.result and chore.result[0] == "found" else None
@@ -165,14 +169,15 @@ class MESHDREAM_OT_set_up(bpy.types.Operator):
         prefs.backend = "WORKER"
         cfg = backends.config(prefs)
         folder = private_folder()
-        pointed, source, fresh = os.path.expanduser(prefs.base_python), bpy.path.abspath(prefs.package_source), self.fresh
+        pointed, fresh = os.path.expanduser(prefs.base_python), self.fresh
+        source = bpy.path.abspath(prefs.package_source).strip()
 
         def work(chore):
             if not fresh:
                 found = install.find_existing(chore, folder)
                 if found:
                     return ("found", found)
-            python = install.set_up(chore, folder, pointed, source.strip())
+            python = install.set_up(chore, folder, pointed, source)
             chore.status, chore.fraction = "Starting the worker", 0.97
             check = backends.check({**cfg, "python": python}, chore)
             chore.lines.extend(check.lines[1:])

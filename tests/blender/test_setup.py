@@ -6,7 +6,6 @@ test_real_blender.py.
 
 import os
 import signal
-import subprocess
 import sys
 import time
 import venv
