@@ -47,7 +47,7 @@ def existing(private_folder: str) -> list:
                 found.append(first[2:].strip().split()[0])
         except OSError:
             pass
-        found.append(os.path.join(os.path.dirname(command), "python"))
+        found.append(os.path.join(os.path.dirname(command), "python.exe" if os.name == "nt" else "python"))
     found.append(str(ADDON_DIR.parent / ".venv" / ("Scripts/python.exe" if os.name == "nt" else "bin/python")))
     unique = []
     for path in found:

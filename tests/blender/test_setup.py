@@ -183,3 +183,20 @@ def test_set_up_that_cannot_install_says_what_to_do(prefs, monkeypatch, tmp_path
     assert ui < UI_BUDGET_S and chore.state == "failed" and not prefs.python
     assert "check the internet connection (or the package source)" in chore.error and "\n" not in chore.error
     assert any(line.startswith("Using Python 3.") for line in chore.lines)
+
+
+def test_pip_is_asked_for_the_torch_build_the_machine_can_use(addon, tmp_path):
+    """CUDA wheels from PyTorch's index where nvidia-smi answers, CPU wheels otherwise (PyPI's Linux torch would
+    pull ~3 GB of CUDA libraries onto a machine without a GPU); a package source replaces every index."""
+    from blender_addon import install
+
+    wheel = "/addon/core_wheel/meshdream-0.1.0-py3-none-any.whl"
+    cuda, cpu = install.pip_steps(wheel, "", cuda=True), install.pip_steps(wheel, "", cuda=False)
+    if sys.platform != "darwin":
+        assert cuda[0][2] == ["--index-url", install.TORCH_INDEX + install.CUDA_TAG, "torch"]
+        assert cpu[0][2] == ["--index-url", install.TORCH_INDEX + "cpu", "torch"]
+    assert cuda[-1][2] == cpu[-1][2] == [f"{wheel}[server]"]  # the rest from pip's own index (or pip.conf's)
+    (only,) = install.pip_steps(wheel, str(tmp_path), cuda=True)
+    assert only[2] == ["--no-index", "--find-links", str(tmp_path), f"{wheel}[server]"]
+    (only,) = install.pip_steps(wheel, "https://mirror.example/simple", cuda=False)
+    assert only[2] == ["--index-url", "https://mirror.example/simple", f"{wheel}[server]"]
