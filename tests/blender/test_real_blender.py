@@ -176,9 +176,9 @@ def test_the_first_texture_with_the_defaults_gives_suzanne_a_generated_image(ses
 
 def test_a_killed_worker_fails_the_job_at_once_and_the_next_job_restarts_it(session):
     report, _ = session
-    # Measured from the worker's exit: SIGKILL frees its memory before its sockets close, which took the kernel
-    # 0.2-0.5 s here with other work on the cores; the add-on sees the closed connection at once.
-    assert report["failed_after_kill_s"] - report["exited_after_kill_s"] < 0.1, report
+    # Measured from the moment the worker's sockets close: SIGKILL frees its ~1 GB first, which took the kernel
+    # 0.2-0.5 s here with other work on the cores; nothing can see the death before that.
+    assert report["failed_after_kill_s"] - report["closed_after_kill_s"] < 0.1, report
     assert report["kill_error"].startswith("The MeshDream worker stopped during the job")
     assert not report["zombie"], report["zombie_status"]  # reaped
     assert report["restarted_image"] and report["restarted_image"] != report["textured"]["image"]["name"]
