@@ -5,7 +5,7 @@
     python build.py demo           set up, then run the demo; results go to out/
     python build.py test [ARGS]    set up, then run pytest (ARGS are passed on)
     python build.py bench [NAME]   set up, then run benchmarks; prints JSON and writes out/bench.json
-    python build.py addon          write the Blender add-on, dist/meshdream-<version>.zip (needs no set-up)
+    python build.py addon          write the Blender add-on, dist/meshdream-<version>.zip, with the core's wheel
 
 Set-up is skipped when nothing it depends on changed since the last run.
 """
@@ -60,19 +60,42 @@ def setup() -> None:
     stamp.write_text(digest)
 
 
+def core_wheel(folder: Path) -> Path:
+    """The core as a wheel in `folder`, built from a clean copy of core/ (a stale build/ folder must not leak
+    removed files into it); with this Python's setuptools when it has one, else pip fetches it."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "core"
+        shutil.copytree(ROOT / "core", source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+        try:
+            import setuptools
+
+            isolation = [] if int(setuptools.__version__.split(".")[0]) < 68 else ["--no-build-isolation"]
+        except ImportError:
+            isolation = []
+        run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", *isolation, "-w", tmp, source)
+        (wheel,) = Path(tmp).glob("meshdream-*.whl")
+        folder.mkdir(parents=True, exist_ok=True)
+        return Path(shutil.copy2(wheel, folder / wheel.name))
+
+
 def build_addon() -> Path:
     """The add-on as package `meshdream` (extension manifest + legacy bl_info), with the core's standard-library
-    client copied in as `meshdream.vendor.client`, so Blender's Python needs nothing installed for the worker."""
+    client copied in as `meshdream.vendor.client`, so Blender's Python needs nothing installed for the worker, and
+    the core's wheel as `meshdream/core_wheel/`, which "Set up local worker" installs into its own environment."""
     source = ROOT / "blender_addon"
     version = re.search(r'^version = "([^"]+)"', (source / "blender_manifest.toml").read_text(), re.M).group(1)
     out = ROOT / "dist" / f"meshdream-{version}.zip"
     out.parent.mkdir(exist_ok=True)
+    wheel = core_wheel(ROOT / "dist")
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in sorted(source.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
                 zf.write(path, f"meshdream/{path.relative_to(source).as_posix()}")
         zf.writestr("meshdream/vendor/__init__.py", '"""Copied from the core by build.py addon."""\n')
         zf.write(ROOT / "core/meshdream/client.py", "meshdream/vendor/client.py")
+        zf.write(wheel, f"meshdream/core_wheel/{wheel.name}", compress_type=zipfile.ZIP_STORED)  # already deflated
     return out
 
 

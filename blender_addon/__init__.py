@@ -19,9 +19,9 @@ except ImportError as exc:  # official Blender builds bundle numpy; some Linux d
         f"MeshDream needs numpy in Blender's Python ({exc}); on Debian/Ubuntu: sudo apt install python3-numpy"
     ) from None
 
-from . import operators, panel, preferences, props  # noqa: E402
+from . import operators, panel, preferences, preview, props  # noqa: E402
 
-MODULES = (preferences, props, operators, panel)
+MODULES = (preferences, props, preview, operators, panel)
 
 
 def register():

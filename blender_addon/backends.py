@@ -8,6 +8,9 @@ import socket
 import subprocess
 import threading
 import time
+from typing import NamedTuple, Optional
+
+from .chores import ChoreError
 
 try:
     from .vendor import client  # the copy `build.py addon` puts into the zip
@@ -20,9 +23,14 @@ BACKENDS = [
     ("IN_PROCESS", "In Blender", "Run the core inside Blender's own Python (it must have meshdream[server])"),
     ("REMOTE", "Remote Server", "Send jobs to a MeshDream server at a URL"),
 ]
+WORKER_DIED = (
+    "The MeshDream worker stopped during the job (it crashed or ran out of memory); run the job again to start a "
+    "new one."
+)
 PREVIEW_EVERY_S = 1.0  # how often a running job's live views are fetched (the status polls in between stay small)
 _lock = threading.Lock()
 _in_process = None  # the Client of the server thread started inside this Blender
+_workers = []  # the worker processes this Blender started (client.ensure_server reaps each when it exits)
 
 
 def config(prefs) -> dict:
@@ -38,8 +46,9 @@ def config(prefs) -> dict:
     }
 
 
-def connect(cfg: dict) -> "client.Client":
-    """A client whose server answers; may start one (seconds), so call it off the main thread."""
+def connect(cfg: dict, cancel=None) -> "client.Client":
+    """A client whose server answers; may start one (seconds), so call it off the main thread. cancel: an Event
+    that stops a worker still starting."""
     if cfg["backend"] == "REMOTE":
         if not cfg["url"]:
             raise ClientError("No server URL is set; enter it in the MeshDream add-on preferences.")
@@ -49,11 +58,12 @@ def connect(cfg: dict) -> "client.Client":
     if cfg["backend"] == "IN_PROCESS":
         return _start_in_process()
     if not cfg["python"]:
-        raise ClientError(
-            "Set 'Python with MeshDream' in the add-on preferences (e.g. the repository's .venv/bin/python), "
-            "then press Check Installation."
-        )
-    return client.ensure_server(python=cfg["python"], port=cfg["port"])
+        raise ClientError("MeshDream is not set up yet: press Set up local worker in the MeshDream panel.")
+    with _lock:  # one start at a time: a check and a job starting together must not start two workers
+        c = client.ensure_server(python=cfg["python"], port=cfg["port"], cancel=cancel)
+        if c.process is not None:
+            _workers.append(c.process)
+    return c
 
 
 def _core():
@@ -88,7 +98,10 @@ def _start_in_process() -> "client.Client":
                 s.bind(("127.0.0.1", 0))
                 port = s.getsockname()[1]
             thread = threading.Thread(
-                target=serve, kwargs={"port": port, "log_level": "warning"}, name="meshdream-server", daemon=True
+                target=serve,
+                kwargs={"port": port, "log_level": "warning", "allow_paths": True},  # loopback, this user's own
+                name="meshdream-server",
+                daemon=True,
             )
             thread.start()
             c = client.Client(f"http://127.0.0.1:{port}")
@@ -105,43 +118,68 @@ def _start_in_process() -> "client.Client":
         return _in_process
 
 
-def check(cfg: dict) -> tuple[bool, list[str], list[str]]:
-    """(ok, lines saying what works and, for what does not, the exact fix, the texture models available)."""
+class Check(NamedTuple):
+    """What Check Installation found: every branch of `check` returns one."""
+
+    ok: bool
+    lines: list  # what works and, for what does not, the fix, one sentence each
+    models: list  # the texture models the server offers
+    device: Optional[str]  # where the worker runs jobs ("cuda", "cpu", ...), from its health
+
+
+PROBE = "import meshdream, meshdream.server; print(meshdream.__version__)"
+PROBE_TIMEOUT_S = 120.0  # importing torch from a cold disk can take a minute; a hung Python is killed after this
+
+
+def check(cfg: dict, chore) -> Check:
+    """Probe the chosen backend on `chore`'s thread (the Python imports meshdream, the server answers); any
+    subprocess is killed when the chore is cancelled or times out. Cancelling raises ChoreError."""
+    lines = []
     if cfg["backend"] == "WORKER":
         python = cfg["python"]
         if not python:
-            return (
-                False,
-                [
-                    "'Python with MeshDream' is not set: point it at a Python where meshdream is installed,",
-                    "e.g. <repo>/.venv/bin/python (created by `python build.py setup`).",
-                ],
-                [],
+            return Check(
+                False, ["'Python with MeshDream' is not set: press Set up local worker to install it."], [], None
             )
         if not os.path.isfile(python):
-            return False, [f"'{python}' does not exist; give the full path of a python executable."], []
-        probe = "import meshdream, meshdream.server; print(meshdream.__version__)"
+            return Check(
+                False, [f"'{python}' does not exist: press Set up local worker, or give a python executable."], [], None
+            )
+        chore.status = f"Asking {python} for MeshDream"
+        fix = "press Set up local worker to install MeshDream, or give a Python where it is installed."
         try:
-            done = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=300)
-        except OSError as exc:
-            return False, [f"Cannot run '{python}': {exc.strerror}."], []
-        if done.returncode:
-            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-            return False, [
-                f"'{python}' cannot import meshdream: {last}",
-                f"Fix: {python} -m pip install 'meshdream[server]' (or `python build.py setup` in the repo).",
-            ]
-        lines = [f"{python}: meshdream {done.stdout.strip()} with the server extra."]
-    else:
-        lines = []
+            version = chore.run([python, "-c", PROBE], PROBE_TIMEOUT_S, fix).strip().splitlines()[-1]
+        except ChoreError as exc:
+            if chore.cancelled.is_set():
+                raise
+            return Check(False, [f"'{python}' cannot run MeshDream's server: {exc}"], [], None)
+        lines.append(f"{python}: MeshDream {version} with the server extra.")
+    chore.status = "Connecting to the server" if cfg["backend"] == "REMOTE" else "Starting the worker"
     try:
-        c = connect(cfg)
+        c = connect(cfg, cancel=chore.cancelled)
         health = c.health()
         models = [m["id"] for m in c.models()["texture_models"]]
     except ClientError as exc:
-        return False, lines + [exc.message.splitlines()[0]], []
+        if chore.cancelled.is_set():
+            raise ChoreError("Cancelled.") from None
+        return Check(False, lines + [exc.message.splitlines()[0]], [], None)
     lines.append(f"Server {c.url}: MeshDream {health['version']} on {health['device']}; models: {', '.join(models)}.")
-    return True, lines, models
+    return Check(True, lines, models, health["device"])
+
+
+def stop_workers() -> None:
+    """Stop the workers this Blender started (when the add-on is disabled or Blender quits): SIGTERM, and a kill
+    if one is still busy after a few seconds, so quitting never waits for a long step."""
+    for process in _workers:
+        if process.poll() is None:
+            process.terminate()
+    for process in _workers:
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    _workers.clear()
 
 
 class Run:
@@ -173,11 +211,13 @@ class Run:
         self._thread.join(timeout)
 
     def _main(self) -> None:
+        submitted = False
         try:
-            c = connect(self._cfg)
+            c = connect(self._cfg, cancel=self._cancel)
             if self._cancel.is_set():
                 raise ClientError("Cancelled before it started.")
             job = self._submit(c)
+            submitted = True
             version, cancel_sent, next_preview = -1, False, 0.0
             while True:
                 if self._cancel.is_set() and not cancel_sent:
@@ -203,5 +243,7 @@ class Run:
                     return
         except ClientError as exc:
             self.error, self.state = exc.message, "cancelled" if self._cancel.is_set() else "failed"
+            if submitted and exc.status is None and self._cfg["backend"] == "WORKER":  # the connection, not a reply
+                self.error = WORKER_DIED
         except Exception as exc:  # a bug must end up as a report, not a thread dying silently
             self.error, self.state = f"{type(exc).__name__}: {exc}", "failed"

@@ -2,7 +2,8 @@
 
 import bpy
 
-from . import backends, operators, preferences
+from . import backends, preferences
+from .state import STATE
 
 
 class _Panel:
@@ -16,13 +17,17 @@ class MESHDREAM_PT_main(_Panel, bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
-        batch = operators.ACTIVE
-        if batch is None:
+        batch = STATE.batch
+        if not preferences.is_set_up(context):
+            self.draw_first_run(layout)
+        elif batch is None:
             prefs = preferences.get(context)
             backend = dict((key, name) for key, name, _ in backends.BACKENDS)[prefs.backend if prefs else "WORKER"]
             row = layout.row()
-            row.label(text=backend, icon="NETWORK_DRIVE")
+            row.label(text=f"{backend} on {STATE.device}" if STATE.device else backend, icon="NETWORK_DRIVE")
             row.operator("meshdream.check_installation", text="", icon="CHECKMARK")
+            if STATE.chore is not None and not STATE.chore.finished:
+                preferences.draw_chore(layout)
         else:
             layout.label(text=batch.label, icon="SORTTIME")
             if hasattr(layout, "progress"):  # Blender 4.0+
@@ -30,13 +35,32 @@ class MESHDREAM_PT_main(_Panel, bpy.types.Panel):
             else:
                 layout.label(text=f"{batch.stage} ({100 * batch.fraction:.0f}%)")
             layout.operator("meshdream.cancel", icon="CANCEL")
-        if operators.PREVIEW["icon"]:
+        if STATE.preview_icon:
             box = layout.box()
             box.label(text="Views")  # live while a job runs, then its result's
-            box.template_icon(icon_value=operators.PREVIEW["icon"], scale=6)
+            box.template_icon(icon_value=STATE.preview_icon, scale=6)
+
+    @staticmethod
+    def draw_first_run(layout):
+        """Nothing to run jobs yet: one box that sets it up, instead of controls that could only fail."""
+        box = layout.box()
+        box.label(text="Set up MeshDream", icon="INFO")
+        col = box.column(align=True)
+        for line in ("Installs once, in the", "background: a few minutes", "and a few GB (PyTorch)."):
+            col.label(text=line)
+        box.operator("meshdream.set_up", icon="IMPORT")
+        preferences.draw_chore(box)
 
 
-class MESHDREAM_PT_texture(_Panel, bpy.types.Panel):
+class _SetUpPanel(_Panel):
+    """The tools show once there is somewhere to run them (the first-run box stands in for them until then)."""
+
+    @classmethod
+    def poll(cls, context):
+        return preferences.is_set_up(context)
+
+
+class MESHDREAM_PT_texture(_SetUpPanel, bpy.types.Panel):
     bl_label = "Texture"
     bl_parent_id = "MESHDREAM_PT_main"
 
@@ -60,7 +84,7 @@ class MESHDREAM_PT_texture(_Panel, bpy.types.Panel):
         layout.operator("meshdream.texture_selected", icon="TEXTURE")
 
 
-class MESHDREAM_PT_project(_Panel, bpy.types.Panel):
+class MESHDREAM_PT_project(_SetUpPanel, bpy.types.Panel):
     bl_label = "Project from View"
     bl_parent_id = "MESHDREAM_PT_main"
     bl_options = {"DEFAULT_CLOSED"}
@@ -75,7 +99,7 @@ class MESHDREAM_PT_project(_Panel, bpy.types.Panel):
         layout.operator("meshdream.project_from_view", icon="VIEW_CAMERA")
 
 
-class MESHDREAM_PT_inpaint(_Panel, bpy.types.Panel):
+class MESHDREAM_PT_inpaint(_SetUpPanel, bpy.types.Panel):
     bl_label = "Inpaint Seams"
     bl_parent_id = "MESHDREAM_PT_main"
     bl_options = {"DEFAULT_CLOSED"}
@@ -84,7 +108,7 @@ class MESHDREAM_PT_inpaint(_Panel, bpy.types.Panel):
         self.layout.operator("meshdream.inpaint_seams", icon="BRUSH_DATA")
 
 
-class MESHDREAM_PT_restyle(_Panel, bpy.types.Panel):
+class MESHDREAM_PT_restyle(_SetUpPanel, bpy.types.Panel):
     bl_label = "Restyle Texture"
     bl_parent_id = "MESHDREAM_PT_main"
     bl_options = {"DEFAULT_CLOSED"}
@@ -99,7 +123,7 @@ class MESHDREAM_PT_restyle(_Panel, bpy.types.Panel):
         layout.operator("meshdream.restyle_texture", icon="BRUSHES_ALL")
 
 
-class MESHDREAM_PT_upscale(_Panel, bpy.types.Panel):
+class MESHDREAM_PT_upscale(_SetUpPanel, bpy.types.Panel):
     bl_label = "Upscale Texture"
     bl_parent_id = "MESHDREAM_PT_main"
     bl_options = {"DEFAULT_CLOSED"}
@@ -116,7 +140,7 @@ class MESHDREAM_PT_upscale(_Panel, bpy.types.Panel):
         layout.operator("meshdream.upscale_texture", icon="FULLSCREEN_ENTER")
 
 
-class MESHDREAM_PT_shape(_Panel, bpy.types.Panel):
+class MESHDREAM_PT_shape(_SetUpPanel, bpy.types.Panel):
     bl_label = "Shape"
     bl_parent_id = "MESHDREAM_PT_main"
     bl_options = {"DEFAULT_CLOSED"}

@@ -27,6 +27,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -381,13 +382,16 @@ def ensure_server(
     token: Optional[str] = None,
     timeout: float = 300.0,
     args=(),
+    cancel=None,
 ) -> Client:
     """A client for the server at host:port, starting `PYTHON -m meshdream serve` first if nothing answers.
 
     python: an interpreter with meshdream[server] installed (default: this one). A server started here runs as
     a child process (its log in a temporary file), stops when this process exits, and is on `client.process`;
     on loopback it is this user's private worker, so its jobs may name models by path (serve --allow-paths).
-    args: more `meshdream serve` options, e.g. ["--idle-unload", "300"].
+    args: more `meshdream serve` options, e.g. ["--idle-unload", "300"]. cancel: anything with `is_set()` (a
+    threading.Event); once set, a server still starting is stopped and ClientError raised. A started server is
+    reaped by a daemon thread as soon as it exits, so a killed one never lingers as a zombie.
     """
     url_host = f"[{host}]" if ":" in host else host
     client = Client(f"http://{url_host}:{port}", token)
@@ -412,10 +416,14 @@ def ensure_server(
         )
     except OSError as exc:
         raise ClientError(f"Cannot start {command[0]}: {exc.strerror}; give the Python that has meshdream.") from None
+    threading.Thread(target=process.wait, name="meshdream-server-reaper", daemon=True).start()
     atexit.register(_stop, process)
     client.process = process
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if cancel is not None and cancel.is_set():
+            _stop(process)
+            raise ClientError("Cancelled while the server was starting.")
         if process.poll() is not None:
             with open(log.name, encoding="utf-8", errors="replace") as f:
                 tail = f.read()[-2000:].strip()

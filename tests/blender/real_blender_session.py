@@ -1,16 +1,21 @@
 """Run inside the real Blender program (with its window, under xvfb) by test_real_blender.py; not a pytest module.
 
-    blender --factory-startup --enable-event-simulate SCENE.blend --python THIS -- ZIP PYTHON PORT OUT_DIR
+    blender --factory-startup --enable-event-simulate SCENE.blend --python THIS -- ZIP WHEELS PORT OUT_DIR
 
-Installs the add-on from ZIP the legacy way (Blender 3.4), points its local-worker backend at PYTHON, shows the
-MeshDream sidebar tab, runs "Texture Selected" on Suzanne through the modal operator (invoke + timer), and saves
-OUT_DIR/panel.png and OUT_DIR/textured.png plus OUT_DIR/report.json for the test. Each step runs in a
-`bpy.app.timers` callback so the window's event loop keeps drawing in between, as it does for a person.
+A new user's first session: installs the add-on from ZIP the legacy way (Blender 3.4) with nothing configured,
+shows the MeshDream sidebar tab (its set-up box), presses "Set up local worker" (packages from the wheel folder
+WHEELS instead of the internet), runs "Texture Selected" on Suzanne with the panel's defaults through the modal
+operator, then kills the worker mid-job and runs another job. Screenshots of each step and OUT_DIR/report.json are
+for the test. Each step runs in a `bpy.app.timers` callback so the window keeps drawing in between, as it does for
+a person.
 """
 
 import json
 import os
+import signal
+import socket
 import sys
+import threading
 import time
 import traceback
 
@@ -18,9 +23,9 @@ import bpy
 from bpy_extras.view3d_utils import location_3d_to_region_2d
 from mathutils import Vector
 
-ZIP, PYTHON, PORT, OUT = sys.argv[sys.argv.index("--") + 1 :]
-REPORT = {"steps": []}
-TIMEOUT_S = 90.0
+ZIP, WHEELS, PORT, OUT = sys.argv[sys.argv.index("--") + 1 :]
+REPORT = {"steps": [], "screenshots": []}
+TIMEOUT_S = 1500.0  # ~5 min on 2 idle cores; 15 min seen with other work on them
 
 
 def log(message):
@@ -42,18 +47,20 @@ def view3d():
     return window, area, regions["WINDOW"], regions["UI"]
 
 
+def addon():
+    return sys.modules["meshdream"]
+
+
 def setup():
     bpy.ops.preferences.addon_install(filepath=ZIP, overwrite=True)
     bpy.ops.preferences.addon_enable(module="meshdream")
     prefs = bpy.context.preferences.addons["meshdream"].preferences
-    prefs.backend, prefs.python, prefs.port = "WORKER", PYTHON, int(PORT)
+    REPORT["python_before"] = prefs.python
+    prefs.port, prefs.package_source = int(PORT), WHEELS  # the only settings a test changes: no internet here
     for obj in list(bpy.data.objects):
         bpy.data.objects.remove(obj)
     bpy.ops.mesh.primitive_monkey_add()
     bpy.ops.object.shade_smooth()
-    props = bpy.context.scene.meshdream
-    props.prompt, props.model, props.n_views, props.view_resolution = "red brick", "builtin", 4, 64
-    props.texture_size, props.steps, props.seed = 128, 3, 0
     # Count the main panel's draws (it draws only while the sidebar shows the MeshDream tab) through the one
     # module function its draw calls: Blender keeps the draw method it saw at registration.
     preferences = sys.modules["meshdream.preferences"]
@@ -68,7 +75,7 @@ def setup():
     area.spaces.active.show_region_ui = True
     with bpy.context.temp_override(window=window, area=area, region=main):
         bpy.ops.view3d.view_selected()
-    log("add-on installed and enabled, Suzanne selected, sidebar open")
+    log("add-on installed and enabled, nothing configured, Suzanne selected, sidebar open")
 
 
 def show_tab():
@@ -92,20 +99,113 @@ def screenshot(name):
     path = os.path.join(OUT, name)
     with bpy.context.temp_override(window=window, area=area):
         bpy.ops.screen.screenshot(filepath=path, check_existing=False)
+    REPORT["screenshots"].append(name)
     log(f"saved {path}")
     return path
+
+
+def press_set_up():
+    """The box's button, as a click would run it (its operator returns at once; the install runs on)."""
+    REPORT["first_run_box"] = not bpy.types.MESHDREAM_PT_texture.poll(bpy.context)
+    t0 = time.perf_counter()
+    REPORT["set_up"] = sorted(bpy.ops.meshdream.set_up())
+    REPORT["set_up_ui_s"] = time.perf_counter() - t0
+    log(f"Set up local worker pressed: {REPORT['set_up']} in {REPORT['set_up_ui_s']:.3f} s")
+
+
+def installing():
+    chore = addon().state.STATE.chore
+    if chore.finished:
+        raise RuntimeError(f"set-up ended before the progress was seen: {chore.state} {chore.error}")
+    return chore.status.startswith("Installing") and chore.fraction > 0.1
+
+
+def set_up_done():
+    chore = addon().state.STATE.chore
+    status = f"{chore.status} {100 * chore.fraction:.0f}%"
+    if status != REPORT.get("last_status"):
+        REPORT["last_status"] = status
+        log(status)
+    if not chore.finished or chore.on_done is not None:  # the timer applies the outcome next
+        return False
+    prefs = bpy.context.preferences.addons["meshdream"].preferences
+    REPORT.update(set_up_state=chore.state, set_up_error=chore.error, set_up_lines=list(chore.lines))
+    REPORT.update(python_after=prefs.python, device=addon().state.STATE.device)
+    if chore.state != "done":
+        raise RuntimeError(f"set-up {chore.state}: {chore.error}")
+    log(f"set up: {prefs.python} on {REPORT['device']}")
+    return True
 
 
 def start_job():
     window, area, main, ui = view3d()
     with bpy.context.temp_override(window=window, area=area, region=main):
-        REPORT["invoke"] = sorted(bpy.ops.meshdream.texture_selected("INVOKE_DEFAULT"))
-    log(f"Texture Selected invoked: {REPORT['invoke']}")
+        REPORT.setdefault("invoke", []).append(sorted(bpy.ops.meshdream.texture_selected("INVOKE_DEFAULT")))
+    log(f"Texture Selected invoked: {REPORT['invoke'][-1]}")
+
+
+def long_job_running():
+    """Wait until a long job is denoising, then kill the worker under it (as a crash or the OOM killer would)."""
+    batch = addon().state.STATE.batch
+    if batch is None or batch.run is None or batch.run.stage != "denoise" or batch.run.step < 1:
+        return False
+    worker = addon().backends._workers[-1]
+    REPORT["killed_pid"] = worker.pid
+    sock = socket.create_connection(("127.0.0.1", int(PORT)))  # an idle connection: its EOF is the worker's close
+    threading.Thread(target=watch_connection, args=(sock,), daemon=True).start()
+    KILL.update(run=batch.run, at=time.perf_counter())
+    os.kill(worker.pid, signal.SIGKILL)
+    threading.Thread(target=watch_run, args=(batch.run,), daemon=True).start()
+    log(f"worker {worker.pid} killed at step {batch.run.step}")
+    return True
+
+
+def watch_connection(sock):
+    """On its own thread: when the worker's sockets close. SIGKILL frees the worker's memory (~1 GB) before its
+    sockets close, which takes the kernel a while under load; the add-on cannot know before the close."""
+    try:
+        sock.recv(1)
+    except OSError:
+        pass
+    KILL["closed"] = time.perf_counter()
+
+
+def watch_run(run):
+    """On its own thread, every millisecond (the main thread's timers wait for the viewport's redraws): when the
+    job shows as failed."""
+    while run.state != "failed" and time.perf_counter() - KILL["at"] < 10:
+        time.sleep(0.001)
+    KILL["failed"] = time.perf_counter()
+
+
+def kill_seen():
+    if "closed" not in KILL or "failed" not in KILL:
+        if time.perf_counter() - KILL["at"] > 10:
+            raise RuntimeError(f"the killed worker's job is still {KILL['run'].state}")
+        return False
+    REPORT["closed_after_kill_s"] = KILL["closed"] - KILL["at"]
+    REPORT["failed_after_kill_s"] = KILL["failed"] - KILL["at"]
+    REPORT["kill_error"] = KILL["run"].error
+    log(
+        f"worker's sockets closed {REPORT['closed_after_kill_s'] * 1000:.0f} ms after the kill; job failed "
+        f"{REPORT['failed_after_kill_s'] * 1000:.0f} ms after it: {KILL['run'].error!r}"
+    )
+    return True
+
+
+def batch_over():
+    if addon().state.STATE.batch is not None:
+        return False
+    pid = REPORT["killed_pid"]
+    REPORT["zombie"] = os.path.exists(f"/proc/{pid}")
+    REPORT["zombie_status"] = open(f"/proc/{pid}/status").read()[:120] if REPORT["zombie"] else ""
+    props = bpy.context.scene.meshdream
+    props.steps, props.n_views = 1, 1  # the restart is the point here, not the texture
+    return True
 
 
 def job_finished():
-    addon = sys.modules["meshdream"]
-    batch = addon.operators.ACTIVE
+    batch = addon().state.STATE.batch
     if batch is not None:
         stage = f"{batch.label}: {batch.stage}"
         if stage != REPORT.get("last_stage"):
@@ -143,21 +243,47 @@ def material_preview():
     log("viewport in Material Preview")
 
 
+def pause(seconds):
+    """A step that lets the window draw for `seconds`."""
+    since = {}
+    return lambda: time.monotonic() - since.setdefault("t", time.monotonic()) > seconds
+
+
 def plan():
     """The steps, each a function run by the timer until it returns something other than False."""
     yield setup
     yield show_tab
-    yield lambda: REPORT.update(panel_png=screenshot("panel.png"))
-    yield start_job
+    yield pause(1.0)
+    yield lambda: REPORT.update(first_run_png=screenshot("1-first-run.png"))
+    yield press_set_up
+    yield installing
+    yield pause(0.5)
+    yield lambda: screenshot("2-setting-up.png")
+    yield set_up_done
+    yield pause(1.0)
+    yield lambda: screenshot("3-set-up.png")
+    yield start_job  # the panel's defaults: the built-in model's own views, texture size and steps
     yield job_finished
+    yield lambda: REPORT.update(textured=dict(material=REPORT["material"], image=REPORT.get("image")))
     yield material_preview
-    yield lambda: time.monotonic() - REPORT.setdefault("preview_since", time.monotonic()) > 4.0  # shaders compile
-    yield lambda: REPORT.update(textured_png=screenshot("textured.png"))
+    yield pause(4.0)  # shaders compile
+    yield lambda: REPORT.update(textured_png=screenshot("4-textured.png"))
+    yield lambda: setattr(bpy.context.scene.meshdream, "steps", 200)
+    yield start_job
+    yield long_job_running
+    yield kill_seen
+    yield batch_over
+    yield pause(0.5)
+    yield lambda: screenshot("5-worker-killed.png")
+    yield start_job  # a new worker is started for it
+    yield job_finished
+    yield lambda: REPORT.update(restarted_image=(REPORT.get("image") or {}).get("name"))
 
 
 STEPS = plan()
 CURRENT = [next(STEPS)]
 START = time.monotonic()
+KILL = {}
 
 
 def tick():

@@ -211,16 +211,16 @@ def png_shape(data: bytes) -> tuple:
 @pytest.fixture
 def sizes(monkeypatch):
     """(texture size, [view sizes]) of each result the operators apply, as (height, width) pairs."""
-    from blender_addon import operators
+    from blender_addon import tasks
 
-    out, apply = [], operators.TextureTask.apply
+    out, apply = [], tasks.TextureTask.apply
 
     def record(task, context, result):
         out.append((png_shape(result.texture_png), [png_shape(v) for v in result.views_png]))
         return apply(task, context, result)
 
-    monkeypatch.setattr(operators.TextureTask, "include", ("texture", "views"))
-    monkeypatch.setattr(operators.TextureTask, "apply", record)
+    monkeypatch.setattr(tasks.TextureTask, "include", ("texture", "views"))
+    monkeypatch.setattr(tasks.TextureTask, "apply", record)
     return out
 
 
@@ -294,7 +294,7 @@ def test_restyle_and_upscale_write_new_images_and_keep_the_original(scene):
 
 
 def test_restyle_and_upscale_report_what_is_missing(scene):
-    from blender_addon import operators
+    from blender_addon import tasks
 
     obj = bpy.context.active_object
     for op in ("restyle_texture", "upscale_texture"):
@@ -304,12 +304,12 @@ def test_restyle_and_upscale_report_what_is_missing(scene):
     state = (names(bpy.data.materials), names(bpy.data.images))
     with pytest.raises(RuntimeError, match="Texture size 48 must be a positive power of two"):
         bpy.ops.meshdream.upscale_texture()  # the server's answer, one line
-    assert operators.UpscaleTask(bpy.context, obj).settings["upscaler"] == "builtin"  # the panel's default
+    assert tasks.UpscaleTask(bpy.context, obj).settings["upscaler"] == "builtin"  # the panel's default
     scene.meshdream.upscaler = "file"
     with pytest.raises(RuntimeError, match="Choose the upscaler's model file"):
         bpy.ops.meshdream.upscale_texture()
     scene.meshdream.upscaler_file = "//models/4x.pth"
-    assert operators.UpscaleTask(bpy.context, obj).settings["upscaler"] == bpy.path.abspath("//models/4x.pth")
+    assert tasks.UpscaleTask(bpy.context, obj).settings["upscaler"] == bpy.path.abspath("//models/4x.pth")
     obj.data.uv_layers.remove(obj.data.uv_layers[0])
     with pytest.raises(RuntimeError, match="has no UV map"):
         bpy.ops.meshdream.restyle_texture()
@@ -329,7 +329,7 @@ def test_generate_shape_adds_a_textured_object_at_the_cursor(scene):
 
 
 def test_cancel_leaves_the_scene_unchanged(scene):
-    from blender_addon import operators
+    from blender_addon.state import STATE
 
     obj = bpy.context.active_object
     obj.data.uv_layers.remove(obj.data.uv_layers[0])  # so the Smart UV map added for the job must go again
@@ -339,7 +339,7 @@ def test_cancel_leaves_the_scene_unchanged(scene):
 
     def cancel_mid_job():
         while True:
-            batch = operators.ACTIVE
+            batch = STATE.batch
             if batch is not None and batch.run is not None and batch.run.stage == "denoise" and batch.run.step >= 1:
                 seen["step"] = batch.run.step
                 batch.cancel()
@@ -354,12 +354,13 @@ def test_cancel_leaves_the_scene_unchanged(scene):
     assert seen and time.perf_counter() - t0 < 60
     after = (names(bpy.data.materials), names(bpy.data.images), names(bpy.data.objects), names(obj.data.uv_layers))
     assert after == state
-    assert operators.ACTIVE is None and not bpy.ops.meshdream.cancel.poll()
+    assert STATE.batch is None and not bpy.ops.meshdream.cancel.poll()
 
 
 def test_a_running_job_shows_live_views_each_replacing_the_last(scene):
     """The UI path (background mode fetches no previews): Run polls live views; each shown one replaces the last."""
-    from blender_addon import backends, operators
+    from blender_addon import backends, preview
+    from blender_addon.state import STATE
     from tests.conftest import asset
 
     cfg = backends.config(bpy.context.preferences.addons[NAME].preferences)
@@ -370,13 +371,13 @@ def test_a_running_job_shows_live_views_each_replacing_the_last(scene):
     while len(shown) < 2 and not run.finished and time.monotonic() < deadline:
         if run.preview_png is not None and run.preview_png not in shown:
             shown.append(run.preview_png)
-            operators._show_preview(run.preview_png)
-            paths.append(operators.PREVIEW["path"])
+            preview.show(run.preview_png)
+            paths.append(STATE.preview_path)
         time.sleep(0.05)
     run.cancel()
     run.join(30)
     assert len(shown) == 2 and run.state == "cancelled" and run.step < 200
-    assert not os.path.exists(paths[0]) and os.path.exists(paths[1]) and len(operators.PREVIEW["collection"]) == 1
+    assert not os.path.exists(paths[0]) and os.path.exists(paths[1]) and len(STATE.preview_collection) == 1
 
 
 def test_undo_is_replaced_by_new_datablocks_in_background_mode(scene):

@@ -1,7 +1,8 @@
 """The add-on's in-process backend (`meshdream.server.serve` on a daemon thread of the caller's process) must let
 that process exit cleanly after a job: a job's worker thread still alive at interpreter finalization made Python
 print `Exception ignored in: <stdout> TypeError: an integer is required` and exit with status 120 (scipy's SuperLU
-thread state, see `meshdream.server.app._stop_at_exit`). Runs without Blender: `backends.py` needs only the client.
+thread state, see `meshdream.server.app._stop_at_exit`). Runs without Blender: `backends.py` needs only the client
+(and the add-on's bpy-free `chores` and `state`).
 """
 
 import subprocess
@@ -11,15 +12,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = """
-import importlib.util
+import importlib
 import sys
+import types
 
 import numpy as np
 import trimesh
 
-spec = importlib.util.spec_from_file_location("addon_backends", sys.argv[1])
-backends = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(backends)
+package = types.ModuleType("addon")  # the add-on's folder as a package, without its __init__ (which needs bpy)
+package.__path__ = [sys.argv[1]]
+sys.modules["addon"] = package
+backends = importlib.import_module("addon.backends")
 c = backends.connect({"backend": "IN_PROCESS", "python": "", "port": 0, "url": "", "token": ""})
 m = trimesh.creation.icosphere(2)
 mesh = {"vertices": np.asarray(m.vertices, np.float32), "faces": np.asarray(m.faces, np.int32)}
@@ -31,7 +34,7 @@ print("texture bytes", len(result.texture_png))
 
 def test_in_process_backend_exits_cleanly():
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(ROOT / "blender_addon" / "backends.py")],
+        [sys.executable, "-c", SCRIPT, str(ROOT / "blender_addon")],
         capture_output=True,
         text=True,
         timeout=300,
