@@ -301,3 +301,23 @@ def test_a_material_model_that_cannot_load_fails_before_any_generation(spot, bui
     with pytest.raises(meshdream.MeshDreamError) as caught:
         meshdream.texture_mesh(spot, "red brick", builtin, pbr=True, material_model=tmp_path / "missing", **SMALL)
     assert "missing" in str(caught.value)
+
+
+def test_a_prompt_per_material_gets_maps_per_material_in_every_file(tmp_path_factory, builtin, tmp_path):
+    """Two materials on the same part of the UV square: a run and maps of their own each, written per material."""
+    path = tmp_path_factory.mktemp("two") / "two.obj"
+    cube = cube_obj(path, [((k % 3) / 3, 0) for k in range(6)], size=1 / 3, materials=["red"] * 3 + ["blue"] * 3)
+    mesh = meshdream.load_mesh(cube)
+    prompts = {"red": "red brick", "blue": "blue marble"}
+    result = meshdream.texture_mesh(mesh, prompts, builtin, pbr=True, material_model=Analytic(), **SMALL)
+    assert sorted(result.page_maps) == ["blue", "red"]
+    assert result.maps["base_color"] is result.texture and result.maps["normal"].shape == result.texture.shape
+    for name in ("red", "blue"):
+        assert result.page_maps[name]["base_color"] is result.textures[name]
+    meshdream.save_textured(mesh, result, tmp_path / "two.obj")
+    mtl = (tmp_path / "two.mtl").read_text()
+    assert "map_Pr two_red_roughness.png" in mtl and "norm two_blue_normal.png" in mtl
+    saved = np.asarray(Image.open(tmp_path / "two_blue_metallic.png"), np.float32) / 255
+    np.testing.assert_allclose(saved, result.page_maps["blue"]["metallic"], atol=1 / 255)
+    issues = khronos_issues(meshdream.save_textured(mesh, result, tmp_path / "two.glb"))
+    assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"]

@@ -127,7 +127,7 @@ def material_maps(
     channels = [views.roughness[..., None], views.metallic[..., None], world]
     if delight:
         channels.append(views.albedo)
-    stacked = np.concatenate(channels, axis=-1)
+    stacked = np.where(masks[..., None], np.concatenate(channels, axis=-1), 0.0)  # off the mesh: ignored, maybe NaN
     baked = op.apply(list(stacked), padding=0)
     unseen = ~baked.seen
     scalars = np.concatenate([baked.texture[..., :2], np.zeros((size, size, 1), np.float32)], axis=-1)
