@@ -67,6 +67,8 @@ def upscale_texture(
         raise InvalidParameterError(f"Upscale factor {scale!r} is not supported; use scale=2 or scale=4.")
     require_uvs(mesh)
     if isinstance(texture, Mapping) or hasattr(texture, "maps"):
+        if not isinstance(upscaler, Upscaler):  # loaded once for all the maps
+            upscaler = load_upscaler(upscaler, scale, device)
         return for_maps(
             texture,
             lambda image: upscale_texture(
