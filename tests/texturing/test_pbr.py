@@ -136,6 +136,8 @@ def test_udim_pages_get_maps_per_tile_and_files_per_tile(tmp_path_factory, built
         # Aligned with its own page's base colour (views at 64 px blur it a little).
         assert np.corrcoef(page["roughness"].ravel(), page["base_color"].mean(-1).ravel())[0, 1] > 0.9
     assert result.maps["roughness"].shape == result.texture.shape[:2]
+    alone = meshdream.bake_materials(mesh, result.textures, material_model=Analytic(), view_resolution=64)
+    assert sorted(alone) == tiles and alone["1003"]["normal"].shape == (128, 128, 3)
     meshdream.save_textured(mesh, result, tmp_path / "cube.obj")
     mtl = (tmp_path / "cube.mtl").read_text()
     assert "map_Pr cube_roughness.<UDIM>.png" in mtl and "norm cube_normal.<UDIM>.png" in mtl
