@@ -323,3 +323,13 @@ def test_a_prompt_per_material_gets_maps_per_material_in_every_file(tmp_path_fac
     np.testing.assert_allclose(saved, result.page_maps["blue"]["metallic"], atol=1 / 255)
     issues = khronos_issues(meshdream.save_textured(mesh, result, tmp_path / "two.glb"))
     assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"]
+
+
+def test_sequential_with_a_refine_pass_gets_maps_at_the_final_size(spot, builtin):
+    """A refine pass bakes at another size than the first pass: the maps are baked at the final one."""
+    result = meshdream.texture_mesh(
+        spot, "red brick", builtin, strategy="sequential", refine_scale=2, pbr=True, material_model=Analytic(), **SMALL
+    )
+    assert result.maps["roughness"].shape == result.texture.shape[:2] == (128, 128)
+    seen = result.weight > 0
+    assert np.abs(result.maps["roughness"] - result.texture.mean(-1))[seen].mean() < 0.05
