@@ -303,6 +303,8 @@ def test_a_material_model_that_cannot_load_fails_before_any_generation(spot, bui
     with pytest.raises(meshdream.MeshDreamError) as caught:
         meshdream.texture_mesh(spot, "red brick", builtin, pbr=True, material_model=tmp_path / "missing", **SMALL)
     assert "missing" in str(caught.value)
+    with pytest.raises(meshdream.InvalidParameterError, match="albedo"):  # before generating, not after
+        meshdream.texture_mesh(spot, "red brick", builtin, pbr=True, material_model=Analytic(), delight=True, **SMALL)
 
 
 def test_a_prompt_per_material_gets_maps_per_material_in_every_file(tmp_path_factory, builtin, tmp_path):

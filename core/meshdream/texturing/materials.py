@@ -49,6 +49,15 @@ def resolve_material_model(material_model=None, generator=None) -> MaterialModel
     return load_material_model(own or "builtin")
 
 
+def check_delight(model: MaterialModel, delight: Optional[bool]) -> None:
+    """delight=True asks for the model's albedo: a model without one is an error before any work is done."""
+    if delight and not model.makes_albedo:
+        raise InvalidParameterError(
+            f"delight=True needs a material model that makes albedo (e.g. a Marigold intrinsics model); {model.name} "
+            "does not: leave delight unset."
+        )
+
+
 def bake_materials(
     mesh: trimesh.Trimesh,
     texture,
@@ -74,6 +83,7 @@ def bake_materials(
     """
     require_uvs(mesh)
     model = resolve_material_model(material_model)
+    check_delight(model, delight)
     if isinstance(texture, Mapping):
         pages = _input_pages(mesh, texture)
         atlas = pages.pack(texture)
@@ -121,7 +131,7 @@ def material_maps(
     report("materials", 1, 3, f"estimating materials ({model.name})")
     views = check_material_views(model.estimate(images, masks, normals, prompt, progress, cancel), masks.shape)
     if delight and views.albedo is None:
-        raise InvalidParameterError(f"delight=True needs a material model that makes albedo; {model.name} does not.")
+        raise InvalidParameterError(f"{model.name} says it makes albedo but gave none; pass delight=False.")
     report("materials", 2, 3, "baking the maps")
     world = np.einsum("vhwc,vcd->vhwd", on_geometry(views.normal, normals), rotations)  # camera -> world
     channels = [views.roughness[..., None], views.metallic[..., None], world]
