@@ -24,7 +24,7 @@ from ..geometry import dilate, uv_maps
 from ..geometry.texture import as_float_image, check_texture_size
 from ..geometry.uvmaps import require_uvs
 from ..progress import CancelToken, ProgressCallback, Reporter
-from .materials import for_maps
+from .maps import for_maps
 
 __all__ = ["SCALES", "Upscaler", "upscale_texture"]
 
