@@ -21,8 +21,8 @@ PreviewFn = Callable[[], np.ndarray]
 class Progress:
     """One report of a long operation to its `progress=` callback, which runs on the working thread: keep it short.
 
-    stage: what runs now: "unwrap", "denoise", "bake", "inpaint", "upscale"; one call may go through several, and
-        each counts its own steps from 0.
+    stage: what runs now: "unwrap", "denoise", "bake", "inpaint", "materials", "upscale"; one call may go through
+        several, and each counts its own steps from 0.
     step, total: steps done of the stage's total, in the stage's own unit (sampler steps, views, tiles, phases; the
         unwrap counts seconds against an estimate that grows if exceeded); `fraction` is their ratio.
     message: a few words for a status line (e.g. "projecting views", the upscaler's name), often "".

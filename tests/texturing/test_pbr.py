@@ -136,6 +136,8 @@ def test_udim_pages_get_maps_per_tile_and_files_per_tile(tmp_path_factory, built
         # Aligned with its own page's base colour (views at 64 px blur it a little).
         assert np.corrcoef(page["roughness"].ravel(), page["base_color"].mean(-1).ravel())[0, 1] > 0.9
     assert result.maps["roughness"].shape == result.texture.shape[:2]
+    alone = meshdream.bake_materials(mesh, result.textures, material_model=Analytic(), view_resolution=64)
+    assert sorted(alone) == tiles and alone["1003"]["normal"].shape == (128, 128, 3)
     meshdream.save_textured(mesh, result, tmp_path / "cube.obj")
     mtl = (tmp_path / "cube.mtl").read_text()
     assert "map_Pr cube_roughness.<UDIM>.png" in mtl and "norm cube_normal.<UDIM>.png" in mtl
@@ -301,3 +303,35 @@ def test_a_material_model_that_cannot_load_fails_before_any_generation(spot, bui
     with pytest.raises(meshdream.MeshDreamError) as caught:
         meshdream.texture_mesh(spot, "red brick", builtin, pbr=True, material_model=tmp_path / "missing", **SMALL)
     assert "missing" in str(caught.value)
+    with pytest.raises(meshdream.InvalidParameterError, match="albedo"):  # before generating, not after
+        meshdream.texture_mesh(spot, "red brick", builtin, pbr=True, material_model=Analytic(), delight=True, **SMALL)
+
+
+def test_a_prompt_per_material_gets_maps_per_material_in_every_file(tmp_path_factory, builtin, tmp_path):
+    """Two materials on the same part of the UV square: a run and maps of their own each, written per material."""
+    path = tmp_path_factory.mktemp("two") / "two.obj"
+    cube = cube_obj(path, [((k % 3) / 3, 0) for k in range(6)], size=1 / 3, materials=["red"] * 3 + ["blue"] * 3)
+    mesh = meshdream.load_mesh(cube)
+    prompts = {"red": "red brick", "blue": "blue marble"}
+    result = meshdream.texture_mesh(mesh, prompts, builtin, pbr=True, material_model=Analytic(), **SMALL)
+    assert sorted(result.page_maps) == ["blue", "red"]
+    assert result.maps["base_color"] is result.texture and result.maps["normal"].shape == result.texture.shape
+    for name in ("red", "blue"):
+        assert result.page_maps[name]["base_color"] is result.textures[name]
+    meshdream.save_textured(mesh, result, tmp_path / "two.obj")
+    mtl = (tmp_path / "two.mtl").read_text()
+    assert "map_Pr two_red_roughness.png" in mtl and "norm two_blue_normal.png" in mtl
+    saved = np.asarray(Image.open(tmp_path / "two_blue_metallic.png"), np.float32) / 255
+    np.testing.assert_allclose(saved, result.page_maps["blue"]["metallic"], atol=1 / 255)
+    issues = khronos_issues(meshdream.save_textured(mesh, result, tmp_path / "two.glb"))
+    assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"]
+
+
+def test_sequential_with_a_refine_pass_gets_maps_at_the_final_size(spot, builtin):
+    """A refine pass bakes at another size than the first pass: the maps are baked at the final one."""
+    result = meshdream.texture_mesh(
+        spot, "red brick", builtin, strategy="sequential", refine_scale=2, pbr=True, material_model=Analytic(), **SMALL
+    )
+    assert result.maps["roughness"].shape == result.texture.shape[:2] == (128, 128)
+    seen = result.weight > 0
+    assert np.abs(result.maps["roughness"] - result.texture.mean(-1))[seen].mean() < 0.05

@@ -25,7 +25,7 @@ from ..progress import CancelToken, ProgressCallback, Reporter
 from ..tensors import pick_device
 from .base import GeneratorKindError
 from .loading import resolve_folder
-from .material_models import MaterialModel, MaterialViews
+from .material_base import MaterialModel, MaterialViews
 
 KINDS = {"MarigoldIntrinsicsPipeline": "intrinsics", "MarigoldNormalsPipeline": "normals"}
 BACKGROUND = 0.5

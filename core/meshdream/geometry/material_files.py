@@ -17,7 +17,7 @@ import trimesh
 from PIL import Image
 
 from ..errors import InvalidParameterError
-from .meshdata import mesh_data
+from .meshdata import mesh_data, mesh_info
 from .texture import as_float_image
 
 MAP_NAMES = ("base_color", "roughness", "metallic", "normal")
@@ -71,9 +71,18 @@ def _bytes(a: np.ndarray) -> np.ndarray:
     return (np.clip(a, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
 
 
+def user_directions(mesh: trimesh.Trimesh, directions: np.ndarray) -> np.ndarray:
+    """(N, 3) unit directions (normals, tangents) of a mesh from load_mesh, turned into the file's own frame (the
+    inverse of its to_normalized similarity). Normals and tangents are computed in the normalized frame, where
+    welding tolerances mean the same on every mesh, then turned."""
+    turned = np.asarray(directions, np.float64) @ mesh_info(mesh).to_normalized[:3, :3]
+    return (turned / np.maximum(np.linalg.norm(turned, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+
+
 def tangent_parts(mesh: trimesh.Trimesh, faces: np.ndarray):
-    """(vertices, faces, uv, normals, tangents (N, 4)) of the faces `faces` of `mesh`: one vertex per distinct
-    (vertex, normal, tangent frame) among their corners, normals the smooth ones maps are baked with."""
+    """(vertex ids, faces, normals, tangents (N, 4)) for the faces `faces` of a mesh from load_mesh: one vertex per
+    distinct (vertex, normal, tangent frame) among their corners, with the smooth normals maps are baked with, in the
+    file's frame; vertex ids index the mesh's vertices (and UVs)."""
     md = mesh_data(mesh)
     tangent, sign = md.corner_tangents
     corner_n = md.corner_normals[faces].reshape(-1, 3)
@@ -81,14 +90,8 @@ def tangent_parts(mesh: trimesh.Trimesh, faces: np.ndarray):
     vid = md.faces[faces].reshape(-1)
     key = np.concatenate([vid[:, None], np.round(corner_t * 1e5), np.round(corner_n * 1e5)], axis=1)
     _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
-    v = vid[first]
-    return (
-        md.vertices[v],
-        inverse.reshape(-1, 3),
-        md.uv[v],
-        corner_n[first].astype(np.float32),
-        corner_t[first].astype(np.float32),
-    )
+    tangents = np.concatenate([user_directions(mesh, corner_t[first, :3]), corner_t[first, 3:]], axis=1)
+    return vid[first], inverse.reshape(-1, 3), user_directions(mesh, corner_n[first]), tangents.astype(np.float32)
 
 
 def add_tangents(glb: bytes, tangents: Mapping[str, np.ndarray]) -> bytes:

@@ -32,7 +32,7 @@ from ..errors import (
 )
 from ..files import writing
 from ..progress import CancelToken, ProgressCallback
-from .material_files import MAP_FILES, add_tangents, map_images, result_parts, tangent_parts
+from .material_files import MAP_FILES, add_tangents, map_images, result_parts, tangent_parts, user_directions
 from .meshdata import MeshInfo, has_mesh_info, mesh_data, mesh_info
 from .pages import MATERIAL, Pages, atlas_mesh, face_materials, layout_pages
 from .texture import as_float_image
@@ -352,6 +352,7 @@ def save_textured(mesh: trimesh.Trimesh, result, path, overwrite: bool = False) 
     names, index = face_materials(mesh)
     if len(names) < 2:
         names, index = [path.stem], np.zeros(len(mesh.faces), np.int64)
+    source = mesh  # normals and tangents come from the normalized mesh (see user_directions)
     out = to_user_frame(mesh)
     if suffix == ".glb":
         if pages is not None and pages.udim:
@@ -359,13 +360,13 @@ def save_textured(mesh: trimesh.Trimesh, result, path, overwrite: bool = False) 
             if extra:
                 atlas_maps = {m: pages.pack({k: page_maps[k][m] for k in pages.names}, f"{m} map") for m in MAP_FILES}
                 extra = {k: map_images(atlas_maps, "the atlas") for k in names}
-            out, images = atlas_mesh(out, pages), {k: atlas for k in names}
+            source, out, images = atlas_mesh(mesh, pages), atlas_mesh(out, pages), {k: atlas for k in names}
         else:
             if pages is None:
                 images = {k: images[""] for k in names}
                 extra = None if extra is None else {k: extra[""] for k in names}
         with writing(path) as (temp,):
-            scene, tangents = _glb_scene(out, index, names, [images[k] for k in names], extra)
+            scene, tangents = _glb_scene(out, index, names, [images[k] for k in names], extra, source)
             data = scene.export(file_type="glb", **({"include_normals": True} if extra else {}))
             temp.write_bytes(add_tangents(data, tangents) if tangents else data)
         return path
@@ -375,7 +376,8 @@ def save_textured(mesh: trimesh.Trimesh, result, path, overwrite: bool = False) 
     else:
         maps = [files[k if pages is not None else ""] for k in names]
         lines = {m: [map_files[m][k if pages is not None else ""] for k in names] for m in map_files}
-    obj, mtl = _obj_texts(out, index, names, maps, path.with_suffix(".mtl").name, lines)
+    normals = user_directions(mesh, mesh_data(mesh).vertex_normals) if lines else None
+    obj, mtl = _obj_texts(out, index, names, maps, path.with_suffix(".mtl").name, lines, normals)
     # The images, then the MTL that names them, then the OBJ that names the MTL: each file refers only to files
     # already in place, and a failure leaves none of them half-written.
     pngs = [(image, path.parent / files[k]) for k, image in images.items()]
@@ -389,10 +391,11 @@ def save_textured(mesh: trimesh.Trimesh, result, path, overwrite: bool = False) 
     return path
 
 
-def _glb_scene(mesh: trimesh.Trimesh, index: np.ndarray, names: list[str], images: list, extra=None):
+def _glb_scene(mesh: trimesh.Trimesh, index: np.ndarray, names: list[str], images: list, extra=None, source=None):
     """One glTF mesh primitive (trimesh geometry) per material, each with its own PBR material; with map images
     (`extra`: {material: map_images}) the normal and metallic-roughness maps too, and per-vertex normals and
-    tangents. Returns (scene or mesh, {mesh name: (N, 4) tangents} for add_tangents)."""
+    tangents from `source` (the mesh in the normalized frame that `mesh` is in the file's). Returns (scene or mesh,
+    {mesh name: (N, 4) tangents} for add_tangents)."""
     scene = trimesh.Scene()
     uv = np.asarray(mesh.visual.uv)
     tangents = {}
@@ -405,7 +408,8 @@ def _glb_scene(mesh: trimesh.Trimesh, index: np.ndarray, names: list[str], image
                 name=name, baseColorTexture=image, metallicFactor=0.0, roughnessFactor=1.0
             )
         else:
-            vertices, tris, part_uv, normals, tangents[name] = tangent_parts(mesh, faces)
+            used, tris, normals, tangents[name] = tangent_parts(source, faces)
+            vertices, part_uv = mesh.vertices[used], uv[used]
             material = trimesh.visual.material.PBRMaterial(
                 name=name,
                 baseColorTexture=image,
@@ -424,18 +428,24 @@ def _glb_scene(mesh: trimesh.Trimesh, index: np.ndarray, names: list[str], image
 
 
 def _obj_texts(
-    mesh: trimesh.Trimesh, index: np.ndarray, names: list[str], maps: list[str], mtl_name: str, lines: dict
+    mesh: trimesh.Trimesh,
+    index: np.ndarray,
+    names: list[str],
+    maps: list[str],
+    mtl_name: str,
+    lines: dict,
+    normals: np.ndarray | None = None,
 ) -> tuple[str, str]:
     """(OBJ, MTL) text: one `usemtl` group per material, and materials that show their map_Kd image unlit by
     Kd (1, 1, 1): viewers multiply the two. With PBR map files (`lines`: {map: file per material}) the OBJ carries
-    the smooth normals the normal map was baked against (vn), and the MTL names the maps."""
+    `normals` (V, 3), the smooth normals the normal map was baked against (vn), and the MTL names the maps."""
     obj_names = [re.sub(r"\s", "_", n) for n in names]  # OBJ / MTL names end at whitespace
     buf = io.StringIO()
     buf.write(f"# MeshDream\nmtllib {mtl_name}\n")
     np.savetxt(buf, mesh.vertices, fmt="v %.8f %.8f %.8f")
     np.savetxt(buf, mesh.visual.uv, fmt="vt %.8f %.8f")
     if lines:
-        np.savetxt(buf, mesh_data(mesh).vertex_normals, fmt="vn %.6f %.6f %.6f")
+        np.savetxt(buf, normals, fmt="vn %.6f %.6f %.6f")
     per = 3 if lines else 2
     faces = np.repeat(np.asarray(mesh.faces) + 1, per, axis=1)  # v/vt(/vn) share indices
     face_fmt = " ".join(["/".join(["%d"] * per)] * 3)

@@ -25,6 +25,7 @@ from ..errors import InvalidParameterError
 from ..geometry import uv_maps
 from ..geometry.texture import as_float_image
 from ..progress import CancelToken, ProgressCallback, Reporter
+from .maps import FLAT, check_maps, for_maps, padded, renormalized
 
 EPS = 1e-3  # faint pull towards the start colours, so texels with no path to a known texel stay defined
 # Unknown texels solved exactly by sparse LU (one factorization for all channels, ~50 ms at 30k texels); LU fill
@@ -161,8 +162,6 @@ def inpaint_uv(
     filled as above, roughness and metallic harmonically, masked normals made flat, and the same kind comes back.
     """
     if isinstance(texture, Mapping) or hasattr(texture, "maps"):
-        from .materials import for_maps, inpaint_maps
-
         options = dict(
             generator=generator,
             prompt=prompt,
@@ -230,3 +229,18 @@ def _diffusion_fill(generator, texture, holes, prompt, steps, seed, report) -> n
     result = texture.copy()
     result[holes] = up[holes]
     return result
+
+
+def inpaint_maps(mesh: trimesh.Trimesh, maps: Mapping[str, np.ndarray], mask: np.ndarray, **inpaint) -> dict:
+    """inpaint_uv for every map: the base colour as inpaint_uv fills it (`inpaint` passed on), roughness and
+    metallic harmonically with seams matched, masked normals flat; every gutter padded."""
+    check_maps(maps)
+    out = {"base_color": inpaint_uv(mesh, maps["base_color"], mask, **inpaint)}
+    size = out["base_color"].shape[0]
+    scalars = np.stack([maps["roughness"], maps["metallic"], np.zeros((size, size), np.float32)], axis=-1)
+    keep = {k: inpaint[k] for k in ("seam_width", "padding") if k in inpaint}
+    scalars = inpaint_uv(mesh, scalars, mask, **keep)
+    out["roughness"], out["metallic"] = scalars[..., 0].copy(), scalars[..., 1].copy()
+    normal = np.where(np.asarray(mask, bool)[..., None], FLAT, as_float_image(maps["normal"], 3, "normal map"))
+    out["normal"] = padded(mesh, renormalized(normal))
+    return out

@@ -10,7 +10,6 @@ space with MikkTSpace frames, the frame Blender and glTF viewers decode with.
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from typing import Mapping, Optional, Sequence
 
@@ -18,7 +17,7 @@ import numpy as np
 import trimesh
 
 from ..errors import InvalidParameterError, MeshDreamWarning
-from ..generators.material_models import MAP_NAMES, MaterialModel, check_material_views, load_material_model
+from ..generators.material_models import MaterialModel, check_material_views, load_material_model
 from ..geometry import BakeOperator, Camera, ViewMaps, bake_operator, orbit_cameras, render_texture, render_views
 from ..geometry.meshdata import interpolate, mesh_data
 from ..geometry.pages import Pages, atlas_mesh, face_materials, layout_pages
@@ -26,8 +25,7 @@ from ..geometry.texture import as_float_image, check_texture_size
 from ..geometry.uvmaps import require_uvs, uv_maps
 from ..progress import CancelToken, ProgressCallback, Reporter
 from .inpaint import inpaint_uv
-
-FLAT = np.array([0.5, 0.5, 1.0], np.float32)  # the encoded tangent-space normal (0, 0, 1): no detail
+from .maps import FLAT, padded
 
 
 def resolve_material_model(material_model=None, generator=None) -> MaterialModel:
@@ -47,6 +45,15 @@ def resolve_material_model(material_model=None, generator=None) -> MaterialModel
             stacklevel=3,
         )
     return load_material_model(own or "builtin")
+
+
+def check_delight(model: MaterialModel, delight: Optional[bool]) -> None:
+    """delight=True asks for the model's albedo: a model without one is an error before any work is done."""
+    if delight and not model.makes_albedo:
+        raise InvalidParameterError(
+            f"delight=True needs a material model that makes albedo (e.g. a Marigold intrinsics model); {model.name} "
+            "does not: leave delight unset."
+        )
 
 
 def bake_materials(
@@ -74,6 +81,7 @@ def bake_materials(
     """
     require_uvs(mesh)
     model = resolve_material_model(material_model)
+    check_delight(model, delight)
     if isinstance(texture, Mapping):
         pages = _input_pages(mesh, texture)
         atlas = pages.pack(texture)
@@ -121,13 +129,13 @@ def material_maps(
     report("materials", 1, 3, f"estimating materials ({model.name})")
     views = check_material_views(model.estimate(images, masks, normals, prompt, progress, cancel), masks.shape)
     if delight and views.albedo is None:
-        raise InvalidParameterError(f"delight=True needs a material model that makes albedo; {model.name} does not.")
+        raise InvalidParameterError(f"{model.name} says it makes albedo but gave none; pass delight=False.")
     report("materials", 2, 3, "baking the maps")
     world = np.einsum("vhwc,vcd->vhwd", on_geometry(views.normal, normals), rotations)  # camera -> world
     channels = [views.roughness[..., None], views.metallic[..., None], world]
     if delight:
         channels.append(views.albedo)
-    stacked = np.concatenate(channels, axis=-1)
+    stacked = np.where(masks[..., None], np.concatenate(channels, axis=-1), 0.0)  # off the mesh: ignored, maybe NaN
     baked = op.apply(list(stacked), padding=0)
     unseen = ~baked.seen
     scalars = np.concatenate([baked.texture[..., :2], np.zeros((size, size, 1), np.float32)], axis=-1)
@@ -180,84 +188,6 @@ def tangent_normal_map(mesh: trimesh.Trimesh, world: np.ndarray, seen: np.ndarra
     out = np.tile(FLAT, (size * size, 1))
     out[idx] = local * 0.5 + 0.5
     return padded(mesh, out.reshape(size, size, 3))
-
-
-def padded(mesh: trimesh.Trimesh, image: np.ndarray) -> np.ndarray:
-    """The image with every gutter texel copying its nearest covered texel (as inpaint_uv pads)."""
-    out = image.copy()
-    flat = out.reshape(-1, out.shape[-1])
-    texels, source, _ = uv_maps(mesh, image.shape[0]).gutter
-    flat[texels] = flat[source]
-    return out
-
-
-def inpaint_maps(mesh: trimesh.Trimesh, maps: Mapping[str, np.ndarray], mask: np.ndarray, **inpaint) -> dict:
-    """inpaint_uv for every map: the base colour as inpaint_uv fills it (`inpaint` passed on), roughness and
-    metallic harmonically with seams matched, masked normals flat; every gutter padded."""
-    check_maps(maps)
-    out = {"base_color": inpaint_uv(mesh, maps["base_color"], mask, **inpaint)}
-    size = out["base_color"].shape[0]
-    scalars = np.stack([maps["roughness"], maps["metallic"], np.zeros((size, size), np.float32)], axis=-1)
-    keep = {k: inpaint[k] for k in ("seam_width", "padding") if k in inpaint}
-    scalars = inpaint_uv(mesh, scalars, mask, **keep)
-    out["roughness"], out["metallic"] = scalars[..., 0].copy(), scalars[..., 1].copy()
-    normal = np.where(np.asarray(mask, bool)[..., None], FLAT, as_float_image(maps["normal"], 3, "normal map"))
-    out["normal"] = padded(mesh, renormalized(normal))
-    return out
-
-
-def for_maps(value, work, whole: bool = False):
-    """Apply an image operation to PBR maps, returning the kind given: `value` a maps dict or a TextureResult with
-    maps (its weight scaled along when the size changes). whole: `work` takes and returns the maps dict; else it
-    takes one (S, S, 3) image (roughness and metallic go as two channels of one, normals are renormalized after)."""
-    result = value if hasattr(value, "maps") else None
-    if result is not None and result.textures:
-        raise InvalidParameterError(
-            "This result has texture pages; pass each page's maps (TextureResult.page_maps[name]) with its mesh."
-        )
-    if result is not None and not result.maps:
-        raise InvalidParameterError("This result has no PBR maps; pass its texture (result.texture) instead.")
-    maps = result.maps if result is not None else value
-    check_maps(maps)
-    out = work(maps) if whole else _each_map(maps, work)
-    if result is None:
-        return out
-    k = out["base_color"].shape[0] // result.texture.shape[0]
-    weight = result.weight if k == 1 else np.repeat(np.repeat(result.weight, k, 0), k, 1)
-    return dataclasses.replace(result, texture=out["base_color"], weight=weight, maps=out)
-
-
-def _each_map(maps: Mapping[str, np.ndarray], work) -> dict:
-    base = work(maps["base_color"])
-    size = np.shape(maps["roughness"])[0]
-    scalars = work(np.stack([maps["roughness"], maps["metallic"], np.zeros((size, size), np.float32)], axis=-1))
-    normal = renormalized(np.clip(work(as_float_image(maps["normal"], 3, "normal map")), 0.0, 1.0))
-    return {
-        "base_color": base,
-        "roughness": scalars[..., 0].copy(),
-        "metallic": scalars[..., 1].copy(),
-        "normal": normal,
-    }
-
-
-def renormalized(encoded: np.ndarray) -> np.ndarray:
-    """An encoded normal map with every texel a unit vector again (filtering and resizing shorten them)."""
-    n = encoded * 2.0 - 1.0
-    n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-6)
-    return (n * 0.5 + 0.5).astype(np.float32)
-
-
-def check_maps(maps: Mapping[str, np.ndarray]) -> None:
-    """A maps dict has the four maps, one square size, the channels TextureResult.maps describes."""
-    if set(maps) != set(MAP_NAMES):
-        raise InvalidParameterError(f"Got maps {sorted(maps)}; a material has {', '.join(MAP_NAMES)}.")
-    want = {"base_color": 3, "roughness": None, "metallic": None, "normal": 3}
-    size = np.shape(maps["base_color"])[0]
-    for name, channels in want.items():
-        shape = np.shape(maps[name])
-        expected = (size, size) if channels is None else (size, size, channels)
-        if shape != expected:
-            raise InvalidParameterError(f"The {name} map has shape {shape}; expected {expected} like the base colour.")
 
 
 def split_maps(pages: Pages, maps: Mapping[str, np.ndarray], coverage: np.ndarray) -> dict:

@@ -16,7 +16,7 @@ from ..geometry.pages import atlas_mesh, material_mesh, mesh_pages
 from ..geometry.texture import as_float_image, check_texture_size
 from ..progress import CancelToken, ProgressCallback
 from .common import Settings, Timer
-from .materials import material_maps, pack_maps, resolve_material_model, split_maps
+from .materials import check_delight, material_maps, pack_maps, resolve_material_model, split_maps
 from .multiscale import refine
 from .project import texture_project
 from .result import TextureResult
@@ -100,6 +100,7 @@ def texture_mesh(
     if pbr:
         with timer("load_model"):  # before any generation: a broken material model fails fast
             model = resolve_material_model(material_model, generator)
+        check_delight(model, delight)
         options["material_model"] = model
     mesh = resolve_mesh(mesh, uv_set, timer, progress, cancel)
     if isinstance(prompt, Mapping):

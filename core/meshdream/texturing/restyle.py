@@ -32,7 +32,7 @@ from ..geometry.texture import as_float_image
 from ..geometry.uvmaps import require_uvs
 from ..progress import CancelToken, ProgressCallback
 from .common import Settings, Timer
-from .materials import resolve_material_model
+from .materials import check_delight, resolve_material_model
 from .pipeline import (
     add_materials,
     check_counts,
@@ -91,6 +91,7 @@ def restyle_texture(
     if pbr:
         with timer("load_model"):
             model = resolve_material_model(material_model, generator)
+        check_delight(model, delight)
     mesh = resolve_mesh(mesh, None, timer, progress, cancel)
     if mesh_pages(mesh) is not None:
         raise InvalidParameterError(

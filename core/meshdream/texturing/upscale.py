@@ -24,7 +24,7 @@ from ..geometry import dilate, uv_maps
 from ..geometry.texture import as_float_image, check_texture_size
 from ..geometry.uvmaps import require_uvs
 from ..progress import CancelToken, ProgressCallback, Reporter
-from .materials import for_maps
+from .maps import for_maps
 
 __all__ = ["SCALES", "Upscaler", "upscale_texture"]
 
@@ -67,6 +67,8 @@ def upscale_texture(
         raise InvalidParameterError(f"Upscale factor {scale!r} is not supported; use scale=2 or scale=4.")
     require_uvs(mesh)
     if isinstance(texture, Mapping) or hasattr(texture, "maps"):
+        if not isinstance(upscaler, Upscaler):  # loaded once for all the maps
+            upscaler = load_upscaler(upscaler, scale, device)
         return for_maps(
             texture,
             lambda image: upscale_texture(

@@ -24,7 +24,7 @@ from torch import nn
 from ...progress import CancelToken, ProgressCallback, Reporter
 from ...tensors import load_weights, pick_device
 from ..base import ModelNotFoundError
-from ..material_models import MaterialModel, MaterialViews
+from ..material_base import MaterialModel, MaterialViews
 from .materials import FAMILIES
 from .vocab import WORDS, parse
 
