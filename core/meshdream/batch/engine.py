@@ -186,7 +186,8 @@ def settled_result(summary: Summary, item: BatchItem, overwrite: bool) -> Option
     failed when its output exists but no batch made it, or would replace one of its inputs (whatever `overwrite`
     says). Every scheduler applies the same rule."""
     out = summary.output_path(item)
-    beside = {out, out.with_suffix(".png"), out.with_suffix(".mtl"), *map_files(out).values()}  # what it may write
+    beside = {out, out.with_suffix(".png"), out.with_suffix(".mtl")}  # what save_textured may write with it
+    beside |= set(map_files(out).values()) if item.pbr else set()
     clash = next((p for p in item.inputs if Path(p).resolve() in {b.resolve() for b in beside}), None)
     if clash is not None:
         message = str(
