@@ -239,6 +239,38 @@ def test_pbr_maps_build_a_principled_material_beside_the_users(scene):
     assert pbr_inputs(user)["Base Color"] == checker and np.array_equal(pixels(checker), before)
 
 
+def test_texture_selected_with_pbr_applies_the_jobs_maps(scene):
+    """The panel's PBR toggle through a real job: the maps come back and are wired on the textured UV map."""
+    obj = bpy.context.active_object
+    user, checker = paint(obj)
+    scene.meshdream.pbr = True
+    assert bpy.ops.meshdream.texture_selected() == {"FINISHED"}
+    new = obj.active_material
+    connected = pbr_inputs(new)
+    assert new is not user and all(connected.values()), connected
+    assert connected["Normal"].size[:] == connected["Base Color"].size[:] == (64, 64)
+    normal = pixels(connected["Normal"]).reshape(64, 64, 4)[..., :3] * 2 - 1
+    assert np.median(normal[..., 2]) > 0.5  # tangent space: mostly the surface's own normal
+    assert pbr_inputs(user) == {"Base Color": checker, "Roughness": None, "Metallic": None, "Normal": None}
+
+
+def test_a_pbr_glb_from_save_textured_imports_with_its_maps_connected(scene, tmp_path):
+    """Blender's own glTF importer reads what save_textured writes: base colour, metallic-roughness and normal."""
+    import meshdream
+
+    mesh = meshdream.load_mesh(ROOT / "core" / "meshdream" / "assets" / "suzanne.obj")
+    tiny = dict(n_views=2, view_resolution=64, texture_size=64, steps=2)
+    path = meshdream.save_textured(
+        mesh, meshdream.texture_mesh(mesh, "red brick", pbr=True, **tiny), tmp_path / "a.glb"
+    )
+    before = set(bpy.data.objects)
+    assert bpy.ops.import_scene.gltf(filepath=str(path)) == {"FINISHED"}
+    (imported,) = [o for o in set(bpy.data.objects) - before if o.type == "MESH"]
+    connected = pbr_inputs(imported.active_material)
+    assert all(connected.values()), connected
+    assert connected["Roughness"] == connected["Metallic"]  # one image: G roughness, B metallic (glTF)
+
+
 def test_texture_saves_next_to_a_saved_blend(scene, tmp_path):
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene.blend"))
     assert bpy.ops.meshdream.texture_selected() == {"FINISHED"}
