@@ -109,3 +109,9 @@ def test_material_models_are_the_listed_ones_only(server):
     assert list(r.maps_png) == ["roughness"]
     assert "load_material_model" in r.timings
     assert any(m.startswith("material model builtin") for m in c.health()["models"])
+
+
+def test_the_client_asks_for_the_parts_the_server_has():
+    from meshdream.server.schema import MAP_PARTS, RESULT_PARTS
+
+    assert client.RESULT_PARTS == RESULT_PARTS and client.MAP_PARTS == MAP_PARTS
