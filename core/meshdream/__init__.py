@@ -13,6 +13,7 @@ from .errors import (
     UnsupportedFormatError,
 )
 from .generators import GenerationRequest, Generator, GeneratorKindError, ModelNotFoundError, load_generator
+from .generators.material_models import MaterialModel, MaterialViews, load_material_model
 from .geometry import (
     BakeOperator,
     BakeResult,
@@ -34,6 +35,7 @@ from .geometry import (
 from .progress import CancelToken, Progress
 from .shapes import generate_shape, points_to_mesh, shape_categories
 from .texturing import TextureResult, inpaint_uv, restyle_texture, seamless_texture, texture_mesh
+from .texturing.materials import bake_materials
 from .texturing.upscale import upscale_texture
 
 __version__ = "0.1.0"
@@ -55,6 +57,10 @@ __all__ = [
     "InvalidMeshError",
     "ModelNotFoundError",
     "TextureResult",
+    "MaterialModel",
+    "MaterialViews",
+    "bake_materials",
+    "load_material_model",
     "inpaint_uv",
     "load_generator",
     "restyle_texture",

@@ -78,6 +78,9 @@ class Generator(ABC):
     offload: tuple = ()  # networks kept on the CPU between uses (memory="minimal" on a GPU)
     default_steps: int = 20
     default_guidance: float = 7.5
+    # The material model (load_material_model spec) made for this family's textures; None: it has no material path
+    # of its own, and texture_mesh(pbr=True) falls back to the built-in one with a warning.
+    material_model: Optional[str] = None
     uses_normals: bool = False  # whether requests need camera-space normals (costly to render at full size)
     cuda_graphs: bool = True  # on CUDA, replay each denoiser call as a CUDA graph (generators/graphs.py)
 

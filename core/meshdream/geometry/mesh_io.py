@@ -32,7 +32,8 @@ from ..errors import (
 )
 from ..files import writing
 from ..progress import CancelToken, ProgressCallback
-from .meshdata import MeshInfo, has_mesh_info, mesh_info
+from .material_files import MAP_FILES, add_tangents, map_images, result_parts, tangent_parts
+from .meshdata import MeshInfo, has_mesh_info, mesh_data, mesh_info
 from .pages import MATERIAL, Pages, atlas_mesh, face_materials, layout_pages
 from .texture import as_float_image
 from .unwrap import fit_unit_square, udim_tiles, unwrapped, uvs_usable
@@ -284,30 +285,46 @@ def _output_pages(mesh: trimesh.Trimesh, texture) -> tuple[Pages | None, dict]:
     return None, {"": _to_image(texture, "texture")}
 
 
-def _file_names(stem: str, pages: Pages | None) -> dict[str, str]:
-    """Image file of each page: <stem>.png, <stem>.<tile>.png, or <stem>_<material>.png (made file-safe)."""
+def _file_names(stem: str, pages: Pages | None, suffix: str = "") -> dict[str, str]:
+    """Image file of each page: <stem>.png, <stem>.<tile>.png, or <stem>_<material>.png (made file-safe); a map's
+    images put its `suffix` after the stem or material: <stem>_roughness.png, <stem>_roughness.<tile>.png."""
     if pages is None:
-        return {"": f"{stem}.png"}
+        return {"": f"{stem}{suffix}.png"}
     if pages.udim:
-        return {k: f"{stem}.{k}.png" for k in pages.names}
+        return {k: f"{stem}{suffix}.{k}.png" for k in pages.names}
     out: dict[str, str] = {}
     for k in pages.names:
         safe = re.sub(r"[^\w.-]", "_", k)
-        while f"{stem}_{safe}.png" in out.values():
+        while f"{stem}_{safe}{suffix}.png" in out.values():
             safe += "_"
-        out[k] = f"{stem}_{safe}.png"
+        out[k] = f"{stem}_{safe}{suffix}.png"
     return out
 
 
-def save_textured(mesh: trimesh.Trimesh, texture, path, overwrite: bool = False) -> Path:
-    """Write the mesh with its base colour: one (S, S, 3) image (float in [0, 1] or uint8, OBJ convention) that
-    all its materials share, or, for a mesh whose texture has pages, one image per page keyed by its name
-    (material names or UDIM tiles "1001", ...: TextureResult.textures).
+def _page_map_images(pages: Pages | None, page_maps: dict) -> dict[str, dict]:
+    """{page key as _output_pages keys it: map_images of its maps}."""
+    if pages is None:
+        if len(page_maps) != 1:
+            raise InvalidParameterError(f"Got maps for pages {sorted(page_maps)} but the mesh has one texture space.")
+        return {"": map_images(next(iter(page_maps.values())), "the texture")}
+    pages.check_names(page_maps, "maps")
+    return {k: map_images(page_maps[k], f"page {k}") for k in pages.names}
+
+
+def save_textured(mesh: trimesh.Trimesh, result, path, overwrite: bool = False) -> Path:
+    """Write the mesh with its material: `result` is a TextureResult (its texture, pages and PBR maps), or a base
+    colour alone: one (S, S, 3) image (float in [0, 1] or uint8, OBJ convention) that all its materials share, or,
+    for a mesh whose texture has pages, one image per page keyed by its name (material names or UDIM tiles "1001",
+    ...: TextureResult.textures).
 
     Every material of the mesh is written (a mesh with one material gets it named after the file).
     .glb: one self-contained file, a PBR material per material; UDIM tiles are packed into one atlas with
-    remapped UVs (glTF has no UDIM). .obj: OBJ + MTL + PNGs side by side: <stem>.png, <stem>_<material>.png, or
-    <stem>.<tile>.png per UDIM tile (map_Kd <stem>.<UDIM>.png) with the UVs as they are.
+    remapped UVs (glTF has no UDIM). With maps: metallicRoughnessTexture (G roughness, B metallic), normalTexture,
+    and NORMAL and TANGENT (MikkTSpace) per vertex, the frame the normal map was baked in.
+    .obj: OBJ + MTL + PNGs side by side: <stem>.png, <stem>_<material>.png, or <stem>.<tile>.png per UDIM tile
+    (map_Kd <stem>.<UDIM>.png) with the UVs as they are. With maps also vertex normals, and map_Pr, map_Pm, norm
+    and map_Bump (which Blender's importer reads as the normal map) naming <stem>_roughness.png,
+    <stem>_metallic.png and <stem>_normal.png (per page named as the base colour is).
     Existing files are kept unless overwrite=True. Each file is written whole or not at all (files.writing):
     a failure (e.g. a full disk: OutputWriteError) leaves no broken or partial output.
     """
@@ -318,11 +335,15 @@ def save_textured(mesh: trimesh.Trimesh, texture, path, overwrite: bool = False)
     uv = getattr(mesh.visual, "uv", None)
     if uv is None or len(uv) != len(mesh.vertices):
         raise InvalidMeshError("The mesh has no UV coordinates to map the texture with; load it with load_mesh().")
+    texture, page_maps = result_parts(result)
     pages, images = _output_pages(mesh, texture)
+    extra = None if page_maps is None else _page_map_images(pages, page_maps)
     files = _file_names(path.stem, pages)
+    map_files = {m: _file_names(path.stem, pages, tail) for m, (tail, _) in MAP_FILES.items()} if extra else {}
     written = [path]
     if suffix == ".obj":
         written += [path.with_suffix(".mtl"), *(path.parent / f for f in files.values())]
+        written += [path.parent / f for names in map_files.values() for f in names.values()]
     existing = [p for p in written if p.exists()]
     if existing and not overwrite:
         raise OutputExistsError(
@@ -335,64 +356,98 @@ def save_textured(mesh: trimesh.Trimesh, texture, path, overwrite: bool = False)
     if suffix == ".glb":
         if pages is not None and pages.udim:
             atlas = _to_image(pages.pack({k: np.asarray(v) for k, v in images.items()}), "texture atlas")
+            if extra:
+                atlas_maps = {m: pages.pack({k: page_maps[k][m] for k in pages.names}, f"{m} map") for m in MAP_FILES}
+                extra = {k: map_images(atlas_maps, "the atlas") for k in names}
             out, images = atlas_mesh(out, pages), {k: atlas for k in names}
-        elif pages is None:
-            images = {k: images[""] for k in names}
+        else:
+            if pages is None:
+                images = {k: images[""] for k in names}
+                extra = None if extra is None else {k: extra[""] for k in names}
         with writing(path) as (temp,):
-            _glb_scene(out, index, names, [images[k] for k in names]).export(str(temp), file_type="glb")
+            scene, tangents = _glb_scene(out, index, names, [images[k] for k in names], extra)
+            data = scene.export(file_type="glb", **({"include_normals": True} if extra else {}))
+            temp.write_bytes(add_tangents(data, tangents) if tangents else data)
         return path
     if pages is not None and pages.udim:
         maps = [f"{path.stem}.<UDIM>.png"] * len(names)
+        lines = {m: [f"{path.stem}{t}.<UDIM>.png"] * len(names) for m, (t, _) in MAP_FILES.items()} if extra else {}
     else:
         maps = [files[k if pages is not None else ""] for k in names]
-    obj, mtl = _obj_texts(out, index, names, maps, path.with_suffix(".mtl").name)
+        lines = {m: [map_files[m][k if pages is not None else ""] for k in names] for m in map_files}
+    obj, mtl = _obj_texts(out, index, names, maps, path.with_suffix(".mtl").name, lines)
     # The images, then the MTL that names them, then the OBJ that names the MTL: each file refers only to files
     # already in place, and a failure leaves none of them half-written.
-    pngs = [path.parent / files[k] for k in images]
-    with writing(*pngs, path.with_suffix(".mtl"), path) as temps:
-        for image, temp in zip(images.values(), temps):
+    pngs = [(image, path.parent / files[k]) for k, image in images.items()]
+    for m in map_files:
+        pngs += [(extra[k][m], path.parent / map_files[m][k]) for k in extra]
+    with writing(*(p for _, p in pngs), path.with_suffix(".mtl"), path) as temps:
+        for (image, _), temp in zip(pngs, temps):
             image.save(temp, format="PNG")
         temps[-2].write_text(mtl)
         temps[-1].write_text(obj)
     return path
 
 
-def _glb_scene(mesh: trimesh.Trimesh, index: np.ndarray, names: list[str], images: list):
-    """One glTF mesh primitive (trimesh geometry) per material, each with its own PBR material."""
+def _glb_scene(mesh: trimesh.Trimesh, index: np.ndarray, names: list[str], images: list, extra=None):
+    """One glTF mesh primitive (trimesh geometry) per material, each with its own PBR material; with map images
+    (`extra`: {material: map_images}) the normal and metallic-roughness maps too, and per-vertex normals and
+    tangents. Returns (scene or mesh, {mesh name: (N, 4) tangents} for add_tangents)."""
     scene = trimesh.Scene()
     uv = np.asarray(mesh.visual.uv)
+    tangents = {}
     for k, (name, image) in enumerate(zip(names, images)):
-        faces = np.asarray(mesh.faces)[index == k]
-        used, inverse = np.unique(faces, return_inverse=True)
-        material = trimesh.visual.material.PBRMaterial(
-            name=name, baseColorTexture=image, metallicFactor=0.0, roughnessFactor=1.0
-        )
+        faces = np.flatnonzero(index == k)
+        if extra is None:
+            used, inverse = np.unique(np.asarray(mesh.faces)[faces], return_inverse=True)
+            vertices, tris, part_uv, normals = mesh.vertices[used], inverse.reshape(-1, 3), uv[used], None
+            material = trimesh.visual.material.PBRMaterial(
+                name=name, baseColorTexture=image, metallicFactor=0.0, roughnessFactor=1.0
+            )
+        else:
+            vertices, tris, part_uv, normals, tangents[name] = tangent_parts(mesh, faces)
+            material = trimesh.visual.material.PBRMaterial(
+                name=name,
+                baseColorTexture=image,
+                metallicRoughnessTexture=extra[name]["metallic_roughness"],
+                normalTexture=extra[name]["normal"],
+                metallicFactor=1.0,
+                roughnessFactor=1.0,
+            )
         part = trimesh.Trimesh(
-            mesh.vertices[used],
-            inverse.reshape(-1, 3),
-            visual=trimesh.visual.TextureVisuals(uv=uv[used], material=material),
-            process=False,
+            vertices, tris, visual=trimesh.visual.TextureVisuals(uv=part_uv, material=material), process=False
         )
+        if normals is not None:
+            part.vertex_normals = normals
         scene.add_geometry(part, geom_name=name)
-    return next(iter(scene.geometry.values())) if len(names) == 1 else scene  # one mesh exports without a node
+    return (next(iter(scene.geometry.values())) if len(names) == 1 else scene), tangents  # one mesh: no node
 
 
 def _obj_texts(
-    mesh: trimesh.Trimesh, index: np.ndarray, names: list[str], maps: list[str], mtl_name: str
+    mesh: trimesh.Trimesh, index: np.ndarray, names: list[str], maps: list[str], mtl_name: str, lines: dict
 ) -> tuple[str, str]:
     """(OBJ, MTL) text: one `usemtl` group per material, and materials that show their map_Kd image unlit by
-    Kd (1, 1, 1): viewers multiply the two."""
+    Kd (1, 1, 1): viewers multiply the two. With PBR map files (`lines`: {map: file per material}) the OBJ carries
+    the smooth normals the normal map was baked against (vn), and the MTL names the maps."""
     obj_names = [re.sub(r"\s", "_", n) for n in names]  # OBJ / MTL names end at whitespace
     buf = io.StringIO()
     buf.write(f"# MeshDream\nmtllib {mtl_name}\n")
     np.savetxt(buf, mesh.vertices, fmt="v %.8f %.8f %.8f")
     np.savetxt(buf, mesh.visual.uv, fmt="vt %.8f %.8f")
-    faces = np.repeat(np.asarray(mesh.faces) + 1, 2, axis=1)  # v/vt share indices
+    if lines:
+        np.savetxt(buf, mesh_data(mesh).vertex_normals, fmt="vn %.6f %.6f %.6f")
+    per = 3 if lines else 2
+    faces = np.repeat(np.asarray(mesh.faces) + 1, per, axis=1)  # v/vt(/vn) share indices
+    face_fmt = " ".join(["/".join(["%d"] * per)] * 3)
     for k, name in enumerate(obj_names):
         buf.write(f"usemtl {name}\n")
-        np.savetxt(buf, faces[index == k], fmt="f %d/%d %d/%d %d/%d")
+        np.savetxt(buf, faces[index == k], fmt=f"f {face_fmt}")
+    pbr = [
+        "".join(f"{key} {files[k]}\n" for m, files in lines.items() for key in MAP_FILES[m][1])
+        for k in range(len(names))
+    ]
     mtl = "".join(
-        f"newmtl {name}\nKa 0 0 0\nKd 1 1 1\nKs 0 0 0\nNs 1\nillum 1\nmap_Kd {image}\n\n"
-        for name, image in zip(obj_names, maps)
+        f"newmtl {name}\nKa 0 0 0\nKd 1 1 1\nKs 0 0 0\nNs 1\nillum 1\nmap_Kd {image}\n{pbr[k] if lines else ''}\n"
+        for k, (name, image) in enumerate(zip(obj_names, maps))
     )
     return buf.getvalue(), mtl

@@ -19,6 +19,7 @@ from scipy.sparse.csgraph import connected_components
 
 from ..errors import InvalidMeshError
 from .raycast import RayCaster
+from .tangents import mikktspace
 
 
 def _normalize(v: np.ndarray) -> np.ndarray:
@@ -72,6 +73,14 @@ class MeshData:
     def corner_uv(self) -> np.ndarray | None:
         """(F, 3, 2) float32 texture coordinates per face corner, None without UVs."""
         return None if self.uv is None else self.uv[self.faces].astype(np.float32)
+
+    @cached_property
+    def corner_tangents(self) -> tuple[np.ndarray, np.ndarray]:
+        """MikkTSpace frames for the corner normals, as every viewer rebuilds them: ((F, 3, 3) float32 unit
+        tangents, (F, 3) float32 bitangent signs); see tangents.py. Needs UVs."""
+        if self.uv is None:
+            raise InvalidMeshError("The mesh has no UV coordinates, so it has no tangents; load it with load_mesh().")
+        return mikktspace(self.corner_positions, self.corner_normals, self.corner_uv)
 
     @cached_property
     def face_chart(self) -> np.ndarray:

@@ -34,6 +34,7 @@ class Settings:
     strength: float = 1.0  # with init_images: fraction of the schedule re-run (0: the views as they are)
     progress: Optional[ProgressCallback] = None
     cancel: Optional[CancelToken] = None
+    bake_op: object = None  # the final bake's operator, once made: PBR maps are baked with its cameras and weights
 
 
 # What each timed stage of texturing is, so timings add up to "setup", "geometry" and "model" totals.
@@ -50,6 +51,7 @@ STAGE_KINDS = {
     "inpaint_model": "model",  # UV fill by an inpainting generator
     "refine": "geometry",  # refine pass: re-rendering views, tiling and baking
     "transfer": "geometry",  # restyle: per-chart colour statistics matched to a reference picture
+    "materials": "model",  # pbr: rendering the finished texture, estimating and baking the material maps
 }
 
 
@@ -141,7 +143,8 @@ def final_bake(
             op = prepare_final_bake(mesh, views, s, generator, fill)
         if isinstance(op, Future):
             op = op.result()
-        result = op.reweighted(s.bake_power).apply([img for _, img in generated], padding=0)
+        s.bake_op = op.reweighted(s.bake_power)
+        result = s.bake_op.apply([img for _, img in generated], padding=0)
     if not fill:
         return result.texture, result
     with timer("inpaint_model" if s.inpaint_generator is not None else "inpaint"):

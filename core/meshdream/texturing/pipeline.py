@@ -10,12 +10,13 @@ import torch
 import trimesh
 
 from ..errors import InvalidParameterError
-from ..geometry import Camera, load_mesh, mesh_info, orbit_cameras, uv_maps
+from ..geometry import Camera, bake_operator, load_mesh, mesh_info, orbit_cameras, uv_maps
 from ..geometry.meshdata import has_mesh_info
 from ..geometry.pages import atlas_mesh, material_mesh, mesh_pages
 from ..geometry.texture import as_float_image, check_texture_size
 from ..progress import CancelToken, ProgressCallback
 from .common import Settings, Timer
+from .materials import material_maps, pack_maps, resolve_material_model, split_maps
 from .multiscale import refine
 from .project import texture_project
 from .result import TextureResult
@@ -50,6 +51,9 @@ def texture_mesh(
     reference_image: Optional[np.ndarray] = None,
     per_material: Optional[bool] = None,
     uv_set: Optional[int] = None,
+    pbr: bool = False,
+    material_model=None,
+    delight: Optional[bool] = None,
 ) -> TextureResult:
     """Texture `mesh` (a path, or a trimesh; normalized with load_mesh unless it came from there) from `prompt`.
 
@@ -71,6 +75,11 @@ def texture_mesh(
     uv_set: for a glTF / GLB path, the UV set to texture (TEXCOORD_n, see load_mesh; None: the first); a mesh
         loaded already has its own. Loading (and unwrapping a mesh without usable UVs) is timed as "load_mesh" and
         "unwrap".
+    pbr: also make roughness, metallic and a normal map (`result.maps`, `result.page_maps`; see bake_materials),
+        estimated from views of the finished texture by `material_model` (a MaterialModel, a load_material_model
+        spec, or None: the generator family's own, else the built-in one with a warning) and baked with the
+        texture's own cameras and weights (timed as "materials"). delight: the model's albedo becomes the base
+        colour (None: when the model makes one). Without pbr the result is exactly what it was before pbr existed.
     """
     # Everything but what a per-material run replaces, for the runs of a dict prompt (keep this line first).
     options = {k: v for k, v in locals().items() if k not in ("mesh", "prompt", "generator", "per_material")}
@@ -87,6 +96,11 @@ def texture_mesh(
     texture_size = check_texture_size(texture_size or generator.default_texture_size)
     if refine_scale not in (1, 2, 4) or texture_size // refine_scale < 16:
         raise InvalidParameterError(f"refine_scale {refine_scale} must be 1, 2 or 4 (and leave a texture of >= 16).")
+    model = None
+    if pbr:
+        with timer("load_model"):  # before any generation: a broken material model fails fast
+            model = resolve_material_model(material_model, generator)
+        options["material_model"] = model
     mesh = resolve_mesh(mesh, uv_set, timer, progress, cancel)
     if isinstance(prompt, Mapping):
         return _prompt_per_material(mesh, dict(prompt), generator, per_material, options, timer, t0)
@@ -130,12 +144,35 @@ def texture_mesh(
         result = texture_project(mesh, views, generator, settings, timer, init_image, strength)
     if refine_scale > 1:
         result = refine(mesh, result, generator, settings, timer, scale=refine_scale, strength=refine_strength)
+    if model is not None:
+        with timer("materials"):
+            add_materials(mesh, result, model, views, settings, delight, generator.device)
     if pages is not None:
         with timer("bake"):
-            result.textures = pages.split(result.texture, uv_maps(mesh, result.texture.shape[0]).coverage)
+            coverage = uv_maps(mesh, result.texture.shape[0]).coverage
+            result.textures = pages.split(result.texture, coverage)
             result.texture = pages.pack(result.textures)  # the atlas with each page's gutter padded on its own
+            if result.maps:
+                result.page_maps = split_maps(pages, result.maps, coverage)
+                for name, maps in result.page_maps.items():
+                    maps["base_color"] = result.textures[name]
+                result.maps = {**pack_maps(pages, result.page_maps), "base_color": result.texture}
     result.timings = timer.timings(time.perf_counter() - t0)
     return result
+
+
+def add_materials(mesh, result: TextureResult, model, views, s: Settings, delight, device) -> None:
+    """Bake the PBR maps of the finished `result` with the cameras (and, where the size is the final bake's, the very
+    operator) that made its texture; the base colour becomes the de-lit albedo when delighting."""
+    size = result.texture.shape[0]
+    op = s.bake_op if s.bake_op is not None and s.bake_op.size == size else None
+    if op is None:  # a refine pass baked at another size
+        op = bake_operator(mesh, views.cameras, size, power=s.bake_power, maps=views.maps, device=device)
+    maps = material_maps(
+        mesh, result.texture, model, views.cameras, views.maps, op, s.prompt, delight, s.progress, s.cancel
+    )
+    result.texture = maps["base_color"]
+    result.maps = maps
 
 
 def resolve_generator(generator, timer: Timer):
@@ -210,11 +247,15 @@ def _prompt_per_material(mesh, prompts: dict, generator, per_material, options: 
         for stage, seconds in run.timings.items():
             timings[stage] = round(timings.get(stage, 0.0) + seconds, 4)
     textures = {name: run.texture for name, run in runs.items()}
+    page_maps = {name: run.maps for name, run in runs.items() if run.maps}
+    texture = pages.pack(textures)
     return TextureResult(
-        pages.pack(textures),
+        texture,
         pages.pack({name: run.weight for name, run in runs.items()}, "weight")[..., 0],
         [view for run in runs.values() for view in run.views],
         {**timings, "total": round(time.perf_counter() - t0, 4)},
         strategy=options["strategy"],
         textures=textures,
+        maps={**pack_maps(pages, page_maps), "base_color": texture} if page_maps else {},
+        page_maps=page_maps,
     )

@@ -32,7 +32,15 @@ from ..geometry.texture import as_float_image
 from ..geometry.uvmaps import require_uvs
 from ..progress import CancelToken, ProgressCallback
 from .common import Settings, Timer
-from .pipeline import check_counts, reference_tensor, resolve_generator, resolve_mesh, resolve_view_resolution
+from .materials import resolve_material_model
+from .pipeline import (
+    add_materials,
+    check_counts,
+    reference_tensor,
+    resolve_generator,
+    resolve_mesh,
+    resolve_view_resolution,
+)
 from .result import TextureResult
 from .sync import texture_sync
 from .views import prepare_views
@@ -52,6 +60,9 @@ def restyle_texture(
     seed: int = 0,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
+    pbr: bool = False,
+    material_model=None,
+    delight: Optional[bool] = None,
 ) -> TextureResult:
     """Restyle `texture` ((S, S, 3), S a power of two; float in [0, 1] or uint8) of `mesh` toward `prompt`.
 
@@ -60,6 +71,7 @@ def restyle_texture(
     reference_image: (H, W, 3) picture whose style the result follows: passed to a generator loaded with an
         IP-Adapter; otherwise (e.g. the built-in model) each UV chart's colour mean / std is matched to it in Lab.
     n_views, view_resolution, steps, guidance: None takes texture_mesh's defaults (8 views, the generator's own).
+    pbr, material_model, delight: PBR maps of the restyled texture, as in texture_mesh (`result.maps`).
     """
     t0 = time.perf_counter()
     if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
@@ -75,6 +87,10 @@ def restyle_texture(
     timer = Timer()
     generator = resolve_generator(generator, timer)
     view_resolution = resolve_view_resolution(generator, view_resolution)
+    model = None
+    if pbr:
+        with timer("load_model"):
+            model = resolve_material_model(material_model, generator)
     mesh = resolve_mesh(mesh, None, timer, progress, cancel)
     if mesh_pages(mesh) is not None:
         raise InvalidParameterError(
@@ -118,6 +134,9 @@ def restyle_texture(
     if reference is not None and not ip_adapter:
         with timer("transfer"):
             result.texture = match_chart_colours(result.texture, reference, _texel_charts(mesh, size))
+    if model is not None:
+        with timer("materials"):
+            add_materials(mesh, result, model, views, settings, delight, generator.device)
     result.strategy = "restyle"
     result.timings = timer.timings(time.perf_counter() - t0)
     return result

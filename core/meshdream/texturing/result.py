@@ -26,6 +26,13 @@ class TextureResult:
     textures: one (texture_size, texture_size, 3) image per page where the texture has pages (materials
         textured apart, UDIM tiles), keyed by material name or tile ("1001", ...); empty otherwise. save_textured
         takes it in place of `texture`.
+    maps: the PBR maps when made with pbr=True (see bake_materials), else empty: "base_color" (the very array
+        `texture` holds), "roughness" and "metallic" (S, S) float32 in [0, 1] (glTF's perceptual roughness and
+        metalness), "normal" (S, S, 3) float32 tangent-space normal map (MikkTSpace, OpenGL +Y as glTF and Blender
+        read it) encoded as an image, rgb = n * 0.5 + 0.5. All align texel for texel with `texture` (an atlas of the
+        pages where it has pages).
+    page_maps: the maps of each page, {page name: {map name: array}}, keyed like `textures`; empty without pages.
+    save_textured takes the whole result and writes every map.
     """
 
     texture: np.ndarray
@@ -34,3 +41,5 @@ class TextureResult:
     timings: dict[str, float] = field(default_factory=dict)
     strategy: str = "sync"
     textures: dict[str, np.ndarray] = field(default_factory=dict)
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+    page_maps: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)

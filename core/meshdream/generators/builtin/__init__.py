@@ -30,6 +30,7 @@ class BuiltinGenerator(Generator):
     default_steps = 20
     default_guidance = 3.0
     uses_normals = True
+    material_model = "builtin"
 
     def __init__(self, model: TextureModel, scheduler, device: torch.device, card: dict | None = None):
         """card: the model card; its "defaults" (view_resolution, texture_size, steps) and "guidance" (picked by
