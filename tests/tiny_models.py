@@ -123,7 +123,7 @@ def unet(in_channels: int = 4, xl: bool = False, **extra):
         )
     else:
         kw.update(cross_attention_dim=32)
-    return UNet2DConditionModel(**kw, **extra)
+    return UNet2DConditionModel(**{**kw, **extra})
 
 
 def scheduler():
@@ -263,3 +263,44 @@ def build_ip_adapter(folder: Path, pipeline_folder: Path, seed: int = 0) -> Path
     path = folder / "ip-adapter.safetensors"
     save_file(state, str(path))
     return path
+
+
+MARIGOLD_APPEARANCE = {  # laid out like prs-eth/marigold-iid-appearance-v1-1's model_index.json
+    "target_names": ["albedo", "material"],
+    "albedo": {"prediction_space": "srgb"},
+    "material": {"prediction_space": "stack", "sub_target_names": ["roughness", "metallicity", None]},
+    "roughness": {"prediction_space": "linear"},
+    "metallicity": {"prediction_space": "linear"},
+}
+
+
+def build_marigold(folder: Path, kind: str, seed: int = 0) -> Path:
+    """A tiny random MarigoldIntrinsicsPipeline (kind "intrinsics", two targets as the appearance model) or
+    MarigoldNormalsPipeline ("normals"): the UNet sees the image latent and every target's latent (4 channels
+    each) and predicts the targets'; one denoising step at a 32-pixel processing resolution by default."""
+    import diffusers
+
+    torch.manual_seed(seed)
+    folder = Path(folder)
+    tok = tokenizer(folder / "_tok")
+    targets = len(MARIGOLD_APPEARANCE["target_names"]) if kind == "intrinsics" else 1
+    u = unet(in_channels=4 + 4 * targets, out_channels=4 * targets)
+    common = dict(
+        unet=u,
+        vae=vae(),
+        scheduler=scheduler(),
+        text_encoder=text_encoder(len(tok)),
+        tokenizer=tok,
+        default_denoising_steps=1,
+        default_processing_resolution=32,
+    )
+    if kind == "intrinsics":
+        pipe = diffusers.MarigoldIntrinsicsPipeline(
+            prediction_type="intrinsics", target_properties=MARIGOLD_APPEARANCE, **common
+        )
+    elif kind == "normals":
+        pipe = diffusers.MarigoldNormalsPipeline(prediction_type="normals", use_full_z_range=True, **common)
+    else:
+        raise ValueError(kind)
+    pipe.save_pretrained(folder)
+    return folder

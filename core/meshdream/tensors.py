@@ -30,7 +30,8 @@ def to_device(x, device: torch.device, dtype: Optional[torch.dtype] = None) -> t
 
 def load_weights(path: Path, missing: type[Exception], what: str, retrain: str) -> tuple[dict, dict[str, torch.Tensor]]:
     """(model card, float32 state dict) of a .safetensors file and the .json card beside it, as every model the
-    project trains is shipped; `missing` (the caller's error type) says what is absent and how to get it back."""
+    project trains is shipped; `missing` (the caller's error type) says what is absent or damaged and how to get it
+    back."""
     from safetensors.torch import load_file
 
     card_path = path.with_suffix(".json")
@@ -39,4 +40,10 @@ def load_weights(path: Path, missing: type[Exception], what: str, retrain: str) 
             f"{what}'s weights ({path}) or model card ({card_path.name}) are missing; reinstall meshdream or retrain "
             f"them with {retrain}."
         )
-    return json.loads(card_path.read_text()), {k: v.float() for k, v in load_file(str(path)).items()}
+    try:
+        return json.loads(card_path.read_text()), {k: v.float() for k, v in load_file(str(path)).items()}
+    except Exception as exc:  # a truncated or overwritten file: safetensors and json raise their own types
+        raise missing(
+            f"{what}'s weights ({path}) or model card ({card_path.name}) are damaged ({exc}); reinstall meshdream or "
+            f"retrain them with {retrain}."
+        ) from None

@@ -1,0 +1,142 @@
+"""The built-in material model: a small conv net that reads roughness, metallic and surface detail off an unlit view.
+
+Input: the base colour view (zeroed off the mesh) and its mask; the prompt's material family (the built-in
+vocabulary, or none) enters as a learned bias at the coarsest level, and a masked mean of that level's features
+gives every pixel the view's overall look, so a region is judged as part of its material (grey metal vs grey
+stone). Three levels (full, 1/2, 1/4 resolution) and a U-Net-style way back keep it to a few ms per view on a CPU.
+Output: roughness and metallic (sigmoid) and the detail normal's x, y in the view's frame (x right, y up: image
+rows run down), z completing a unit vector. Trained by scripts/train_material_model.py on procedural materials
+(materials.material_maps); see weights/material_model.json.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...progress import CancelToken, ProgressCallback, Reporter
+from ...tensors import load_weights, pick_device
+from ..base import ModelNotFoundError
+from ..material_models import MaterialModel, MaterialViews
+from .materials import FAMILIES
+from .vocab import WORDS, parse
+
+WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "material_model.safetensors"
+DEFAULT_CONFIG = {"channels": [12, 24, 48], "families": len(FAMILIES)}
+MAX_NORMAL_TILT = 0.95  # the largest |(x, y)| of a predicted normal: about 72 degrees
+
+
+def family_index(prompt: str) -> int:
+    """1 + the index in FAMILIES of the first family the prompt names, 0 when it names none."""
+    for i in parse(prompt)[0]:
+        if WORDS[i] in FAMILIES:
+            return 1 + FAMILIES.index(WORDS[i])
+    return 0
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.ReLU())
+
+
+class MaterialNet(nn.Module):
+    """(B, 3, H, W) colour, (B, 1, H, W) mask, (B,) family index -> (B, 4, H, W): roughness, metallic (in [0, 1])
+    and the normal's x, y (|xy| <= MAX_NORMAL_TILT). H and W: multiples of 4."""
+
+    def __init__(self, config: dict | None = None):
+        super().__init__()
+        cfg = {**DEFAULT_CONFIG, **(config or {})}
+        self.config = cfg
+        c1, c2, c3 = cfg["channels"]
+        self.enc1 = nn.Sequential(_conv(4, c1), _conv(c1, c1))
+        self.enc2 = nn.Sequential(_conv(c1, c2, 2), _conv(c2, c2))
+        self.enc3 = nn.Sequential(_conv(c2, c3, 2), _conv(c3, c3))
+        self.family = nn.Embedding(cfg["families"] + 1, c3)
+        self.context = nn.Linear(c3, c3)
+        self.mid = nn.Sequential(_conv(c3, c3), _conv(c3, c3))
+        self.dec2 = _conv(c3 + c2, c2)
+        self.dec1 = _conv(c2 + c1, c1)
+        self.head = nn.Conv2d(c1, 4, 1)
+
+    def forward(self, colour: torch.Tensor, mask: torch.Tensor, family: torch.Tensor) -> torch.Tensor:
+        e1 = self.enc1(torch.cat([colour * mask, mask], 1))
+        e2 = self.enc2(e1)
+        e3 = self.enc3(e2)
+        m3 = F.avg_pool2d(mask, 4)
+        pooled = (e3 * m3).sum((2, 3)) / m3.sum((2, 3)).clamp_min(1e-6)
+        e3 = self.mid(e3 + (self.family(family) + self.context(pooled))[..., None, None])
+        d2 = self.dec2(torch.cat([F.interpolate(e3, scale_factor=2.0, mode="bilinear"), e2], 1))
+        d1 = self.dec1(torch.cat([F.interpolate(d2, scale_factor=2.0, mode="bilinear"), e1], 1))
+        out = self.head(d1)
+        return torch.cat([torch.sigmoid(out[:, :2]), MAX_NORMAL_TILT * torch.tanh(out[:, 2:])], 1)
+
+
+def normal_from_xy(xy: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Unit normals from their x, y (along `dim`): z = sqrt(1 - x² - y²), toward the camera."""
+    xy = xy * (MAX_NORMAL_TILT / xy.norm(dim=dim, keepdim=True).clamp_min(MAX_NORMAL_TILT)).clamp_max(1)
+    z = (1 - (xy**2).sum(dim, keepdim=True)).clamp_min(0).sqrt()
+    return torch.cat([xy, z], dim)
+
+
+class BuiltinMaterialModel(MaterialModel):
+    """MeshDream's own material model; views go through the net `batch` at a time, padded to a multiple of 4."""
+
+    name = "builtin"
+    makes_albedo = False
+
+    def __init__(self, net: MaterialNet, device: torch.device, batch: int = 4):
+        self.net = net.to(device).eval()
+        self.device = device
+        self.batch = batch
+
+    @torch.inference_mode()
+    def estimate(
+        self,
+        images: np.ndarray,
+        masks: np.ndarray,
+        normals: np.ndarray,
+        prompt: str = "",
+        progress: Optional[ProgressCallback] = None,
+        cancel: Optional[CancelToken] = None,
+    ) -> MaterialViews:
+        report = Reporter(progress, cancel)
+        v, h, w = masks.shape
+        ph, pw = -h % 4, -w % 4
+        colour = torch.from_numpy(np.ascontiguousarray(images, np.float32)).permute(0, 3, 1, 2)
+        mask = torch.from_numpy(np.ascontiguousarray(masks, np.float32))[:, None]
+        colour, mask = F.pad(colour, (0, pw, 0, ph)), F.pad(mask, (0, pw, 0, ph))
+        family = torch.full((v,), family_index(prompt), dtype=torch.long)
+        outs = []
+        for start in range(0, v, self.batch):
+            report("material", start, v, self.name)
+            part = slice(start, start + self.batch)
+            out = self.net(colour[part].to(self.device), mask[part].to(self.device), family[part].to(self.device))
+            outs.append(out[..., :h, :w].float().cpu())
+        report("material", v, v, self.name)
+        out = torch.cat(outs)
+        return MaterialViews(
+            roughness=out[:, 0].numpy(),
+            metallic=out[:, 1].numpy(),
+            normal=normal_from_xy(out[:, 2:]).permute(0, 2, 3, 1).contiguous().numpy(),
+        )
+
+
+def load_builtin_material_model(device: str | torch.device = "auto", weights: str | Path | None = None):
+    """The shipped material model (or `weights`, a .safetensors with its card beside it); device "auto": CUDA (or
+    MPS) when available. A damaged or mismatched file is one ModelNotFoundError that says how to get it back."""
+    path = Path(weights) if weights else WEIGHTS
+    retrain = "scripts/train_material_model.py (the command is in material_model.json)"
+    card, state = load_weights(path, ModelNotFoundError, "The built-in material model", retrain)
+    net = MaterialNet(card.get("config"))
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelNotFoundError(
+            f"The built-in material model's weights ({path}) do not fit its network ({str(exc).splitlines()[0]}); "
+            f"reinstall meshdream or retrain them with {retrain}."
+        ) from None
+    return BuiltinMaterialModel(net, pick_device(device))
