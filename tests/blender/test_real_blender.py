@@ -257,7 +257,7 @@ def test_the_normal_map_shades_the_red_brick(session):
         height = image.shape[0]
         images.append(image[max(0, height - y1) : height - max(0, y0), max(0, x0) : x1])
     bumpy, flat = images
-    changed = (np.abs(bumpy - flat).max(axis=-1) > 8).mean()
-    assert changed > 0.05, f"the normal map changed only {changed:.1%} of the object's box"
+    changed = (np.abs(bumpy - flat).max(axis=-1) > 4).mean()
+    assert changed > 0.02, f"the normal map changed only {changed:.1%} of the object's box"
     red = bumpy[..., 0] - bumpy[..., 1:].max(axis=-1)
-    assert (red > 30).mean() > 0.15, f"only {(red > 30).mean():.1%} of the object's box is red"
+    assert (red > 20).mean() > 0.10, f"only {(red > 20).mean():.1%} of the object's box is red"
