@@ -5,7 +5,9 @@ NAMEs: roundtrip (bake fidelity), speed (render and bake timings), scale (2M-fac
 mixed set textured end to end: coverage, stage times, peak RSS; scripts/bench_meshes.py), upscale (the built-in
 upscaler against bicubic and Lanczos: PSNR, SSIM, time, and upscale_texture inside the charts of fragmented and
 large-chart UV layouts; scripts/bench_upscale.py), restyle (structure kept and style moved toward the prompt at
-strength 0.5, the default, on all 12 cases, and 0 / 0.3 on a few; time; scripts/bench_restyle.py).
+strength 0.5, the default, on all 12 cases, and 0 / 0.3 on a few; time; scripts/bench_restyle.py), pbr (the
+material model against procedural ground truth on unseen meshes: roughness, metallic, normals, lit-render PSNR,
+the time pbr=True adds; scripts/bench_pbr.py).
 Figures are measured on whatever machine runs this; the targets are for 2 CPU cores.
 """
 
@@ -468,6 +470,7 @@ BENCHES = {
     "meshes": lambda: __import__("bench_meshes").run(),  # scripts/bench_meshes.py: a mixed set, one process each
     "upscale": lambda: __import__("bench_upscale").run(),  # scripts/bench_upscale.py: built-in vs bicubic, Lanczos
     "restyle": lambda: __import__("bench_restyle").run(),  # scripts/bench_restyle.py: edge SSIM, classifier
+    "pbr": lambda: __import__("bench_pbr").run(),  # scripts/bench_pbr.py: material model vs procedural truth
     "gpu": lambda: __import__("bench_gpu").run(),  # scripts/bench_gpu.py: needs CUDA, so it runs only by name
 }
 

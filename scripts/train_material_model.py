@@ -167,13 +167,13 @@ def held_out(model: MaterialNet, per_family: int = 3, crop: int = 96) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--time-limit", type=float, default=0, help="stop (and save) after this many seconds (0: never)")
-    p.add_argument("--batch", type=int, default=24)
-    p.add_argument("--crop", type=int, default=64, help="view size in pixels (a multiple of 4)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--crop", type=int, default=48, help="view size in pixels (a multiple of 4)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--half-life", type=int, default=800, help="steps in which the learning rate halves")
+    p.add_argument("--lr", type=float, default=4e-3)
+    p.add_argument("--half-life", type=int, default=1000, help="steps in which the learning rate halves")
     p.add_argument("--textures", type=int, default=480, help="materials in the training pool")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (fixed, so the run is reproducible)")
     p.add_argument("--out", type=Path, default=ROOT / "core" / "meshdream" / "weights", help="folder for the weights")

@@ -1,12 +1,14 @@
 """The built-in material model: a small conv net that reads roughness, metallic and surface detail off an unlit view.
 
-Input: the base colour view (zeroed off the mesh) and its mask; the prompt's material family (the built-in
-vocabulary, or none) enters as a learned bias at the coarsest level, and a masked mean of that level's features
-gives every pixel the view's overall look, so a region is judged as part of its material (grey metal vs grey
-stone). Three levels (full, 1/2, 1/4 resolution) and a U-Net-style way back keep it to a few ms per view on a CPU.
+Input: the base colour view (zeroed off the mesh), its mask and its luminance slope; the prompt's family (the
+built-in vocabulary, or none) enters as a learned bias at the coarsest level, and a masked mean of that level's
+features gives every pixel the view's overall look, so a region is judged as part of its material (grey metal vs
+grey stone). Three levels (full, 1/2, 1/4 resolution) and a U-Net-style way back keep it to a few ms per view on a CPU.
 Output: roughness and metallic (sigmoid) and the detail normal's x, y in the view's frame (x right, y up: image
-rows run down), z completing a unit vector. Trained by scripts/train_material_model.py on procedural materials
-(materials.material_maps); see weights/material_model.json.
+rows run down), z completing a unit vector; x, y are a learned per-pixel gain times the luminance slope plus a
+learned rest, as relief in an unlit albedo shows mostly as shading-like contrast (mortar, weave, stone).
+Trained by scripts/train_material_model.py on procedural materials (materials.material_maps); see
+weights/material_model.json.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class MaterialNet(nn.Module):
         cfg = {**DEFAULT_CONFIG, **(config or {})}
         self.config = cfg
         c1, c2, c3 = cfg["channels"]
-        self.enc1 = nn.Sequential(_conv(4, c1), _conv(c1, c1))
+        self.enc1 = nn.Sequential(_conv(6, c1), _conv(c1, c1))
         self.enc2 = nn.Sequential(_conv(c1, c2, 2), _conv(c2, c2))
         self.enc3 = nn.Sequential(_conv(c2, c3, 2), _conv(c3, c3))
         self.family = nn.Embedding(cfg["families"] + 1, c3)
@@ -60,10 +62,11 @@ class MaterialNet(nn.Module):
         self.mid = nn.Sequential(_conv(c3, c3), _conv(c3, c3))
         self.dec2 = _conv(c3 + c2, c2)
         self.dec1 = _conv(c2 + c1, c1)
-        self.head = nn.Conv2d(c1, 4, 1)
+        self.head = nn.Conv2d(c1, 5, 1)
 
     def forward(self, colour: torch.Tensor, mask: torch.Tensor, family: torch.Tensor) -> torch.Tensor:
-        e1 = self.enc1(torch.cat([colour * mask, mask], 1))
+        slope = luminance_slope(colour, mask)
+        e1 = self.enc1(torch.cat([colour * mask, mask, slope], 1))
         e2 = self.enc2(e1)
         e3 = self.enc3(e2)
         m3 = F.avg_pool2d(mask, 4)
@@ -72,7 +75,19 @@ class MaterialNet(nn.Module):
         d2 = self.dec2(torch.cat([F.interpolate(e3, scale_factor=2.0, mode="bilinear"), e2], 1))
         d1 = self.dec1(torch.cat([F.interpolate(d2, scale_factor=2.0, mode="bilinear"), e1], 1))
         out = self.head(d1)
-        return torch.cat([torch.sigmoid(out[:, :2]), MAX_NORMAL_TILT * torch.tanh(out[:, 2:])], 1)
+        xy = out[:, 3:5] + out[:, 2:3] * slope  # relief mostly follows the shading of the albedo, by a learned gain
+        return torch.cat([torch.sigmoid(out[:, :2]), MAX_NORMAL_TILT * torch.tanh(xy)], 1)
+
+
+def luminance_slope(colour: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, 2, H, W) central differences of the luminance along x (right) and y (up; rows run down), times 8 (so
+    a crisp edge is about 1), zero where a neighbour is off the mask (the silhouette is no relief)."""
+    lum = (colour * torch.tensor([0.299, 0.587, 0.114], device=colour.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    p = F.pad(lum, (1, 1, 1, 1), mode="replicate")
+    dx = (p[..., 1:-1, 2:] - p[..., 1:-1, :-2]) * 4
+    dy = (p[..., :-2, 1:-1] - p[..., 2:, 1:-1]) * 4
+    inside = -F.max_pool2d(-mask, 3, 1, 1)
+    return torch.cat([dx, dy], 1) * inside
 
 
 def normal_from_xy(xy: torch.Tensor, dim: int = 1) -> torch.Tensor:
