@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Optional
+from typing import Mapping, Optional
 
 import numpy as np
 import scipy.sparse as sp
@@ -152,12 +152,28 @@ def inpaint_uv(
     seed: int = 0,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
-) -> np.ndarray:
+):
     """Fill `mask` texels ((S, S) bool, e.g. ~BakeResult.seen) and smooth UV seams; returns a new (S, S, 3) texture.
 
     generator: one with inpainting ability fills the mask with new content following `prompt`; without one (or
     if it cannot inpaint) the fill is harmonic. padding: texels of gutter padding (None: fill the whole gutter).
+    texture may also be a dict of PBR maps (TextureResult.maps) or a TextureResult with maps: the base colour is
+    filled as above, roughness and metallic harmonically, masked normals made flat, and the same kind comes back.
     """
+    if isinstance(texture, Mapping) or hasattr(texture, "maps"):
+        from .materials import for_maps, inpaint_maps
+
+        options = dict(
+            generator=generator,
+            prompt=prompt,
+            seam_width=seam_width,
+            padding=padding,
+            steps=steps,
+            seed=seed,
+            progress=progress,
+            cancel=cancel,
+        )
+        return for_maps(texture, lambda maps: inpaint_maps(mesh, maps, mask, **options), whole=True)
     texture = as_float_image(texture, 3, "texture")
     size = texture.shape[0]
     mask = np.asarray(mask, bool)

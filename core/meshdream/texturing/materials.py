@@ -10,6 +10,7 @@ space with MikkTSpace frames, the frame Blender and glTF viewers decode with.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Mapping, Optional, Sequence
 
@@ -190,18 +191,53 @@ def padded(mesh: trimesh.Trimesh, image: np.ndarray) -> np.ndarray:
     return out
 
 
-def fill_maps(mesh: trimesh.Trimesh, maps: Mapping[str, np.ndarray], mask: np.ndarray, **inpaint) -> dict:
-    """inpaint_uv for every map: base colour as inpaint_uv fills it (`inpaint` passed on), roughness and metallic
-    harmonically with seams matched, masked normals flat; every gutter padded."""
+def inpaint_maps(mesh: trimesh.Trimesh, maps: Mapping[str, np.ndarray], mask: np.ndarray, **inpaint) -> dict:
+    """inpaint_uv for every map: the base colour as inpaint_uv fills it (`inpaint` passed on), roughness and
+    metallic harmonically with seams matched, masked normals flat; every gutter padded."""
     check_maps(maps)
     out = {"base_color": inpaint_uv(mesh, maps["base_color"], mask, **inpaint)}
     size = out["base_color"].shape[0]
     scalars = np.stack([maps["roughness"], maps["metallic"], np.zeros((size, size), np.float32)], axis=-1)
-    scalars = inpaint_uv(mesh, scalars, mask, seam_width=inpaint.get("seam_width", 2))
+    keep = {k: inpaint[k] for k in ("seam_width", "padding") if k in inpaint}
+    scalars = inpaint_uv(mesh, scalars, mask, **keep)
     out["roughness"], out["metallic"] = scalars[..., 0].copy(), scalars[..., 1].copy()
     normal = np.where(np.asarray(mask, bool)[..., None], FLAT, as_float_image(maps["normal"], 3, "normal map"))
     out["normal"] = padded(mesh, renormalized(normal))
     return out
+
+
+def for_maps(value, work, whole: bool = False):
+    """Apply an image operation to PBR maps, returning the kind given: `value` a maps dict or a TextureResult with
+    maps (its weight scaled along when the size changes). whole: `work` takes and returns the maps dict; else it
+    takes one (S, S, 3) image (roughness and metallic go as two channels of one, normals are renormalized after)."""
+    result = value if hasattr(value, "maps") else None
+    if result is not None and result.textures:
+        raise InvalidParameterError(
+            "This result has texture pages; pass each page's maps (TextureResult.page_maps[name]) with its mesh."
+        )
+    if result is not None and not result.maps:
+        raise InvalidParameterError("This result has no PBR maps; pass its texture (result.texture) instead.")
+    maps = result.maps if result is not None else value
+    check_maps(maps)
+    out = work(maps) if whole else _each_map(maps, work)
+    if result is None:
+        return out
+    k = out["base_color"].shape[0] // result.texture.shape[0]
+    weight = result.weight if k == 1 else np.repeat(np.repeat(result.weight, k, 0), k, 1)
+    return dataclasses.replace(result, texture=out["base_color"], weight=weight, maps=out)
+
+
+def _each_map(maps: Mapping[str, np.ndarray], work) -> dict:
+    base = work(maps["base_color"])
+    size = np.shape(maps["roughness"])[0]
+    scalars = work(np.stack([maps["roughness"], maps["metallic"], np.zeros((size, size), np.float32)], axis=-1))
+    normal = renormalized(np.clip(work(as_float_image(maps["normal"], 3, "normal map")), 0.0, 1.0))
+    return {
+        "base_color": base,
+        "roughness": scalars[..., 0].copy(),
+        "metallic": scalars[..., 1].copy(),
+        "normal": normal,
+    }
 
 
 def renormalized(encoded: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ so an upscaler's own edge effects at a tile border fade out.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Mapping, Optional, Union
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from ..geometry import dilate, uv_maps
 from ..geometry.texture import as_float_image, check_texture_size
 from ..geometry.uvmaps import require_uvs
 from ..progress import CancelToken, ProgressCallback, Reporter
+from .materials import for_maps
 
 __all__ = ["SCALES", "Upscaler", "upscale_texture"]
 
@@ -46,8 +47,12 @@ def upscale_texture(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
     device: Union[str, torch.device] = "auto",
-) -> np.ndarray:
+):
     """A new (S * scale, S * scale, 3) float32 texture from an (S, S, 3) one, with the same chart layout.
+
+    texture may also be a dict of PBR maps (TextureResult.maps) or a TextureResult with maps: every map is
+    upscaled by the same upscaler (roughness and metallic as two channels of one image, normals decoded,
+    renormalized and re-encoded) and the same kind comes back.
 
     upscaler: "builtin", the project's own small super-resolution model (x2 and x4, CUDA when available; see
     weights/upscale_model.json); "lanczos", a plain Lanczos resize; an ESRGAN-family model file (.pth /
@@ -61,6 +66,13 @@ def upscale_texture(
     if scale not in SCALES:
         raise InvalidParameterError(f"Upscale factor {scale!r} is not supported; use scale=2 or scale=4.")
     require_uvs(mesh)
+    if isinstance(texture, Mapping) or hasattr(texture, "maps"):
+        return for_maps(
+            texture,
+            lambda image: upscale_texture(
+                mesh, image, scale, upscaler, tile, overlap, prompt, steps, seed, progress, cancel, device
+            ),
+        )
     image = as_float_image(texture, 3, "texture")
     size = image.shape[0]
     if image.shape[:2] != (size, size):
