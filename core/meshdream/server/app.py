@@ -29,8 +29,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import InvalidParameterError, MeshDreamError
-from .jobs import DONE, FAILED, Job, ModelSpec
 from ..jobs import KINDS, Limits
+from .jobs import DONE, FAILED, Job, ModelSpec
 from .models import ModelCatalog
 from .schema import DEFAULT_PARTS, RESULT_PARTS, JobIn, Submit, encode_result, job_request, preview_png, status
 from .worker import ModelCache, Retention, ServerFullError, Worker, log
