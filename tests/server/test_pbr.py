@@ -115,3 +115,26 @@ def test_the_client_asks_for_the_parts_the_server_has():
     from meshdream.server.schema import MAP_PARTS, RESULT_PARTS
 
     assert client.RESULT_PARTS == RESULT_PARTS and client.MAP_PARTS == MAP_PARTS
+
+
+def test_a_models_dir_marigold_is_listed_and_named_by_its_folder_name(tmp_path):
+    """A Marigold intrinsics pipeline in --models-dir (tiny, random weights, built here: nothing downloaded) is a
+    material model jobs may name; it makes albedo, so the job's base colour is de-lit by default."""
+    from tests.tiny_models import build_marigold
+
+    build_marigold(tmp_path / "models" / "tiny-marigold", "intrinsics")
+    s = Server(tmp_path, "--models-dir", str(tmp_path / "models")).wait_ready()
+    try:
+        c = client.Client(s.url)
+        assert "tiny-marigold" in [m["id"] for m in c.models()["material_models"]]
+        job = c.submit_texture(str(asset("spot.obj")), "red brick", pbr=True, material_model="tiny-marigold", **SMALL)
+        r = c.wait(job, timeout=600)
+        assert sorted(r.maps_png) == sorted(MAPS) and c.status(job)["warnings"] == []
+        lit = c.wait(c.submit_texture(str(asset("spot.obj")), "red brick", **SMALL))
+        assert r.texture_png != lit.texture_png  # the albedo, not the generated (lit) colour
+        undelit = c.submit_texture(
+            str(asset("spot.obj")), "red brick", pbr=True, material_model="tiny-marigold", delight=False, **SMALL
+        )
+        assert_same_texture(c.wait(undelit).texture_png, png(lit.texture_png).astype(np.float32) / 255)
+    finally:
+        s.stop()
