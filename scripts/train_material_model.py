@@ -45,6 +45,7 @@ from meshdream.generators.builtin.materials import (  # noqa: E402
 TRAIN, HELD_OUT = 0, 1  # first word of every texture's seed: training and evaluation streams never meet
 SCALE = (0.3, 1.5)  # material texels per view pixel (log-uniform)
 FAMILY_DROP = 0.3  # share of crops trained without the prompt's family
+NORMAL_WEIGHT = 30.0  # of the normal's squared error (x, y are small: mostly under 0.3)
 SIZE = 256  # of the materials
 
 
@@ -145,6 +146,7 @@ def held_out(model: MaterialNet, per_family: int = 3, crop: int = 96) -> dict:
     out = {}
     for name, family in (("with_family", fam + 1), ("without_family", torch.zeros_like(fam))):
         pred = model(target[:, :3], mask, family)
+        pred[:, :2] = torch.sigmoid(pred[:, :2])
         normal = normal_from_xy(pred[:, 2:])
         err = angle_deg(normal, target[:, 5:8])[on]
         out[name] = {
@@ -198,10 +200,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"data: {len(pool)} materials of {SIZE}² in {t_data:.0f} s", flush=True)
 
     model = MaterialNet(DEFAULT_CONFIG)
+    torch.nn.init.zeros_(model.head.weight)  # starts at roughness and metallic 0.5 and flat normals: the baselines
+    torch.nn.init.zeros_(model.head.bias)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {n_params} parameters", flush=True)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     losses: list[float] = []
+    parts: list[list[float]] = []
     done = 0
     for step in range(args.steps):
         for g in opt.param_groups:
@@ -212,11 +217,13 @@ def main(argv: list[str] | None = None) -> None:
         family = torch.from_numpy(np.where(rng.random(args.batch) < FAMILY_DROP, 0, families[index] + 1))
         pred = model(jitter(target[:, :3], rng), mask, family)
         w = mask / mask.sum()
-        loss = (
-            ((pred[:, 0:1] - target[:, 3:4]).abs() * w).sum()
-            + ((pred[:, 1:2] - target[:, 4:5]).abs() * w).sum()
-            + 3 * ((pred[:, 2:4] - target[:, 5:7]).abs() * w).sum()
-        )
+        bce = F.binary_cross_entropy_with_logits(pred[:, :2], target[:, 3:5], reduction="none")
+        loss = (bce * w).sum() + NORMAL_WEIGHT * (((pred[:, 2:4] - target[:, 5:7]) ** 2) * w).sum()
+        with torch.no_grad():  # the figures the loss stands for: L1 of roughness, metallic, normal (x, y)
+            parts.append(
+                [float(((torch.sigmoid(pred[:, i]) - target[:, 3 + i]).abs() * w[:, 0]).sum()) for i in (0, 1)]
+            )
+            parts[-1].append(float(((pred[:, 2:4] - target[:, 5:7]).abs() * w).sum()))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -224,7 +231,12 @@ def main(argv: list[str] | None = None) -> None:
         done = step + 1
         out_of_time = bool(args.time_limit) and time.time() - t0 > args.time_limit
         if step % 50 == 0 or done == args.steps or out_of_time:
-            print(f"step {step} loss {np.mean(losses[-50:]):.5f} ({time.time() - t0:.0f} s)", flush=True)
+            l1 = np.mean(parts[-50:], 0)
+            print(
+                f"step {step} loss {np.mean(losses[-50:]):.5f} L1 roughness {l1[0]:.4f} metallic {l1[1]:.4f} "
+                f"normal xy {l1[2]:.4f} ({time.time() - t0:.0f} s)",
+                flush=True,
+            )
         if done == args.steps or out_of_time:
             break
     model.eval()
@@ -264,7 +276,8 @@ def save(args, model: MaterialNet, n_params: int, steps_done: int, losses: list,
             "time_limit_s": args.time_limit,
             "batch": args.batch,
             "seed": args.seed,
-            "loss": "masked L1: roughness + metallic + 3 x normal (x, y)",
+            "loss": f"masked binary cross-entropy of roughness and metallic + {NORMAL_WEIGHT} x squared error of the "
+            "normal's x, y",
             "optimizer": "Adam",
             "lr": args.lr,
             "lr_schedule": f"50-step warm-up, then halved every {args.half_life} steps",

@@ -7,6 +7,7 @@ known in advance (roughness = luminance, a fixed detail tilt, a constant albedo)
 import json
 import re
 import struct
+import warnings
 
 import meshdream
 import numpy as np
@@ -268,3 +269,35 @@ def test_restyle_makes_maps_too(spot, texture, builtin):
     assert result.maps["base_color"] is result.texture
     seen = result.weight > 0
     assert np.abs(result.maps["roughness"] - result.texture.mean(-1))[seen].mean() < 0.05
+
+
+def test_the_builtin_material_model_end_to_end(spot, builtin, tmp_path):
+    """No material_model: the built-in generator's own (the built-in one), no warning; a brick is no metal."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", meshdream.MeshDreamWarning)
+        result = meshdream.texture_mesh(spot, "red brick", builtin, pbr=True, **SMALL)
+    assert set(result.maps) == {"base_color", "roughness", "metallic", "normal"}
+    seen = result.weight > 0
+    assert result.maps["metallic"][seen].mean() < 0.1
+    n = result.maps["normal"] * 2 - 1
+    np.testing.assert_allclose(np.linalg.norm(n, axis=-1), 1.0, atol=1e-5)
+    issues = khronos_issues(meshdream.save_textured(spot, result, tmp_path / "spot.glb"))
+    assert issues["numErrors"] == 0, issues["messages"]
+
+
+def test_a_family_without_a_material_model_gets_the_builtin_one_and_one_warning(spot, tiny):
+    gen = meshdream.load_generator(tiny("sd15_controlnet"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = meshdream.texture_mesh(
+            spot, "red brick", gen, pbr=True, n_views=2, view_resolution=64, texture_size=64, steps=1
+        )
+    about = [w for w in caught if issubclass(w.category, meshdream.MeshDreamWarning) and "material" in str(w.message)]
+    assert len(about) == 1 and "built-in material model" in str(about[0].message)
+    assert result.maps["roughness"].shape == (64, 64)
+
+
+def test_a_material_model_that_cannot_load_fails_before_any_generation(spot, builtin, tmp_path):
+    with pytest.raises(meshdream.MeshDreamError) as caught:
+        meshdream.texture_mesh(spot, "red brick", builtin, pbr=True, material_model=tmp_path / "missing", **SMALL)
+    assert "missing" in str(caught.value)

@@ -4,7 +4,7 @@ Input: the base colour view (zeroed off the mesh), its mask and its luminance sl
 built-in vocabulary, or none) enters as a learned bias at the coarsest level, and a masked mean of that level's
 features gives every pixel the view's overall look, so a region is judged as part of its material (grey metal vs
 grey stone). Three levels (full, 1/2, 1/4 resolution) and a U-Net-style way back keep it to a few ms per view on a CPU.
-Output: roughness and metallic (sigmoid) and the detail normal's x, y in the view's frame (x right, y up: image
+Output: roughness and metallic (logits) and the detail normal's x, y in the view's frame (x right, y up: image
 rows run down), z completing a unit vector; x, y are a learned per-pixel gain times the luminance slope plus a
 learned rest, as relief in an unlit albedo shows mostly as shading-like contrast (mortar, weave, stone).
 Trained by scripts/train_material_model.py on procedural materials (materials.material_maps); see
@@ -46,8 +46,9 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 
 class MaterialNet(nn.Module):
-    """(B, 3, H, W) colour, (B, 1, H, W) mask, (B,) family index -> (B, 4, H, W): roughness, metallic (in [0, 1])
-    and the normal's x, y (|xy| <= MAX_NORMAL_TILT). H and W: multiples of 4."""
+    """(B, 3, H, W) colour, (B, 1, H, W) mask, (B,) family index -> (B, 4, H, W): roughness and metallic as
+    logits (trained with binary cross-entropy, which a sigmoid's saturation cannot stall) and the normal's x, y
+    (|xy| <= MAX_NORMAL_TILT). H and W: multiples of 4."""
 
     def __init__(self, config: dict | None = None):
         super().__init__()
@@ -76,7 +77,7 @@ class MaterialNet(nn.Module):
         d1 = self.dec1(torch.cat([F.interpolate(d2, scale_factor=2.0, mode="bilinear"), e1], 1))
         out = self.head(d1)
         xy = out[:, 3:5] + out[:, 2:3] * slope  # relief mostly follows the shading of the albedo, by a learned gain
-        return torch.cat([torch.sigmoid(out[:, :2]), MAX_NORMAL_TILT * torch.tanh(xy)], 1)
+        return torch.cat([out[:, :2], MAX_NORMAL_TILT * torch.tanh(xy)], 1)
 
 
 def luminance_slope(colour: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -134,8 +135,8 @@ class BuiltinMaterialModel(MaterialModel):
         report("material", v, v, self.name)
         out = torch.cat(outs)
         return MaterialViews(
-            roughness=out[:, 0].numpy(),
-            metallic=out[:, 1].numpy(),
+            roughness=torch.sigmoid(out[:, 0]).numpy(),
+            metallic=torch.sigmoid(out[:, 1]).numpy(),
             normal=normal_from_xy(out[:, 2:]).permute(0, 2, 3, 1).contiguous().numpy(),
         )
 
