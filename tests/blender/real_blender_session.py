@@ -301,9 +301,10 @@ def mute_normal_map(mute):
 
 
 def import_glb():
-    """Blender's own glTF importer on a PBR GLB written by save_textured."""
+    """Blender's own glTF importer on a PBR GLB written by save_textured. Shading "Smooth": Debian's 3.4 cannot
+    import a GLB with normals under its default shading (a numpy clash in its importer), PBR or not."""
     before = set(bpy.data.objects)
-    bpy.ops.import_scene.gltf(filepath=GLB)
+    bpy.ops.import_scene.gltf(filepath=GLB, import_shading="SMOOTH")
     meshes = [o for o in set(bpy.data.objects) - before if o.type == "MESH"]
     REPORT["glb"] = [{"material": o.active_material.name, "inputs": pbr_inputs(o.active_material)} for o in meshes]
     log(f"imported {GLB}: {REPORT['glb']}")
