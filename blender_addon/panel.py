@@ -81,6 +81,7 @@ class MESHDREAM_PT_texture(_SetUpPanel, bpy.types.Panel):
         if not all((props.view_resolution, props.texture_size, props.steps, props.guidance)):
             layout.label(text="0: the model's own value", icon="INFO")  # the short labels have no room to say it
         layout.prop(props, "reference_image")
+        layout.prop(props, "pbr")
         layout.operator("meshdream.texture_selected", icon="TEXTURE")
 
 
@@ -120,6 +121,7 @@ class MESHDREAM_PT_restyle(_SetUpPanel, bpy.types.Panel):
         layout.use_property_decorate = False
         layout.prop(props, "prompt")
         layout.prop(props, "restyle_strength")
+        layout.prop(props, "pbr")
         layout.operator("meshdream.restyle_texture", icon="BRUSHES_ALL")
 
 

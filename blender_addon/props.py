@@ -51,6 +51,11 @@ class MeshDreamSettings(bpy.types.PropertyGroup):
     steps: IntProperty(name="Steps", default=0, min=0, max=200, description="0: the model's default")
     guidance: FloatProperty(name="Guidance", default=0.0, min=0.0, max=30.0, description="0: the model's default")
     seed: IntProperty(name="Seed", default=0, min=0)
+    pbr: BoolProperty(
+        name="PBR",
+        default=False,
+        description="Also make roughness, metallic and a normal map, wired into the new material's Principled BSDF",
+    )
     reference_image: StringProperty(name="Reference", subtype="FILE_PATH", description="Optional style image")
     use_viewport_image: BoolProperty(
         name="Viewport as Source", default=False, description="Start from a viewport render (img2img)"

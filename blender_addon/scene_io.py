@@ -171,8 +171,13 @@ def new_image(png: bytes, name: str, pack: bool = False):
     return image
 
 
-def _wire(material, image, uv_name):
-    """Feed `image` (through the UV map it was made for) into Base Color of the material's Principled BSDF."""
+# PBR maps (a job with "pbr"): the Principled BSDF input each feeds. The normal map goes through a Normal Map node
+# (tangent space, on the UV map it was baked for: glTF's convention, OpenGL +Y, which Blender reads as it is).
+MAP_INPUTS = {"roughness": "Roughness", "metallic": "Metallic", "normal": "Normal"}
+
+
+def _bsdf(material):
+    """The material's Principled BSDF (one is added, wired to the output, if it has none)."""
     if material.node_tree is None:
         material.use_nodes = True
     nodes, links = material.node_tree.nodes, material.node_tree.links
@@ -181,25 +186,65 @@ def _wire(material, image, uv_name):
         bsdf = nodes.new("ShaderNodeBsdfPrincipled")
         output = next((n for n in nodes if n.type == "OUTPUT_MATERIAL"), None) or nodes.new("ShaderNodeOutputMaterial")
         links.new(bsdf.outputs[0], output.inputs["Surface"])
+    return bsdf
+
+
+def _image_node(material, image, uv_name, row: int):
+    """An Image Texture node reading `image` through the UV map it was made for, left of the BSDF at `row`."""
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    bsdf = _bsdf(material)
     tex = nodes.new("ShaderNodeTexImage")
     tex.image = image
-    tex.location = bsdf.location.x - 320, bsdf.location.y
+    tex.location = bsdf.location.x - 520, bsdf.location.y - 300 * row
     uv = nodes.new("ShaderNodeUVMap")
     uv.uv_map = uv_name
     uv.location = tex.location.x - 200, tex.location.y
     links.new(uv.outputs["UV"], tex.inputs["Vector"])
-    links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
-    nodes.active = tex
+    return tex
+
+
+def _wire_maps(material, maps: dict, uv_name):
+    """Feed each PBR map image (MAP_INPUTS) into the material's Principled BSDF; they are data, not colour."""
+    links, bsdf = material.node_tree.links, _bsdf(material)
+    for row, (name, image) in enumerate(maps.items(), 1):
+        image.colorspace_settings.name = "Non-Color"
+        tex = _image_node(material, image, uv_name, row)
+        if name == "normal":
+            normal_map = material.node_tree.nodes.new("ShaderNodeNormalMap")
+            normal_map.space, normal_map.uv_map = "TANGENT", uv_name
+            normal_map.location = bsdf.location.x - 220, tex.location.y
+            links.new(tex.outputs["Color"], normal_map.inputs["Color"])
+            links.new(normal_map.outputs["Normal"], bsdf.inputs["Normal"])
+        else:
+            links.new(tex.outputs["Color"], bsdf.inputs[MAP_INPUTS[name]])
     return material
 
 
-def apply_texture(obj, png: bytes, uv_name: str, pack: bool = False):
-    """The texture as a new image, in copies of the object's materials (or a new material) assigned to it. The
+def _wire(material, image, uv_name, maps=None):
+    """Feed `image` (through the UV map it was made for) into Base Color of the material's Principled BSDF, and
+    the PBR map images `maps` (name -> image) into their inputs."""
+    bsdf = _bsdf(material)
+    tex = _image_node(material, image, uv_name, 0)
+    material.node_tree.links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+    _wire_maps(material, maps or {}, uv_name)
+    material.node_tree.nodes.active = tex
+    return material
+
+
+def map_images(maps_png: dict, name: str, pack: bool = False) -> dict:
+    """The PBR maps a job returned (client Result.maps_png) as new images "<name> roughness", ..."""
+    return {k: new_image(maps_png[k], f"{name} {k}", pack) for k in MAP_INPUTS if k in maps_png}
+
+
+def apply_texture(obj, png: bytes, uv_name: str, pack: bool = False, maps_png=None):
+    """The texture as a new image, in copies of the object's materials (or a new material) assigned to it; with
+    `maps_png` (a pbr job's roughness, metallic and normal PNGs) those too, in the same Principled BSDF. The
     originals keep a fake user, so a saved .blend still holds them once nothing uses them."""
     image = new_image(png, f"MeshDream {obj.name}", pack)
+    maps = map_images(maps_png or {}, f"MeshDream {obj.name}", pack)
     slots = [s for s in obj.material_slots if s.material is not None]
     if not slots:
-        material = _wire(bpy.data.materials.new(f"MeshDream {obj.name}"), image, uv_name)
+        material = _wire(bpy.data.materials.new(f"MeshDream {obj.name}"), image, uv_name, maps)
         if obj.material_slots:
             obj.material_slots[obj.active_material_index].material = material
         else:
@@ -212,15 +257,16 @@ def apply_texture(obj, png: bytes, uv_name: str, pack: bool = False):
             original.use_fake_user = True
             copy = original.copy()
             copy.name = f"{original.name} MeshDream"
-            copies[original.name] = _wire(copy, image, uv_name)
+            copies[original.name] = _wire(copy, image, uv_name, maps)
         slot.material = copies[original.name]
     return image
 
 
-def apply_edited(obj, png: bytes, name: str):
+def apply_edited(obj, png: bytes, name: str, maps_png=None):
     """An edited texture (inpainted, restyled, upscaled) as a new image `name` in a copy of the active material, in
-    the node the source came from. The source image and material are untouched; the material keeps a fake user,
-    so it stays in the .blend to switch back to."""
+    the node the source came from; with `maps_png` (a pbr restyle's maps) those too, on the active UV map. The
+    source image and material are untouched; the material keeps a fake user, so it stays in the .blend to switch
+    back to."""
     original = obj.active_material
     node = image_node(original)
     image = new_image(png, name)
@@ -228,6 +274,8 @@ def apply_edited(obj, png: bytes, name: str):
     copy = original.copy()
     copy.name = f"{original.name} MeshDream"
     copy.node_tree.nodes[node.name].image = image
+    if maps_png:
+        _wire_maps(copy, map_images(maps_png, name), obj.data.uv_layers.active.name)
     obj.material_slots[obj.active_material_index].material = copy
     return image
 

@@ -20,8 +20,14 @@ def _settings(props, *skip):
         "steps": props.steps or None,
         "guidance": props.guidance or None,
         "negative_prompt": props.negative_prompt or None,
+        "pbr": props.pbr or None,  # left out when off: a server from before PBR takes the job
     }
     return {k: v for k, v in out.items() if v is not None and k not in skip}
+
+
+def _include(settings) -> tuple:
+    """The result parts a job's apply needs: the texture, and its PBR maps when it makes them."""
+    return ("texture", "roughness", "metallic", "normal") if settings.get("pbr") else ("texture",)
 
 
 class TextureTask:
@@ -46,6 +52,7 @@ class TextureTask:
                 self.settings["strength"] = props.strength
         else:
             self.settings = _settings(props)
+        self.include = _include(self.settings)
 
     def submit(self, c):
         common = {"model": self.model, "reference_image": self.reference, "unwrap": "never", **self.settings}
@@ -57,7 +64,7 @@ class TextureTask:
             self.discard_files()
 
     def apply(self, context, result):
-        scene_io.apply_texture(self.obj, result.texture_png, self.uv_name)
+        scene_io.apply_texture(self.obj, result.texture_png, self.uv_name, maps_png=result.maps_png)
         return []
 
     def discard_files(self):
@@ -92,7 +99,7 @@ class ImageTask:
         self.texture, self.mask = scene_io.image_arrays(node.image)
 
     def apply(self, context, result):
-        scene_io.apply_edited(self.obj, result.texture_png, self.source + self.suffix)
+        scene_io.apply_edited(self.obj, result.texture_png, self.source + self.suffix, result.maps_png)
         return []
 
     def discard(self):
@@ -127,6 +134,7 @@ class RestyleTask(ImageTask):
             **_settings(props, "strategy", "texture_size", "negative_prompt"),
             "strength": props.restyle_strength,
         }
+        self.include = _include(self.settings)
 
     def submit(self, c):
         return c.submit_restyle(

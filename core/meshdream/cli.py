@@ -150,6 +150,24 @@ def _refuse_existing(path: Path, overwrite: bool) -> None:
         raise OutputExistsError(f"'{path}' already exists; choose another name or pass --overwrite.")
 
 
+def _pbr(args) -> dict:
+    """texture_mesh / restyle_texture's PBR settings from --pbr, --material-model and --delight / --no-delight;
+    none without --pbr (the output is then exactly what it was without them)."""
+    if not args.pbr:
+        if args.material_model or args.delight is not None:
+            from .errors import InvalidParameterError
+
+            raise InvalidParameterError("--material-model and --delight / --no-delight need --pbr; add --pbr.")
+        return {}
+    return {"pbr": True, "material_model": args.material_model, "delight": args.delight}
+
+
+def _maps(result) -> str:
+    """The PBR maps a result holds besides its base colour, for the "Wrote ..." line (empty without pbr)."""
+    names = [k for k in result.maps if k != "base_color"]
+    return f", PBR: {', '.join(names)}" if names else ""
+
+
 def _texture(args) -> None:
     from .geometry import save_textured
     from .images import contact_sheet, save_png
@@ -178,13 +196,15 @@ def _texture(args) -> None:
         guidance=args.guidance,
         inpaint_generator=inpainter,
         reference_image=reference,
+        **_pbr(args),
     )
-    save_textured(mesh, result.textures or result.texture, out, overwrite=args.overwrite)  # pages, if any
+    save_textured(mesh, result, out, overwrite=args.overwrite)  # its pages and PBR maps, if any
     if args.views_sheet:
         save_png(contact_sheet([img for _, img in result.views], columns=len(result.views)), Path(args.views_sheet))
     t = result.timings
     print(
-        f"Wrote {out} ({args.strategy}, {len(result.views)} views, {len(result.texture)}² texture; {t['total']:.1f} s: "
+        f"Wrote {out} ({args.strategy}, {len(result.views)} views, {len(result.texture)}² texture{_maps(result)}; "
+        f"{t['total']:.1f} s: "
         f"model {t['model']:.1f} s, geometry {t['geometry']:.1f} s)"
     )
     if args.verbose:
@@ -217,10 +237,12 @@ def _restyle(args) -> None:
         steps=args.steps,
         guidance=args.guidance,
         seed=args.seed,
+        **_pbr(args),
     )
-    save_textured(mesh, result.texture, out, overwrite=args.overwrite)
+    save_textured(mesh, result, out, overwrite=args.overwrite)
     print(
-        f"Wrote {out} (restyle at strength {args.strength}, {len(result.views)} views; {result.timings['total']:.1f} s)"
+        f"Wrote {out} (restyle at strength {args.strength}, {len(result.views)} views{_maps(result)}; "
+        f"{result.timings['total']:.1f} s)"
     )
 
 
@@ -278,11 +300,15 @@ def _shape(args) -> None:
 
     out = Path(args.output)
     _refuse_existing(out, args.overwrite)
+    if args.pbr and not args.texture:
+        from .errors import InvalidParameterError
+
+        raise InvalidParameterError("--pbr makes the maps of a texture; add --texture 'what it shows'.")
     points = generate_shape(args.prompt, n_points=args.points, seed=args.seed, steps=args.steps, guidance=args.guidance)
     mesh = load_mesh(points_to_mesh(points))
     if args.texture:
-        result = _run("texture", mesh=mesh, prompt=args.texture, strategy="sync", seed=args.seed)
-        save_textured(mesh, result.texture, out, overwrite=args.overwrite)
+        result = _run("texture", mesh=mesh, prompt=args.texture, strategy="sync", seed=args.seed, **_pbr(args))
+        save_textured(mesh, result, out, overwrite=args.overwrite)
     else:
         with writing(out) as (temp,):
             to_user_frame(mesh).export(str(temp), file_type=out.suffix.lower().lstrip("."))
@@ -343,6 +369,7 @@ def _batch(args) -> int:
         "n_views": args.views,
         "seed": args.seed,
         **{k: v for k, v in unless_unset.items() if v is not None},
+        **{k: v for k, v in _pbr(args).items() if v is not None},  # --pbr: GLB + a PNG per map, named in the summary
     }
     items = collect_items(args.inputs, args.prompt, settings, args.jobs, uv_set=args.uv_set)
     options = {"controlnet": args.controlnet, "base": args.base, "lora": args.lora}
@@ -424,6 +451,24 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
+    def pbr_options(p):
+        p.add_argument(
+            "--pbr",
+            action="store_true",
+            help="also write roughness, metallic and a normal map (GLB: one PBR material; OBJ: <stem>_roughness.png, "
+            "<stem>_metallic.png, <stem>_normal.png beside it)",
+        )
+        p.add_argument(
+            "--material-model",
+            help="with --pbr: builtin (default), a cached Marigold intrinsics or normals pipeline, or its folder",
+        )
+        p.add_argument(
+            "--delight",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="with --pbr: bake the material model's de-lit albedo as the base colour (default: when it makes one)",
+        )
+
     def uv_set_option(p):
         p.add_argument("--uv-set", type=int, default=0, help="UV set of a glTF/GLB file to texture (n: TEXCOORD_n)")
 
@@ -449,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ip-adapter", help="IP-Adapter .safetensors, so --reference can steer the style")
     p.add_argument("--reference", help="reference picture whose style the texture follows (needs --ip-adapter)")
     p.add_argument("-v", "--verbose", action="store_true", help="print the time of every stage")
+    pbr_options(p)
     p.set_defaults(run=_texture)
 
     p = sub.add_parser("restyle", help="restyle a mesh's existing texture toward a prompt; writes a textured GLB/OBJ")
@@ -465,6 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float)
     model_options(p, "builtin")
     uv_set_option(p)
+    pbr_options(p)
     p.set_defaults(run=_restyle)
 
     p = sub.add_parser("upscale", help="upscale a mesh's UV texture 2x or 4x, chart by chart; writes a new PNG")
@@ -508,6 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float)
     p.add_argument("--texture", help="also texture it with the built-in model, e.g. 'oak wood'")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    pbr_options(p)
     p.set_defaults(run=_shape)
 
     p = sub.add_parser("serve", help="run the HTTP server tools send jobs to (needs: pip install 'meshdream[server]')")
@@ -567,6 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray", metavar="local|auto|ADDRESS", help="run on Ray: start one, join this machine's, or ADDRESS")
     p.add_argument("--workers", type=int, help="--ray: model workers (default: one per GPU or per --cpus-per-worker)")
     p.add_argument("--cpus-per-worker", type=float, default=1.0, help="--ray: cores each model worker holds")
+    pbr_options(p)
     p.set_defaults(run=_batch)
 
     p = sub.add_parser("models", help="list the models available offline")

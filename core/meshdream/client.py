@@ -14,7 +14,9 @@ here). Cameras are {"view": 4x4 world-to-camera matrix, "fov": degrees, "resolut
 keyword setting of texture_mesh / restyle_texture / upscale_texture / inpaint_uv / generate_shape passes through
 **settings (one left out takes the core's default, the server's for model=); model= is a spec
 (one the server lists at /v1/models: "builtin", a cached Hugging Face id, a --models-dir entry) or {"spec": ...,
-"options": {load_generator keywords}}. Any failure raises `ClientError` carrying the server's message.
+"options": {load_generator keywords}}. pbr=True (texture, restyle) also makes roughness, metallic and normal maps
+(Result.maps_png; material_model= one the server lists under "material_models"); Result.save writes them all.
+Any failure raises `ClientError` carrying the server's message.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
 DEFAULT_URL = "http://127.0.0.1:7860"
-RESULT_PARTS = ("texture", "glb", "weight", "seen", "mesh", "points", "views")
+MAP_PARTS = ("roughness", "metallic", "normal")  # a pbr=True job's maps beside its base colour ("texture")
+RESULT_PARTS = ("texture", "glb", "weight", "seen", "mesh", "points", "views", *MAP_PARTS)
 
 
 class ClientError(Exception):
@@ -92,6 +95,31 @@ class Result:
     mesh: Optional[Dict[str, Any]] = None  # vertices, faces, per-corner uvs (Arrays, your frame); unwrapped
     points: Optional[Array] = None  # (N, 3) float32 shape points
     views_png: List[bytes] = field(default_factory=list)
+    # pbr=True: PNG per map, "roughness" / "metallic" (grey, glTF's perceptual roughness and metalness) and "normal"
+    # (tangent space, OpenGL +Y as glTF and Blender read it); the base colour is texture_png. The GLB holds them all.
+    maps_png: Dict[str, bytes] = field(default_factory=dict)
+
+    def save(self, path, overwrite: bool = False) -> List[str]:
+        """Write the result where users look: the GLB at `path` (.glb), and beside it the base colour as
+        <stem>.png and each PBR map as <stem>_<map>.png (those fetched). Existing files are kept unless
+        `overwrite` (ClientError naming the first). Returns the paths written, the GLB first."""
+        path = os.fspath(path)
+        stem, suffix = os.path.splitext(path)
+        if suffix.lower() != ".glb":
+            raise ClientError(f"Cannot write '{path}'; name a .glb file (the maps are written beside it).")
+        if self.glb is None:
+            raise ClientError("The result has no GLB; fetch it with include containing 'glb' (the default).")
+        files = {path: self.glb}
+        if self.texture_png is not None:
+            files[stem + ".png"] = self.texture_png
+        files.update({f"{stem}_{name}.png": png for name, png in self.maps_png.items()})
+        existing = [p for p in files if os.path.exists(p)]
+        if existing and not overwrite:
+            raise ClientError(f"'{existing[0]}' already exists; choose another name or pass overwrite=True.")
+        for p in sorted(files, key=lambda p: p == path):  # the GLB last: once it is there, so is the rest
+            with open(p, "wb") as f:
+                f.write(files[p])
+        return [path, *(p for p in files if p != path)]
 
     @classmethod
     def decode(cls, d: Dict[str, Any]) -> "Result":
@@ -115,6 +143,7 @@ class Result:
             mesh=mesh,
             points=arr("points"),
             views_png=[base64.b64decode(v) for v in d.get("views_png", [])],
+            maps_png={name: png(name + "_png") for name in MAP_PARTS if name + "_png" in d},
         )
 
 

@@ -55,7 +55,7 @@ def pair(meshes, tmp_path_factory):
 
 def summary(out: Path) -> dict:
     data = json.loads((out / "summary.json").read_text())
-    assert all(set(i) == KEYS for i in data["items"])
+    assert all(set(i) - {"maps"} == KEYS for i in data["items"])  # "maps": pbr items only
     return data
 
 
@@ -218,6 +218,40 @@ def test_restyle_and_upscale_jobs_write_new_files_never_over_their_inputs(tmp_pa
     expected = meshdream.upscale_texture(mesh, texture, scale=2, upscaler="lanczos")
     upscaled = np.asarray(Image.open(tmp_path / "spot_texture_x2.png"))
     assert np.abs(upscaled.astype(int) - np.round(expected * 255)).max() <= 1
+
+
+def test_pbr_items_write_a_png_per_map_and_the_summary_names_them(tmp_path, capsys):
+    """Issue 27: `meshdream batch --pbr`: a GLB with its maps plus <stem>_<map>.png beside it; an OBJ output gets
+    the maps save_textured writes beside it; summary.json names every map file."""
+    for name in ("spot.obj", "suzanne.obj"):
+        shutil.copy(BUNDLED / name, tmp_path / name)
+    jobs = tmp_path / "jobs.jsonl"
+    lines = [{"input": "spot.obj"}, {"input": "suzanne.obj", "output": "suzanne.obj.d/suzanne.obj"}]
+    jobs.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "out"
+    assert main(["batch", "--jobs", str(jobs), "--prompt", "red brick", "-o", str(out), "--pbr", *TINY_ARGS]) == 0
+    items = by_name(summary(out))
+    maps = ("base_color", "roughness", "metallic", "normal")
+    for name, folder in (("spot.glb", out), ("suzanne.obj", out / "suzanne.obj.d")):
+        stem = Path(name).stem
+        assert items[name]["status"] == DONE
+        expected = {m: str(folder / (stem + ("" if m == "base_color" else "_" + m) + ".png")) for m in maps}
+        assert items[name]["maps"] == expected
+        for m, path in expected.items():
+            image = np.asarray(Image.open(path))
+            assert image.shape[:2] == (64, 64) and image.ndim == (3 if m in ("base_color", "normal") else 2)
+    assert_textured_glb(out / "spot.glb")
+    scene = trimesh.load(str(out / "spot.glb"))
+    mesh = next(iter(scene.geometry.values()))
+    assert mesh.visual.material.normalTexture is not None
+    assert mesh.visual.material.metallicRoughnessTexture is not None
+    mtl = (out / "suzanne.obj.d" / "suzanne.mtl").read_text()
+    assert "map_Pr suzanne_roughness.png" in mtl and "norm suzanne_normal.png" in mtl
+    # Without --pbr an item's summary line is as it always was.
+    plain = ["batch", str(tmp_path / "spot.obj"), "--prompt", "oak", "-o", str(tmp_path / "plain")]
+    assert main([*plain, *TINY_ARGS]) == 0
+    assert "maps" not in summary(tmp_path / "plain")["items"][0]
+    assert not list((tmp_path / "plain").glob("*_roughness.png"))
 
 
 def test_uv_set_from_the_jobs_file_and_the_command_line(generator, tmp_path):

@@ -1,11 +1,13 @@
 """Run inside the real Blender program (with its window, under xvfb) by test_real_blender.py; not a pytest module.
 
-    blender --factory-startup --enable-event-simulate SCENE.blend --python THIS -- ZIP WHEELS PORT OUT_DIR
+    blender --factory-startup --enable-event-simulate SCENE.blend --python THIS -- ZIP WHEELS PORT OUT_DIR GLB
 
 A new user's first session: installs the add-on from ZIP the legacy way (Blender 3.4) with nothing configured,
 shows the MeshDream sidebar tab (its set-up box), presses "Set up local worker" (packages from the wheel folder
 WHEELS instead of the internet), runs "Texture Selected" on Suzanne with the panel's defaults through the modal
-operator, then kills the worker mid-job and runs another job. Screenshots of each step and OUT_DIR/report.json are
+operator, then kills the worker mid-job and runs another job, then a "PBR" one (issue 27: a lit screenshot of the
+red brick with its normal map, and one with the Normal Map node muted), and imports GLB (a PBR file save_textured
+wrote) with Blender's glTF importer. Screenshots of each step and OUT_DIR/report.json are
 for the test. Each step runs in a `bpy.app.timers` callback so the window keeps drawing in between, as it does for
 a person.
 """
@@ -23,7 +25,7 @@ import bpy
 from bpy_extras.view3d_utils import location_3d_to_region_2d
 from mathutils import Vector
 
-ZIP, WHEELS, PORT, OUT = sys.argv[sys.argv.index("--") + 1 :]
+ZIP, WHEELS, PORT, OUT, GLB = sys.argv[sys.argv.index("--") + 1 :]
 REPORT = {"steps": [], "screenshots": []}
 TIMEOUT_S = 1500.0  # ~5 min on 2 idle cores; 15 min seen with other work on them
 
@@ -243,6 +245,71 @@ def material_preview():
     log("viewport in Material Preview")
 
 
+def pbr_inputs(material):
+    """{Principled BSDF input: {"image", "colorspace", "normal_map"}} of the images feeding Base Color, Roughness,
+    Metallic and Normal (through Separate Color or Normal Map nodes, as the glTF importer wires them)."""
+
+    def upstream(socket):
+        nodes = []
+        for link in socket.links:
+            nodes.append(link.from_node)
+            for above in link.from_node.inputs:
+                nodes += upstream(above)
+        return nodes
+
+    bsdf = next(n for n in material.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+    out = {}
+    for name in ("Base Color", "Roughness", "Metallic", "Normal"):
+        nodes = upstream(bsdf.inputs[name])
+        image = next((n.image for n in nodes if n.type == "TEX_IMAGE" and n.image is not None), None)
+        normal_map = next((n for n in nodes if n.type == "NORMAL_MAP"), None)
+        out[name] = {
+            "image": image.name if image else None,
+            "colorspace": image.colorspace_settings.name if image else None,
+            "normal_map": [normal_map.space, normal_map.uv_map] if normal_map else None,
+        }
+    return out
+
+
+def pbr_job():
+    """The panel's "PBR" toggle on, the model's own settings, a grazing sun so the normal map shows."""
+    props = bpy.context.scene.meshdream
+    props.pbr, props.prompt, props.steps, props.n_views = True, "red brick", 0, 8
+    sun = bpy.data.objects.new("Grazing Sun", bpy.data.lights.new("Grazing Sun", "SUN"))
+    sun.data.energy = 4.0
+    sun.rotation_euler = (1.2, 0.0, -0.9)  # low over the upper left: bumps cast their shading
+    bpy.context.collection.objects.link(sun)
+    window, area, main, ui = view3d()
+    area.spaces.active.shading.use_scene_lights = True
+    log("PBR on, grazing sun added")
+
+
+def pbr_applied():
+    obj = bpy.context.active_object
+    REPORT["pbr"] = {"material": obj.active_material.name, "inputs": pbr_inputs(obj.active_material)}
+    uv = obj.data.uv_layers.active
+    REPORT["pbr"]["uv_map"] = uv.name if uv else None
+    log(f"PBR material {REPORT['pbr']['material']!r}: {REPORT['pbr']['inputs']}")
+
+
+def mute_normal_map(mute):
+    material = bpy.context.active_object.active_material
+    for node in material.node_tree.nodes:
+        if node.type == "NORMAL_MAP":
+            node.mute = mute
+    log(f"Normal Map node {'muted' if mute else 'on'}")
+
+
+def import_glb():
+    """Blender's own glTF importer on a PBR GLB written by save_textured. Shading "Smooth": Debian's 3.4 cannot
+    import a GLB with normals under its default shading (a numpy clash in its importer), PBR or not."""
+    before = set(bpy.data.objects)
+    bpy.ops.import_scene.gltf(filepath=GLB, import_shading="SMOOTH")
+    meshes = [o for o in set(bpy.data.objects) - before if o.type == "MESH"]
+    REPORT["glb"] = [{"material": o.active_material.name, "inputs": pbr_inputs(o.active_material)} for o in meshes]
+    log(f"imported {GLB}: {REPORT['glb']}")
+
+
 def pause(seconds):
     """A step that lets the window draw for `seconds`."""
     since = {}
@@ -278,6 +345,18 @@ def plan():
     yield start_job  # a new worker is started for it
     yield job_finished
     yield lambda: REPORT.update(restarted_image=(REPORT.get("image") or {}).get("name"))
+    yield pbr_job
+    yield start_job
+    yield job_finished
+    yield pbr_applied
+    yield material_preview
+    yield pause(4.0)  # shaders compile
+    yield lambda: REPORT.update(pbr_png=screenshot("6-pbr-red-brick.png"))
+    yield lambda: mute_normal_map(True)
+    yield pause(2.0)
+    yield lambda: REPORT.update(flat_png=screenshot("7-pbr-flat-normals.png"))
+    yield lambda: mute_normal_map(False)
+    yield import_glb
 
 
 STEPS = plan()

@@ -176,6 +176,101 @@ def test_texture_uses_the_active_uv_map_of_several_and_changes_none(scene, monke
     assert all(np.array_equal(uv_data(obj, me.uv_layers[name]), data) for name, data in before.items())
 
 
+def feeding(socket, seen=()):
+    """The nodes upstream of a node socket, nearest first (through any Separate Color / Normal Map between)."""
+    out = []
+    for link in socket.links:
+        node = link.from_node
+        out.append(node)
+        for upstream in node.inputs:
+            out += feeding(upstream)
+    return out
+
+
+def pbr_inputs(material) -> dict:
+    """{BSDF input: the image feeding it} for Base Color, Roughness, Metallic and Normal (None: not connected), and
+    checks the maps read as data and the normal map is tangent space on the UV map its image is read through."""
+    bsdf = next(n for n in material.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+    out = {}
+    for name in ("Base Color", "Roughness", "Metallic", "Normal"):
+        images = [n for n in feeding(bsdf.inputs[name]) if n.type == "TEX_IMAGE"]
+        out[name] = images[0].image if images else None
+        if images and name != "Base Color":
+            assert images[0].image.colorspace_settings.name == "Non-Color", name
+        if name == "Normal" and images:
+            (normal_map,) = [n for n in feeding(bsdf.inputs[name]) if n.type == "NORMAL_MAP"]
+            assert normal_map.space == "TANGENT"
+            uv_nodes = [n for n in feeding(images[0].inputs["Vector"]) if n.type == "UVMAP"]
+            assert not uv_nodes or normal_map.uv_map == uv_nodes[0].uv_map
+    return out
+
+
+def png_bytes(array) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray((np.clip(array, 0, 1) * 255).astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_pbr_maps_build_a_principled_material_beside_the_users(scene):
+    """Issue 27: a result with maps wires roughness, metallic (Non-Color) and a tangent-space normal map on the
+    textured UV map into copies of the user's materials; the user's material and images stay as they were."""
+    from blender_addon import scene_io
+
+    obj = bpy.context.active_object
+    user, checker = paint(obj)
+    before = pixels(checker)
+    size = 16
+    ramp = np.linspace(0, 1, size, dtype=np.float32)[None].repeat(size, 0)
+    maps = {
+        "roughness": png_bytes(ramp),
+        "metallic": png_bytes(1 - ramp),
+        "normal": png_bytes(np.stack([ramp, 1 - ramp, np.ones_like(ramp)], -1)),
+    }
+    scene_io.apply_texture(obj, png_bytes(np.full((size, size, 3), 0.5)), "UVMap", maps_png=maps)
+
+    new = obj.active_material
+    assert new is not user and new.name == "Painted MeshDream"
+    connected = pbr_inputs(new)
+    assert all(connected.values()), connected
+    assert connected["Roughness"].name == f"MeshDream {obj.name} roughness"
+    got = pixels(connected["Roughness"]).reshape(size, size, 4)[::-1, :, 0]  # Blender's rows run bottom-up
+    assert np.allclose(got, ramp, atol=1 / 255)  # the map as the job sent it
+    assert user.use_fake_user and pbr_inputs(user)["Roughness"] is None and pbr_inputs(user)["Normal"] is None
+    assert pbr_inputs(user)["Base Color"] == checker and np.array_equal(pixels(checker), before)
+
+
+def test_texture_selected_with_pbr_applies_the_jobs_maps(scene):
+    """The panel's PBR toggle through a real job: the maps come back and are wired on the textured UV map."""
+    obj = bpy.context.active_object
+    user, checker = paint(obj)
+    scene.meshdream.pbr = True
+    assert bpy.ops.meshdream.texture_selected() == {"FINISHED"}
+    new = obj.active_material
+    connected = pbr_inputs(new)
+    assert new is not user and all(connected.values()), connected
+    assert connected["Normal"].size[:] == connected["Base Color"].size[:] == (64, 64)
+    normal = pixels(connected["Normal"]).reshape(64, 64, 4)[..., :3] * 2 - 1
+    assert np.median(normal[..., 2]) > 0.5  # tangent space: mostly the surface's own normal
+    assert pbr_inputs(user) == {"Base Color": checker, "Roughness": None, "Metallic": None, "Normal": None}
+
+
+def test_a_pbr_glb_from_save_textured_imports_with_its_maps_connected(scene, tmp_path):
+    """Blender's own glTF importer reads what save_textured writes: base colour, metallic-roughness and normal."""
+    import meshdream
+
+    mesh = meshdream.load_mesh(ROOT / "core" / "meshdream" / "assets" / "suzanne.obj")
+    tiny = dict(n_views=2, view_resolution=64, texture_size=64, steps=2)
+    path = meshdream.save_textured(
+        mesh, meshdream.texture_mesh(mesh, "red brick", pbr=True, **tiny), tmp_path / "a.glb"
+    )
+    before = set(bpy.data.objects)
+    assert bpy.ops.import_scene.gltf(filepath=str(path)) == {"FINISHED"}
+    (imported,) = [o for o in set(bpy.data.objects) - before if o.type == "MESH"]
+    connected = pbr_inputs(imported.active_material)
+    assert all(connected.values()), connected
+    assert connected["Roughness"] == connected["Metallic"]  # one image: G roughness, B metallic (glTF)
+
+
 def test_texture_saves_next_to_a_saved_blend(scene, tmp_path):
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene.blend"))
     assert bpy.ops.meshdream.texture_selected() == {"FINISHED"}

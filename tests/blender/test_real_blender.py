@@ -3,7 +3,9 @@ meets it (issue 26): installed from the zip with nothing configured, its sidebar
 local worker" makes a private environment and installs the core wheel from the zip with its dependencies (from a
 local wheel folder standing in for the package index: tests/blender/wheelhouse.py); "Texture Selected" with the
 panel's defaults textures Suzanne; a worker killed mid-job fails the job at once and the next job starts a new one;
-quitting Blender leaves no worker behind. Screenshots of each step stay in out/addon/ for a person to look at.
+quitting Blender leaves no worker behind; with "PBR" on (issue 27) the new material has its roughness, metallic and
+normal maps connected, the normal map visibly shades the red brick, and a PBR GLB written by save_textured imports
+with its maps connected. Screenshots of each step stay in out/addon/ for a person to look at.
 The steps inside Blender are in real_blender_session.py.
 """
 
@@ -50,12 +52,24 @@ def chroma(png: Path, box) -> np.ndarray:
     return crop.max(axis=-1) - crop.min(axis=-1)
 
 
+def pbr_glb(path: Path) -> Path:
+    """A PBR GLB as a user gets it: Suzanne textured "red brick" with pbr=True (small settings), save_textured."""
+    from meshdream import load_mesh, save_textured, texture_mesh
+
+    from tests.conftest import asset
+
+    mesh = load_mesh(asset("suzanne.obj"))
+    result = texture_mesh(mesh, "red brick", n_views=4, view_resolution=64, texture_size=128, steps=4, pbr=True)
+    return save_textured(mesh, result, path)
+
+
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
     sys.path.insert(0, str(ROOT))
     import build
 
     tmp = tmp_path_factory.mktemp("real_blender")
+    glb = pbr_glb(tmp / "red-brick-pbr.glb")
     zip_path = build.build_addon()
     scene = tmp / "scene.blend"  # opening a file skips the splash screen
     subprocess.run(
@@ -103,6 +117,7 @@ def session(tmp_path_factory):
             str(wheels),
             str(port),
             str(OUT),
+            str(glb),
         ],
         capture_output=True,
         text=True,
@@ -140,7 +155,7 @@ def test_the_session_ran_every_step(session):
     report, done = session
     assert "error" not in report, report["error"] + "\n".join(report["steps"])
     assert report.get("ok"), report["steps"]
-    assert report["invoke"] == [["RUNNING_MODAL"]] * 3  # the modal operator, not the synchronous path
+    assert report["invoke"] == [["RUNNING_MODAL"]] * 4  # the modal operator, not the synchronous path
     assert report["panel_draws"] > 0
 
 
@@ -196,6 +211,8 @@ def test_the_screenshots_show_the_panel_and_a_textured_suzanne(session):
         "3-set-up.png",
         "4-textured.png",
         "5-worker-killed.png",
+        "6-pbr-red-brick.png",
+        "7-pbr-flat-normals.png",
     ]
     first, textured = OUT / "1-first-run.png", OUT / "4-textured.png"
     assert first.stat().st_size > 10_000 and textured.stat().st_size > 10_000
@@ -205,3 +222,42 @@ def test_the_screenshots_show_the_panel_and_a_textured_suzanne(session):
     assert (before > 40).mean() < 0.05  # the selection outline, axes
     assert (after > 40).mean() > 0.15, f"only {(after > 40).mean():.1%} of the object's box is coloured"
     assert np.std(after) > 10
+
+
+def check_pbr_inputs(inputs: dict, uv_map=None) -> None:
+    """Base colour (sRGB), roughness and metallic (Non-Color) images and a tangent-space normal map, all connected."""
+    assert all(inputs[name]["image"] for name in ("Base Color", "Roughness", "Metallic", "Normal")), inputs
+    assert inputs["Base Color"]["colorspace"] == "sRGB", inputs
+    assert {inputs[name]["colorspace"] for name in ("Roughness", "Metallic", "Normal")} == {"Non-Color"}, inputs
+    space, normal_uv = inputs["Normal"]["normal_map"]
+    assert space == "TANGENT" and (uv_map is None or normal_uv == uv_map), inputs
+
+
+def test_the_pbr_toggle_makes_a_principled_material_with_the_three_maps(session):
+    pbr = session[0]["pbr"]
+    assert pbr["material"].startswith("MeshDream Suzanne") and pbr["material"] != "MeshDream Suzanne"
+    check_pbr_inputs(pbr["inputs"], pbr["uv_map"])
+
+
+def test_a_pbr_glb_imports_with_its_maps_connected(session):
+    (imported,) = session[0]["glb"]
+    check_pbr_inputs(imported["inputs"])
+
+
+def test_the_normal_map_shades_the_red_brick(session):
+    """The lit PBR screenshot against the same view with the Normal Map node muted: the normal map changes the
+    shading across the object (bumps), and the brick is red."""
+    from PIL import Image
+
+    report, _ = session
+    x0, y0, x1, y1 = (int(round(v)) for v in report["object_box"])
+    images = []
+    for name in ("6-pbr-red-brick.png", "7-pbr-flat-normals.png"):
+        image = np.asarray(Image.open(OUT / name).convert("RGB")).astype(float)
+        height = image.shape[0]
+        images.append(image[max(0, height - y1) : height - max(0, y0), max(0, x0) : x1])
+    bumpy, flat = images
+    changed = (np.abs(bumpy - flat).max(axis=-1) > 4).mean()
+    assert changed > 0.02, f"the normal map changed only {changed:.1%} of the object's box"
+    red = bumpy[..., 0] - bumpy[..., 1:].max(axis=-1)
+    assert (red > 20).mean() > 0.10, f"only {(red > 20).mean():.1%} of the object's box is red"

@@ -127,3 +127,28 @@ def test_a_full_disk_is_one_line_and_leaves_no_broken_file(full_disk, tmp_path, 
             Image.open(png).load()
     else:
         assert left == []
+
+
+def test_texture_with_pbr_writes_every_map_and_pbr_flags_need_pbr(tmp_path):
+    """Issue 27: --pbr writes the OBJ's maps beside it (map_Pr, map_Pm, norm); its options alone are an error."""
+    tiny = ["--views", "2", "--view-resolution", "64", "--texture-size", "64", "--steps", "2"]
+    out = tmp_path / "spot.obj"
+    r = meshdream("texture", asset("spot.obj"), "--prompt", "red brick", "-o", out, "--pbr", *tiny)
+    assert r.returncode == 0, r.stderr
+    assert "PBR: roughness, metallic, normal" in r.stdout
+    for name in ("roughness", "metallic", "normal"):
+        assert Image.open(tmp_path / f"spot_{name}.png").size == (64, 64)
+    mtl = (tmp_path / "spot.mtl").read_text()
+    assert "map_Pr spot_roughness.png" in mtl and "map_Pm spot_metallic.png" in mtl and "norm spot_normal.png" in mtl
+
+    r = meshdream("texture", asset("spot.obj"), "--prompt", "oak", "-o", tmp_path / "b.glb", "--no-delight", *tiny)
+    assert r.returncode == 2 and "need --pbr" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "b.glb").exists()
+    r = meshdream("shape", "chair", "-o", tmp_path / "c.glb", "--pbr")
+    assert r.returncode == 2 and "--texture" in r.stderr and "Traceback" not in r.stderr
+    r = meshdream(
+        "texture", asset("spot.obj"), "--prompt", "oak", "-o", tmp_path / "d.glb", "--pbr", "--material-model",
+        tmp_path / "no-such-model", *tiny,
+    )  # fmt: skip
+    assert r.returncode == 2 and r.stderr.startswith("meshdream: error:") and "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1 and not (tmp_path / "d.glb").exists()

@@ -19,7 +19,7 @@ from ..errors import CancelledError, MeshDreamError, MeshDreamWarning, OutputExi
 from ..files import TEMP_PREFIX
 from ..jobs import KINDS, TEXTURE
 from ..progress import CancelToken, Progress
-from .jobs import DONE, FAILED, SKIPPED, BatchItem, ItemResult
+from .jobs import DONE, FAILED, SKIPPED, BatchItem, ItemResult, map_files
 from .summary import CANCELLED, FINISHED, Placed, Summary, marker_path
 
 
@@ -59,6 +59,14 @@ def _upscaler(spec: str, scale: int, device: str):
     return load_upscaler(spec, scale, device)
 
 
+@functools.lru_cache(maxsize=1)
+def _material_model(spec: str, device: str):
+    """The batch's material model (settings.material_model), loaded once per process like the upscaler."""
+    from ..generators.material_models import load_material_model
+
+    return load_material_model(spec, device=device)
+
+
 def _make(item: BatchItem, generator, mesh, progress, cancel):
     """The item's core call, by its kind in meshdream.jobs.KINDS: (what save_textured takes, or None for a texture
     alone; the texture)."""
@@ -77,10 +85,12 @@ def _make(item: BatchItem, generator, mesh, progress, cancel):
         scale = args.get("scale", kind.default("scale"))
         device = "auto" if generator is None else str(generator.device)
         args["upscaler"] = _upscaler(args.get("upscaler", kind.default("upscaler")), scale, device)
+    if isinstance(args.get("material_model"), str):
+        args["material_model"] = _material_model(args["material_model"], str(getattr(generator, "device", "auto")))
     out = kind.call(**args)
     if kind.returns == TEXTURE:
         return None, out
-    return out.textures or out.texture, out.texture  # pages (materials, UDIM tiles), if any
+    return out, out.texture  # save_textured takes its pages (materials, UDIM tiles) and PBR maps, if any
 
 
 def texture_item(item: BatchItem, generator, out_dir: Path, progress=None, cancel=None, mesh=None) -> Path:
@@ -109,8 +119,11 @@ def texture_item(item: BatchItem, generator, out_dir: Path, progress=None, cance
             save_png(texture, tmp / out.name)
         else:
             save_textured(mesh, textured, tmp / out.name)
-            if out.suffix.lower() == ".glb":
+            if out.suffix.lower() == ".glb":  # the images beside it too, for tools that take textures apart
                 save_png(texture, tmp / (out.stem + ".png"))
+                for name, path in map_files(tmp / out.name).items():
+                    if name in textured.maps and name != "base_color":
+                        save_png(textured.maps[name], path)
         source = item.source or item.input
         Placed(item.output, source, round(time.perf_counter() - t0, 3), Placed.digest(tmp / out.name)).write(out)
         try:
@@ -174,6 +187,7 @@ def settled_result(summary: Summary, item: BatchItem, overwrite: bool) -> Option
     says). Every scheduler applies the same rule."""
     out = summary.output_path(item)
     beside = {out, out.with_suffix(".png"), out.with_suffix(".mtl")}  # what save_textured may write with it
+    beside |= set(map_files(out).values()) if item.pbr else set()
     clash = next((p for p in item.inputs if Path(p).resolve() in {b.resolve() for b in beside}), None)
     if clash is not None:
         message = str(
@@ -197,6 +211,9 @@ class Recorder:
         self.report = BatchReport(summary_path=summary.path)
 
     def __call__(self, item: BatchItem, result: ItemResult) -> None:
+        if item.pbr and result.status != FAILED:  # summary.json names the maps written beside the output
+            files = map_files(Path(result.output))
+            result.maps = {name: str(path) for name, path in files.items() if path.exists()}
         self.report.results.append(result)
         self.summary.record(result)
         if self.progress is not None:

@@ -54,6 +54,11 @@ class BatchItem:
         return self.source or Path(self.input).name
 
     @property
+    def pbr(self) -> bool:
+        """Whether the item makes PBR maps (settings.pbr, texture and restyle items)."""
+        return bool(self.settings.get("pbr"))
+
+    @property
     def inputs(self) -> tuple[str, ...]:
         """The files the item reads, which no output may replace."""
         return (self.input,) if self.texture is None else (self.input, self.texture)
@@ -69,13 +74,29 @@ class ItemResult:
     seconds: float = 0.0
     attempts: int = 0
     error: Optional[str] = None
+    maps: Optional[dict[str, str]] = None  # pbr items: PNG per map beside the output, {"roughness": path, ...}
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if self.maps is None:
+            del out["maps"]  # the summary of an item without maps is as it was
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ItemResult":
-        return cls(**{k: data.get(k) for k in ("input", "output", "status", "seconds", "attempts", "error")})
+        keys = ("input", "output", "status", "seconds", "attempts", "error", "maps")
+        return cls(**{k: data.get(k) for k in keys})
+
+
+def map_files(output: Path) -> dict[str, Path]:
+    """Where a pbr item's maps lie beside its output: <stem>.png (base colour), <stem>_roughness.png,
+    <stem>_metallic.png, <stem>_normal.png; the batch writes them beside a .glb, save_textured beside an .obj."""
+    from ..generators.material_models import MAP_NAMES
+
+    return {
+        name: output.with_name(output.stem + ("" if name == "base_color" else "_" + name) + ".png")
+        for name in MAP_NAMES
+    }
 
 
 def check_settings(settings: Mapping[str, Any], where: str, kind: str = "texture") -> dict:

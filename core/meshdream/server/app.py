@@ -29,8 +29,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import InvalidParameterError, MeshDreamError
-from .jobs import DONE, FAILED, Job, ModelSpec
 from ..jobs import KINDS, Limits
+from .jobs import DONE, FAILED, Job, ModelSpec
 from .models import ModelCatalog
 from .schema import DEFAULT_PARTS, RESULT_PARTS, JobIn, Submit, encode_result, job_request, preview_png, status
 from .worker import ModelCache, Retention, ServerFullError, Worker, log
@@ -197,12 +197,14 @@ def create_app(
     @app.get("/v1/models")
     def models():
         """What jobs may name: texture models ("model", "inpaint_model", their options), upscalers
-        (settings.upscaler), shape categories; and the server's size limits."""
+        (settings.upscaler), material models (settings.material_model, with settings.pbr), shape categories; and
+        the server's size limits."""
         from ..shapes import shape_categories
 
         return {
             "texture_models": catalog.texture_models(),
             "upscalers": catalog.upscalers(),
+            "material_models": catalog.material_models(),
             "shape_categories": shape_categories(),
             "limits": asdict(limits),
         }

@@ -120,11 +120,15 @@ class JobResult:
     views: list[np.ndarray] = field(default_factory=list)  # generated view images
     mesh: Optional[trimesh.Trimesh] = None  # normalized (load_mesh) mesh the texture belongs to
     points: Optional[np.ndarray] = None  # (N, 3) shape points
+    maps: dict[str, np.ndarray] = field(default_factory=dict)  # PBR maps (TextureResult.maps), with settings.pbr
+    page_maps: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # per page (TextureResult.page_maps)
 
     @property
     def nbytes(self) -> int:
         """The memory its arrays hold: what the server's result budget (serve --keep-results-mb) counts."""
         arrays = [self.texture, self.weight, self.points, *self.textures.values(), *self.views]
+        arrays += [m for name, m in self.maps.items() if name != "base_color"]  # base_color is `texture`
+        arrays += [m for page in self.page_maps.values() for name, m in page.items() if name != "base_color"]
         if self.mesh is not None:
             arrays += [self.mesh.vertices, self.mesh.faces, getattr(self.mesh.visual, "uv", None)]
         return sum(a.nbytes for a in arrays if a is not None)

@@ -41,6 +41,13 @@ class ModelCatalog:
 
         return [{"id": "builtin", "kind": "builtin", "bytes": None}, *list_cached_models(), *self.folder_models()]
 
+    def material_models(self) -> list[dict]:
+        """What settings.material_model may name: the built-in one, cached Marigold pipelines, the models folder."""
+        from ..generators import list_cached_models
+
+        cached = [m for m in list_cached_models() if str(m["kind"]).startswith("Marigold")]
+        return [{"id": "builtin", "kind": "builtin", "bytes": None}, *cached, *self.folder_models()]
+
     def upscalers(self) -> list[dict]:
         return [{"id": name, "kind": "builtin", "bytes": None} for name in BUILTIN_UPSCALERS] + self.folder_models()
 
@@ -55,6 +62,12 @@ class ModelCatalog:
         if isinstance(value, (list, tuple)):
             return tuple(self.resolve_option(v, where) for v in value)
         return self._lookup(value, where, cache=True)
+
+    def resolve_material_model(self, name, where: str) -> str:
+        """What load_material_model gets for a model named `name` (a spec string): one this server lists."""
+        if not isinstance(name, str):
+            raise InvalidParameterError(f"{where}: name a material model as a string, e.g. 'builtin'.")
+        return name if name == "builtin" else self._lookup(name, where, cache=True)
 
     def resolve_upscaler(self, name: str, where: str) -> str:
         if isinstance(name, str) and name.lower() in BUILTIN_UPSCALERS:

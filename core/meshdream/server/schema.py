@@ -35,12 +35,14 @@ from pydantic import (
 
 from ..errors import InvalidParameterError
 from ..generators import load_generator
+from ..generators.material_models import MAP_NAMES
 from ..geometry import mesh_info, save_textured
 from ..geometry.mesh_io import READ_FORMATS, to_user_frame
 from ..geometry.texture import check_texture_size
 from ..images import contact_sheet, to_uint8
 from ..jobs import KINDS, Limits
 from ..shapes import points_to_mesh
+from ..texturing import TextureResult
 from ..texturing.upscale import SCALES
 from .jobs import CameraInput, Job, JobResult, MeshInput, ModelSpec, Request
 from .models import ModelCatalog
@@ -503,13 +505,20 @@ def job_request(job, ctx: Submit) -> Request:
     """The worker's request for a validated job: models resolved to ones the server offers, every size within
     its limits (InvalidParameterError naming the field otherwise), before anything is allocated."""
     ctx.limits.check(job.settings)
-    return job.request(ctx)
+    request = job.request(ctx)
+    spec = request.settings.get("material_model")
+    if spec is not None:  # a model the server lists, like a generator (loaded by the worker, kept between jobs)
+        spec = ctx.catalog.resolve_material_model(spec, "settings.material_model")
+        request = replace(request, settings={**request.settings, "material_model": spec})
+    return request
 
 
 # --- responses --------------------------------------------------------------------------------------------------
 
-RESULT_PARTS = ("texture", "glb", "weight", "seen", "mesh", "points", "views")
-DEFAULT_PARTS = ("texture", "glb", "weight", "seen", "mesh", "points")
+# One part per PBR map (jobs with settings.pbr): "texture" is the base colour; each map is the texture's size.
+MAP_PARTS = tuple(name for name in MAP_NAMES if name != "base_color")
+RESULT_PARTS = ("texture", "glb", "weight", "seen", "mesh", "points", "views", *MAP_PARTS)
+DEFAULT_PARTS = ("texture", "glb", "weight", "seen", "mesh", "points", *MAP_PARTS)
 
 
 def status(job: Job, queue_position: Optional[int]) -> dict:
@@ -553,6 +562,15 @@ def _glb(result: JobResult) -> bytes:
         return to_user_frame(result.mesh).export(file_type="glb")
     with tempfile.TemporaryDirectory(prefix="meshdream-result-") as tmp:
         texture = result.textures or result.texture  # pages (materials, UDIM tiles), if any
+        if result.maps:  # PBR: save_textured takes the maps (and their pages) from a TextureResult
+            texture = TextureResult(
+                result.texture,
+                result.weight,
+                [],
+                textures=result.textures,
+                maps=result.maps,
+                page_maps=result.page_maps,
+            )
         return save_textured(result.mesh, texture, Path(tmp) / "result.glb").read_bytes()
 
 
@@ -561,6 +579,9 @@ def encode_result(job: Job, parts: tuple[str, ...]) -> dict:
     out: dict[str, Any] = {"id": job.id, "kind": job.kind, "timings": r.timings}
     if r.texture is not None and "texture" in parts:
         out["texture_png"] = encode_png(r.texture)
+    for name in MAP_PARTS:
+        if name in r.maps and name in parts:
+            out[name + "_png"] = encode_png(r.maps[name])  # roughness, metallic: grey; normal: tangent space, +Y
     if r.weight is not None and "weight" in parts:
         out["weight"] = encode_array(r.weight.astype(np.float32))
     if r.weight is not None and "seen" in parts:

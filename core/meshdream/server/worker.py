@@ -23,6 +23,7 @@ import trimesh
 
 from ..errors import CancelledError, MeshDreamError, MeshDreamWarning
 from ..generators import load_generator
+from ..generators.material_models import load_material_model
 from ..generators.upscalers import Upscaler, load_upscaler
 from ..geometry import load_mesh, mesh_info
 from ..jobs import KINDS, TEXTURE, TEXTURE_RESULT
@@ -62,6 +63,14 @@ class ModelCache:
         if key not in self._models:
             log.info("loading %s", key)
             self._models[key] = load_upscaler(spec, scale, self.device)
+        return self._models[key]
+
+    def material_model(self, spec: str):
+        """A material model (settings.material_model) by spec, loaded on first use and kept like a generator."""
+        key = f"material model {spec}"
+        if key not in self._models:
+            log.info("loading %s", key)
+            self._models[key] = load_material_model(spec, device=self.device)
         return self._models[key]
 
     def loaded(self) -> list[str]:
@@ -388,6 +397,8 @@ def run_job(req: Request, models: ModelCache, progress, cancel) -> JobResult:
         spec = args.get("upscaler", kind.default("upscaler"))
         scale = args.get("scale", kind.default("scale"))
         args["upscaler"] = _timed(timings, "load_model", models.upscaler, spec, scale)
+    if isinstance(args.get("material_model"), str):  # a spec the server resolved at submit
+        args["material_model"] = _timed(timings, "load_material_model", models.material_model, args["material_model"])
     out = _timed(timings, kind.name, kind.call, **args, progress=progress, cancel=cancel)
     if kind.returns == TEXTURE_RESULT:
         return JobResult(
@@ -397,6 +408,8 @@ def run_job(req: Request, models: ModelCache, progress, cancel) -> JobResult:
             weight=out.weight,
             views=[image for _, image in out.views],
             mesh=mesh,
+            maps=out.maps,
+            page_maps=out.page_maps,
         )
     if kind.returns == TEXTURE:
         return JobResult(timings, texture=out, mesh=mesh)
