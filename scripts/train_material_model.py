@@ -49,7 +49,7 @@ NORMAL_WEIGHT = 30.0  # of the normal's squared error (x, y are small: mostly un
 SIZE = 256  # of the materials
 
 
-def make_texture(rng: np.random.Generator, family: str | None = None) -> tuple[np.ndarray, int]:
+def make_texture(rng: np.random.Generator, family: str | None = None, blend: float = 0.25) -> tuple[np.ndarray, int]:
     """(8, SIZE, SIZE) float32: albedo (3), roughness, metallic, normal (3, tangent space, y up); and the family
     index (of the first material where two are blended)."""
 
@@ -61,7 +61,7 @@ def make_texture(rng: np.random.Generator, family: str | None = None) -> tuple[n
 
     fam = family or str(rng.choice(FAMILIES))
     out = one(fam)
-    if rng.random() < 0.25:
+    if rng.random() < blend:
         edge = fractal_noise(rng, SIZE, 3.0)
         t = np.clip((edge - np.median(edge)) * rng.uniform(10, 100) + 0.5, 0, 1)[..., None]
         out = out * t + one(str(rng.choice(FAMILIES))) * (1 - t)
@@ -177,12 +177,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float, default=4e-3)
     p.add_argument("--half-life", type=int, default=1000, help="steps in which the learning rate halves")
     p.add_argument("--textures", type=int, default=480, help="materials in the training pool")
+    p.add_argument("--blend", type=float, default=0.25, help="share of training materials blended with a second one")
+    p.add_argument("--family-drop", type=float, default=FAMILY_DROP, help="share of crops without the family")
+    p.add_argument("--normal-weight", type=float, default=NORMAL_WEIGHT, help="of the normal's squared error")
+    p.add_argument("--init", type=Path, default=None, help="start from these weights (a .safetensors file)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (fixed, so the run is reproducible)")
     p.add_argument("--out", type=Path, default=ROOT / "core" / "meshdream" / "weights", help="folder for the weights")
     args = p.parse_args(argv)
     argv = sys.argv[1:] if argv is None else argv
     args.command = " ".join(["python scripts/train_material_model.py", *argv])
-    dropped = {"--time-limit", "--out", "--steps"}
+    dropped = {"--time-limit", "--out", "--steps", "--init"}
     kept = [a for k, a in enumerate(argv) if a not in dropped and (k == 0 or argv[k - 1] not in dropped)]
     args.reproduce = " ".join(["python scripts/train_material_model.py", *kept])
     torch.set_num_threads(args.threads)
@@ -191,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
 
     made = [
-        make_texture(np.random.default_rng([TRAIN, args.seed, k]), FAMILIES[k % len(FAMILIES)])
+        make_texture(np.random.default_rng([TRAIN, args.seed, k]), FAMILIES[k % len(FAMILIES)], args.blend)
         for k in range(args.textures)
     ]
     pool = F.pad(torch.from_numpy(np.stack([t for t, _ in made])), (1,) * 4, mode="circular").half()
@@ -202,6 +206,14 @@ def main(argv: list[str] | None = None) -> None:
     model = MaterialNet(DEFAULT_CONFIG)
     torch.nn.init.zeros_(model.head.weight)  # starts at roughness and metallic 0.5 and flat normals: the baselines
     torch.nn.init.zeros_(model.head.bias)
+    args.init_card = None
+    if args.init is not None:  # a warm start: fine-tune earlier weights (their card's reproduce comes first)
+        from safetensors.torch import load_file
+
+        model.load_state_dict({k: v.float() for k, v in load_file(str(args.init)).items()})
+        init_card = args.init.with_suffix(".json")
+        if init_card.exists():
+            args.init_card = json.loads(init_card.read_text())["training"]
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {n_params} parameters", flush=True)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
@@ -214,11 +226,11 @@ def main(argv: list[str] | None = None) -> None:
         index = rng.integers(0, len(pool), args.batch)
         target = views(pool, index, args.crop, rng)
         mask = silhouettes(args.batch, args.crop, rng)
-        family = torch.from_numpy(np.where(rng.random(args.batch) < FAMILY_DROP, 0, families[index] + 1))
+        family = torch.from_numpy(np.where(rng.random(args.batch) < args.family_drop, 0, families[index] + 1))
         pred = model(jitter(target[:, :3], rng), mask, family)
         w = mask / mask.sum()
         bce = F.binary_cross_entropy_with_logits(pred[:, :2], target[:, 3:5], reduction="none")
-        loss = (bce * w).sum() + NORMAL_WEIGHT * (((pred[:, 2:4] - target[:, 5:7]) ** 2) * w).sum()
+        loss = (bce * w).sum() + args.normal_weight * (((pred[:, 2:4] - target[:, 5:7]) ** 2) * w).sum()
         with torch.no_grad():  # the figures the loss stands for: L1 of roughness, metallic, normal (x, y)
             parts.append(
                 [float(((torch.sigmoid(pred[:, i]) - target[:, 3 + i]).abs() * w[:, 0]).sum()) for i in (0, 1)]
@@ -263,20 +275,24 @@ def save(args, model: MaterialNet, n_params: int, steps_done: int, losses: list,
             "size": SIZE,
             "crop": args.crop,
             "families": list(FAMILIES),
-            "making": "materials.material_maps (height -> normal), 25% blended with a second material along a soft "
+            "making": f"materials.material_maps (height -> normal), {args.blend:.0%} blended with a second material along a soft "
             f"noise edge; views turned, mirrored and scaled ({SCALE} texels per pixel), 2x supersampled; random "
-            f"silhouettes; colour gain/gamma/blur/noise jitter, 8 bits; family withheld for {FAMILY_DROP:.0%}",
+            f"silhouettes; colour gain/gamma/blur/noise jitter, 8 bits; family withheld for {args.family_drop:.0%}",
             "seed_streams": {"train": [TRAIN, args.seed, "k"], "held_out": [HELD_OUT, "k"]},
         },
         "training": {
             "command": args.command,
-            "reproduce": f"{args.reproduce} --steps {steps_done}",
+            "reproduce": f"{args.reproduce} --steps {steps_done}"
+            if args.init_card is None
+            else f"{args.init_card['reproduce']} --out /tmp/stage1 && {args.reproduce} --steps {steps_done} "
+            "--init /tmp/stage1/material_model.safetensors",
+            "init": None if args.init is None else {"weights": str(args.init), "training": args.init_card},
             "steps": steps_done,
             "steps_asked": args.steps,
             "time_limit_s": args.time_limit,
             "batch": args.batch,
             "seed": args.seed,
-            "loss": f"masked binary cross-entropy of roughness and metallic + {NORMAL_WEIGHT} x squared error of the "
+            "loss": f"masked binary cross-entropy of roughness and metallic + {args.normal_weight} x squared error of the "
             "normal's x, y",
             "optimizer": "Adam",
             "lr": args.lr,
