@@ -314,7 +314,7 @@ def sizes(monkeypatch):
         out.append((png_shape(result.texture_png), [png_shape(v) for v in result.views_png]))
         return apply(task, context, result)
 
-    monkeypatch.setattr(tasks.TextureTask, "include", ("texture", "views"))
+    monkeypatch.setattr(tasks, "_include", lambda settings: ("texture", "views"))
     monkeypatch.setattr(tasks.TextureTask, "apply", record)
     return out
 
