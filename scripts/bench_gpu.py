@@ -3,11 +3,13 @@
 
 Part 1 runs each public feature with the tiny random pipelines (tests/tiny_models.py): the texturing strategies,
 the other model families, UV inpainting with a model, refine_scale, seamless tiles, LoRA, IP-Adapter, the built-in
-model, shape sampling and a few steps of both training scripts; each is recorded as ok or as its error.
+model, shape sampling (built-in and a tiny Shap-E) and a few steps of both training scripts; each is recorded as ok
+or as its error.
 Part 2 times the full-size SD 1.5 + depth ControlNet architecture (random weights: speed and memory do not depend
 on them), saved to a diffusers folder and loaded with load_generator as a user would: the plain diffusers
 pipeline on the same depth images, then texture_mesh per strategy, then the peak GPU memory of the sync job per
-memory preset under the caps of the cards users have. Targets are printed next to the figures (issue 19).
+memory preset under the caps of the cards users have. Targets are printed next to the figures (issue 19). Then
+the full-size Shap-E architecture (random weights) is timed per shape.
 
 Prints one JSON object. Exits non-zero, with a one-line JSON error on stderr, when CUDA is absent or anything
 raised (a feature, a timing run, an out-of-memory under a preset's cap); a missed target is reported, not an error.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import importlib
 import json
@@ -73,7 +76,7 @@ def features(double: bool) -> dict:
     from meshdream.generators.builtin import load_builtin
     from meshdream.shapes.sampler import load_shape_model, sample_points
 
-    from tests.tiny_models import build, build_ip_adapter
+    from tests.tiny_models import build, build_ip_adapter, build_shap_e
 
     if double:
         from tests.device_double import other_device
@@ -115,6 +118,9 @@ def features(double: bool) -> dict:
         gen = load_builtin(device="cpu", weights=out / "texture_model.safetensors").to(device)
         return texture(view_resolution=32)(gen)
 
+    def shap_e(model):
+        return meshdream.generate_shape("a red chair", n_points=512, steps=3, device=device, shape_model=model)
+
     def rasterized_views(_):
         """The views rasterized on the device are the host ray cast's (face ids on >= 99.9 % of pixels)."""
         from meshdream.geometry.meshdata import mesh_data
@@ -146,6 +152,7 @@ def features(double: bool) -> dict:
         ),
         "builtin": (load("builtin"), texture(view_resolution=32)),
         "generate_shape": (None, lambda _: meshdream.generate_shape("chair", n_points=512, steps=5, device=device)),
+        "shap_e": (lambda: dataclasses.replace(load_shape_model(str(build_shap_e(tmp / "shap_e"))), grid=32), shap_e),
         "train_shape_model": (None, train_shapes),
         "train_texture_model": (None, train_textures),
     }
@@ -384,6 +391,84 @@ def fullsize(out: dict) -> None:
     out["memory"] = {name: preset_child(folders, name) for name in [*CAPS_GB, *VARIANTS]}
 
 
+def save_shap_e_fullsize(folder: Path) -> Path:
+    """openai/shap-e's architecture with random weights, built on the GPU and saved in fp16: the prior and the
+    renderer at their default (full) configs but for the prior's Shap-E settings, a CLIP ViT-L/14 text encoder."""
+    import diffusers
+    import transformers
+    from diffusers.pipelines.shap_e import ShapERenderer
+
+    from tests.tiny_models import tokenizer
+
+    tok = tokenizer(folder / "tokenizer_src")
+    with torch.device("cuda"):
+        parts = dict(
+            prior=diffusers.PriorTransformer(
+                num_attention_heads=16,
+                attention_head_dim=64,
+                num_layers=24,
+                embedding_dim=1024,
+                num_embeddings=1024,
+                additional_embeddings=0,
+                time_embed_act_fn="gelu",
+                norm_in_type="layer",
+                encoder_hid_proj_type=None,
+                added_emb_type=None,
+                time_embed_dim=4096,
+                embedding_proj_dim=768,
+                clip_embed_dim=2048,
+            ),
+            shap_e_renderer=ShapERenderer(),
+            text_encoder=transformers.CLIPTextModelWithProjection(
+                transformers.CLIPTextConfig(
+                    vocab_size=len(tok),
+                    hidden_size=768,
+                    intermediate_size=3072,
+                    num_hidden_layers=12,
+                    num_attention_heads=12,
+                    max_position_embeddings=77,
+                    projection_dim=768,
+                    bos_token_id=len(tok) - 2,
+                    eos_token_id=len(tok) - 1,
+                )
+            ),
+        )
+    parts = {k: v.to("cpu", torch.float16) for k, v in parts.items()}
+    scheduler = diffusers.HeunDiscreteScheduler(
+        beta_schedule="exp",
+        num_train_timesteps=1024,
+        prediction_type="sample",
+        use_karras_sigmas=True,
+        clip_sample=True,
+        clip_sample_range=1.0,
+    )
+    diffusers.ShapEPipeline(**parts, tokenizer=tok, scheduler=scheduler).save_pretrained(folder / "shap_e")
+    return folder / "shap_e"
+
+
+def shap_e_timing(out: dict) -> None:
+    """Seconds per Shap-E shape into `out`: the full-size architecture (random weights: speed does not depend on
+    them) loaded with load_shape_model as a cached openai/shap-e would be, at its defaults (64 Heun steps, guidance
+    15, a 128³ field). `field_s` is the GPU part (prior + field); `mesh_s` the whole `.mesh` with the CPU clean-up,
+    which random weights' noisy surface may make slow or leave without a solid (then `mesh` says so)."""
+    from meshdream.errors import InvalidMeshError
+    from meshdream.shapes import load_shape_model
+
+    folder, out["build_save_s"] = seconds(lambda: save_shap_e_fullsize(Path(tempfile.mkdtemp(prefix="meshdream_se_"))))
+    model, out["load_s"] = seconds(lambda: load_shape_model(str(folder)).to("cuda"))
+    torch.cuda.reset_peak_memory_stats()
+    _, out["field_cold_s"] = seconds(lambda: model.sdf_field("a chair", seed=0))
+    _, out["field_s"] = seconds(lambda: model.sdf_field("a chair", seed=1))
+    out["peak_gb"] = round(torch.cuda.max_memory_allocated() / GIB, 2)
+    try:
+        mesh, out["mesh_s"] = seconds(lambda: model.mesh("a chair", seed=1))
+        out["faces"], out["remeshed"] = len(mesh.faces), mesh.metadata["finish_mesh"]["remeshed"]
+    except InvalidMeshError as exc:
+        out["mesh"] = f"not timed: {exc}"
+    load_shape_model.cache_clear()
+    release()
+
+
 def targets(full: dict) -> list[dict]:
     """Each issue-19 target with the measured figure (None where its run failed) and whether it is met."""
 
@@ -422,6 +507,7 @@ def targets(full: dict) -> list[dict]:
 def errors(result: dict) -> list[str]:
     found = [f"features.{k}" for k, v in result.get("features", {}).items() if not v["ok"]]
     full = result.get("fullsize", {})
+    found += ["shap_e"] * ("error" in result.get("shap_e", {}))
     found += ["fullsize"] * ("error" in full) + [
         f"memory.{k}" for k, v in full.get("memory", {}).items() if "error" in v and k not in VARIANTS
     ]  # a variant is an experiment: its out-of-memory error is its result
@@ -444,6 +530,11 @@ def run(double: bool = False) -> dict:
         except Exception as exc:
             result["fullsize"].update(error_record(exc))
         result["targets"] = targets(result["fullsize"])
+        result["shap_e"] = {}
+        try:
+            shap_e_timing(result["shap_e"])
+        except Exception as exc:
+            result["shap_e"].update(error_record(exc))
     if errors(result):
         print(json.dumps(result, indent=2), flush=True)
         fail(f"{len(errors(result))} part(s) failed", failed=errors(result))

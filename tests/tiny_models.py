@@ -304,3 +304,76 @@ def build_marigold(folder: Path, kind: str, seed: int = 0) -> Path:
         raise ValueError(kind)
     pipe.save_pretrained(folder)
     return folder
+
+
+def build_shap_e(folder: Path, kind: str = "text", seed: int = 0) -> Path:
+    """A tiny ShapEPipeline (kind "text") or ShapEImg2ImgPipeline ("image"), laid out like openai/shap-e(-img2img):
+    a prior over 32 latent tokens of width 16 that the renderer's params_proj turns into an 8-wide NeRSTF MLP."""
+    import diffusers
+    from diffusers.pipelines.shap_e import ShapERenderer
+
+    torch.manual_seed(seed)
+    folder = Path(folder)
+    width, hidden = 16, 8  # latent token width; the decoded MLP's width (4 layers x `hidden` rows = 32 tokens)
+    prior = diffusers.PriorTransformer(
+        num_attention_heads=2,
+        attention_head_dim=8,
+        num_layers=1,
+        embedding_dim=width,
+        num_embeddings=4 * hidden,
+        additional_embeddings=0,
+        time_embed_act_fn="gelu",
+        norm_in_type="layer",
+        embedding_proj_norm_type="layer" if kind == "image" else None,
+        encoder_hid_proj_type=None,
+        added_emb_type=None,
+        embedding_proj_dim=32,
+        clip_embed_dim=2 * width,
+    )
+    renderer = ShapERenderer(
+        param_names=tuple(f"nerstf.mlp.{i}.weight" for i in range(4)),
+        param_shapes=((hidden, 93), (hidden, hidden), (hidden, hidden), (hidden, hidden)),
+        d_latent=width,
+        d_hidden=hidden,
+        n_output=12,
+        background=(0.1, 0.1, 0.1),
+    )
+    scheduler = diffusers.HeunDiscreteScheduler(
+        beta_schedule="exp",
+        num_train_timesteps=1024,
+        prediction_type="sample",
+        use_karras_sigmas=True,
+        clip_sample=True,
+        clip_sample_range=1.0,
+    )
+    if kind == "text":
+        tok = tokenizer(folder / "_tok")
+        pipe = diffusers.ShapEPipeline(
+            prior=prior,
+            text_encoder=text_encoder(len(tok), projection=True),
+            tokenizer=tok,
+            scheduler=scheduler,
+            shap_e_renderer=renderer,
+        )
+    elif kind == "image":
+        from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+        encoder = CLIPVisionModel(
+            CLIPVisionConfig(
+                hidden_size=32,
+                image_size=32,
+                patch_size=16,
+                intermediate_size=37,
+                num_attention_heads=4,
+                num_hidden_layers=2,
+                num_channels=3,
+            )
+        )
+        processor = CLIPImageProcessor(size=32, crop_size=32, resample=3)
+        pipe = diffusers.ShapEImg2ImgPipeline(
+            prior=prior, image_encoder=encoder, image_processor=processor, scheduler=scheduler, shap_e_renderer=renderer
+        )
+    else:
+        raise ValueError(kind)
+    pipe.save_pretrained(folder)
+    return folder

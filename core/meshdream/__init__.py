@@ -33,7 +33,7 @@ from .geometry import (
     uv_maps,
 )
 from .progress import CancelToken, Progress
-from .shapes import generate_shape, points_to_mesh, shape_categories
+from .shapes import generate_shape, points_to_mesh, shape_categories, shape_mesh
 from .texturing import TextureResult, inpaint_uv, restyle_texture, seamless_texture, texture_mesh
 from .texturing.materials import bake_materials
 from .texturing.upscale import upscale_texture
@@ -44,6 +44,7 @@ __all__ = [
     "generate_shape",
     "points_to_mesh",
     "shape_categories",
+    "shape_mesh",
     "BakeOperator",
     "BakeResult",
     "Camera",

@@ -296,7 +296,7 @@ def _inpaint(args) -> None:
 
 def _shape(args) -> None:
     from .geometry import load_mesh, save_textured, to_user_frame
-    from .shapes import generate_shape, is_closed, points_to_mesh
+    from .shapes import is_closed, shape_mesh
 
     out = Path(args.output)
     _refuse_existing(out, args.overwrite)
@@ -304,8 +304,11 @@ def _shape(args) -> None:
         from .errors import InvalidParameterError
 
         raise InvalidParameterError("--pbr makes the maps of a texture; add --texture 'what it shows'.")
-    points = generate_shape(args.prompt, n_points=args.points, seed=args.seed, steps=args.steps, guidance=args.guidance)
-    mesh = load_mesh(points_to_mesh(points))
+    with _watched() as (bar, token):
+        made = shape_mesh(
+            args.prompt, args.shape_model, args.seed, args.steps, args.guidance, bar, token, n_points=args.points
+        )
+    mesh = load_mesh(made)
     if args.texture:
         result = _run("texture", mesh=mesh, prompt=args.texture, strategy="sync", seed=args.seed, **_pbr(args))
         save_textured(mesh, result, out, overwrite=args.overwrite)
@@ -547,13 +550,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_inpaint)
 
     p = sub.add_parser("shape", help="generate a new watertight, UV-unwrapped mesh from a shape category")
-    p.add_argument("prompt", help="a category (meshdream.shape_categories()), e.g. chair")
+    p.add_argument("prompt", help="a category (meshdream.shape_categories()), e.g. chair; any sentence with Shap-E")
     p.add_argument("-o", "--output", required=True, help="output .glb, .obj, .ply or .stl (.glb/.obj with --texture)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--points", type=int, default=2048)
     p.add_argument("--steps", type=int)
     p.add_argument("--guidance", type=float)
     p.add_argument("--texture", help="also texture it with the built-in model, e.g. 'oak wood'")
+    p.add_argument(
+        "--shape-model",
+        help="builtin (default: the shipped categories) or openai/shap-e (any sentence; from the local cache)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     pbr_options(p)
     p.set_defaults(run=_shape)

@@ -1,6 +1,7 @@
-"""Shape generation: procedural training data, a latent point-cloud diffusion model, and points -> closed UV mesh."""
+"""Shape generation: procedural training data, a latent point-cloud diffusion model, open-vocabulary Shap-E
+(through diffusers), and points -> closed UV mesh."""
 
-from .generate import generate_shape, parse_prompt, shape_categories
+from .generate import generate_shape, parse_prompt, shape_categories, shape_mesh
 from .meshing import is_closed, points_to_mesh
 from .sampler import ShapeModelNotFoundError, load_shape_model
 
@@ -12,4 +13,5 @@ __all__ = [
     "parse_prompt",
     "points_to_mesh",
     "shape_categories",
+    "shape_mesh",
 ]

@@ -7,16 +7,22 @@ condition it further; other words are ignored, so "a red chair" is a chair.
 
 from __future__ import annotations
 
+import os
 import re
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
+import trimesh
 
 from ..errors import InvalidParameterError
 from ..progress import CancelToken, ProgressCallback
+from .meshing import finish_mesh, points_to_mesh
 from .procedural import CATEGORIES, normalize
 from .sampler import load_shape_model, sample_points
+
+# A `load_shape_model` spec (None, "builtin", a weights path, a Shap-E repo id or folder) or a loaded model.
+ShapeModelSpec = Union[str, os.PathLike, Any, None]
 
 CATEGORY_WORDS = {
     "chair": "chair",
@@ -140,16 +146,21 @@ def generate_shape(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
     device: Union[str, torch.device] = "cpu",
+    shape_model: ShapeModelSpec = None,
 ) -> np.ndarray:
     """A new point cloud of `prompt` (text such as "tall chair", a category name, or its index in
     `shape_categories()`): (n_points, 3) float32, y up, bounding box centred at the origin, farthest point at
     radius 1. The same arguments give the same cloud. steps: DPM-Solver++ steps (default 25); guidance:
     classifier-free guidance scale (default from the model card; 1 = none). device: where to sample ("cpu", the
-    default: the model is small enough that a GPU gains little; "cuda" works too). Mesh it with `points_to_mesh`."""
-    model = load_shape_model().to(_device(device))
-    category, tags = parse_prompt(prompt, model.categories)
+    default: the model is small enough that a GPU gains little; "cuda" works too). Mesh it with `points_to_mesh`.
+    shape_model: a `load_shape_model` spec or a loaded model (default: the built-in one); an open-vocabulary model
+    (Shap-E) takes any sentence (or, img2img, a picture) and its cloud samples the surface of its mesh."""
+    model = _model(shape_model).to(_device(device))
     if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)) or not 16 <= n_points <= 100_000:
         raise InvalidParameterError(f"n_points={n_points!r} is out of range; use an integer in 16-100000 (2048).")
+    if getattr(model, "open_vocabulary", False):
+        return model.points(prompt, int(n_points), int(seed), steps, guidance, progress, cancel)
+    category, tags = parse_prompt(prompt, model.categories)
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1):
         raise InvalidParameterError(f"steps={steps!r} must be a whole number >= 1 (None: the model's own, 25).")
     steps = model.default_steps if steps is None else int(steps)
@@ -167,6 +178,32 @@ def generate_shape(
         cancel=cancel,
     )[0]
     return normalize_cloud(cloud)
+
+
+def shape_mesh(
+    prompt,
+    shape_model: ShapeModelSpec = None,
+    seed: int = 0,
+    steps: Optional[int] = None,
+    guidance: Optional[float] = None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+    device: Union[str, torch.device] = "cpu",
+    n_points: int = 2048,
+) -> trimesh.Trimesh:
+    """A closed, normalized (bounding box centred, farthest vertex at radius 1), y-up, UV-unwrapped mesh of
+    `prompt`, ready to texture: the built-in model's cloud (n_points) through `points_to_mesh`, or an
+    open-vocabulary model's own mesh (`.mesh`), finished the same way."""
+    model = _model(shape_model).to(_device(device))
+    if getattr(model, "open_vocabulary", False):
+        return model.mesh(prompt, seed=seed, steps=steps, guidance=guidance, progress=progress, cancel=cancel)
+    points = generate_shape(prompt, n_points, seed, steps, guidance, progress, cancel, model.device, model)
+    return finish_mesh(points_to_mesh(points, unwrap=False), seed=int(seed))
+
+
+def _model(spec: ShapeModelSpec):
+    """A loaded model as given, else `load_shape_model(spec)`."""
+    return load_shape_model(spec) if spec is None or isinstance(spec, (str, os.PathLike)) else spec
 
 
 def _device(device: Union[str, torch.device]) -> torch.device:

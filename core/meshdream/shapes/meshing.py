@@ -18,8 +18,11 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from ..errors import InvalidMeshError, InvalidParameterError
+from .procedural import normalize
 
 MIN_POINTS = 16
+# Most faces of a generated shape's mesh: enough for its detail, and xatlas unwraps it in about a second.
+FACE_BUDGET = 20_000
 # A marching-cubes surface has about this many triangles per (voxel size)² of area; it sets the grid resolution.
 _FACES_PER_VOXEL_AREA = 3.0
 # Voxel size in units of the point spacing: finer grids only mesh sampling noise (and cost unwrap time).
@@ -88,7 +91,7 @@ def _grid_field(unit: np.ndarray, voxel: float, r: float, thick: float) -> tuple
 
 def points_to_mesh(
     points,
-    face_budget: int = 20000,
+    face_budget: int = FACE_BUDGET,
     unwrap: bool = True,
     smooth: int = 10,
     project: int = 3,
@@ -178,12 +181,42 @@ def _march(field: np.ndarray, origin: np.ndarray, voxel: float) -> trimesh.Trime
     if field.max() <= 0:
         raise InvalidMeshError("These points enclose no volume on the grid; pass more points or a denser cloud.")
     verts, faces, _, _ = marching_cubes(field, level=0.0, allow_degenerate=False)
-    mesh = trimesh.Trimesh(verts * voxel + origin, faces, process=True)
+    return drop_debris(trimesh.Trimesh(verts * voxel + origin, faces, process=True))
+
+
+def drop_debris(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
+    """Without the components smaller than _DEBRIS of the largest (stray points, floaters), not parts."""
     parts = mesh.split(only_watertight=False)
-    if len(parts) > 1:
-        sizes = np.array([len(p.faces) for p in parts])
-        mesh = trimesh.util.concatenate([p for p, s in zip(parts, sizes) if s >= _DEBRIS * sizes.max()])
-    return mesh
+    if len(parts) <= 1:
+        return mesh
+    sizes = np.array([len(p.faces) for p in parts])
+    return trimesh.util.concatenate([p for p, s in zip(parts, sizes) if s >= _DEBRIS * sizes.max()])
+
+
+def finish_mesh(
+    mesh: trimesh.Trimesh, face_budget: int = FACE_BUDGET, unwrap: bool = True, seed: int = 0
+) -> trimesh.Trimesh:
+    """Any shape model's raw mesh (y up) made like `points_to_mesh`'s, so texturing and saving don't care which
+    model made it: welded, degenerate faces and debris dropped, holes filled; still open (or over face_budget), it
+    is re-meshed from `seed`-ed surface samples by points_to_mesh, which closes by construction. Then outward
+    facing, normalized like the training data (bounding box centred, farthest vertex at radius 1), unwrapped."""
+    if len(mesh.faces) == 0:
+        raise InvalidMeshError("The shape model made no surface; try another seed or prompt.")
+    mesh = trimesh.Trimesh(np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces), process=True)
+    mesh.update_faces(mesh.nondegenerate_faces())
+    mesh.remove_unreferenced_vertices()
+    mesh = drop_debris(mesh)
+    if not mesh.is_watertight:
+        trimesh.repair.fill_holes(mesh)
+    closed = mesh.is_watertight and len(mesh.faces) <= face_budget
+    if not closed:
+        samples, _ = trimesh.sample.sample_surface(mesh, 20_000, seed=seed)
+        mesh = points_to_mesh(samples, face_budget=face_budget, unwrap=False)
+    if mesh.volume < 0:
+        mesh.invert()
+    mesh.vertices = normalize(mesh.vertices)
+    mesh.metadata["finish_mesh"] = {"remeshed": not closed, "closed": bool(mesh.is_watertight)}
+    return unwrap_fast(mesh) if unwrap else mesh
 
 
 def is_closed(mesh: trimesh.Trimesh) -> bool:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -23,6 +24,9 @@ from ..errors import InvalidParameterError, MeshDreamError
 from ..progress import CancelToken, ProgressCallback, Reporter
 from ..tensors import load_weights, to_device
 from .model import ShapeModelConfig, ShapeNets
+
+if TYPE_CHECKING:
+    from .shap_e import ShapE
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "shape_model.safetensors"
 # The DDPM schedule the model was trained on (linear betas over 1000 steps).
@@ -116,10 +120,30 @@ def save_shape_model(nets: ShapeNets, card: dict, path: Path) -> None:
     path.with_suffix(".json").write_text(json.dumps({**card, "config": nets.config.to_dict()}, indent=2) + "\n")
 
 
+def load_shape_model(spec: Union[str, os.PathLike, None] = None) -> Union[ShapeModel, "ShapE"]:
+    """A shape model, cached per spec, on the CPU (`.to(device)` for another), nothing downloaded:
+    None or "builtin": the shipped category model; a .safetensors path: weights in its format (train_shape_model);
+    "openai/shap-e" (text), "openai/shap-e-img2img" (a picture), or a local diffusers folder of either: Shap-E, an
+    open-vocabulary model (`open_vocabulary` True; `.mesh(prompt, ...)`), from the local Hugging Face cache.
+    `load_shape_model.cache_clear()` unloads them all."""
+    return _load_cached("builtin" if spec is None else os.fspath(spec))
+
+
 @lru_cache(maxsize=4)
-def load_shape_model(path: Optional[str] = None) -> ShapeModel:
-    """The denoiser and its card from `path` (default: the shipped weights), cached per path, CPU, eval mode;
-    `.to(device)` gives (and keeps) its copy on another device."""
+def _load_cached(spec: str) -> Union[ShapeModel, "ShapE"]:
+    if spec != "builtin" and not spec.endswith(".safetensors"):
+        from .shap_e import load_shap_e
+
+        return load_shap_e(spec)
+    return _load_builtin(None if spec == "builtin" else spec)
+
+
+# The cache is the spec-normalized one (None and "builtin" are one model); callers see it on the public function.
+load_shape_model.cache_info, load_shape_model.cache_clear = _load_cached.cache_info, _load_cached.cache_clear
+
+
+def _load_builtin(path: Optional[str]) -> ShapeModel:
+    """The denoiser and its card from `path` (default: the shipped weights), eval mode."""
     card, state = load_weights(
         Path(path) if path else WEIGHTS,
         ShapeModelNotFoundError,
