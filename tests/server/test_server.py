@@ -130,6 +130,34 @@ def test_shape_job_gives_the_in_process_points(server):
     assert np.abs(np.linalg.norm(verts, axis=1).max() - 1) < 0.15
 
 
+def test_shape_models_are_the_listed_ones_only(tmp_path, monkeypatch):
+    """settings.shape_model passes the gate every model a job names passes: builtin, a cached Shap-E or a models
+    folder entry, by name; any other name or path is refused at submit (no server process needed to check)."""
+    from huggingface_hub import constants
+    from meshdream.errors import InvalidParameterError
+    from meshdream.server.models import ModelCatalog
+    from meshdream.server.schema import JobIn, Submit, job_request
+    from pydantic import TypeAdapter
+
+    from tests.tiny_models import build_shap_e
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty_cache"))
+    folder = build_shap_e(tmp_path / "models" / "tiny-shap-e")
+    ctx = Submit(catalog=ModelCatalog(tmp_path / "models"))
+    assert [m["id"] for m in ctx.catalog.shape_models()] == ["builtin", "tiny-shap-e"]
+
+    def resolved(spec):
+        job = {"kind": "shape", "prompt": "a red chair", "settings": {"shape_model": spec}}
+        return job_request(TypeAdapter(JobIn).validate_python(job), ctx).settings["shape_model"]
+
+    assert resolved("builtin") == "builtin" and resolved("tiny-shap-e") == str(folder)
+    for spec in (str(folder), "/etc/passwd", "openai/shap-e"):
+        with pytest.raises(InvalidParameterError, match="settings.shape_model: .* not a model this server offers"):
+            resolved(spec)
+    with pytest.raises(InvalidParameterError, match="as a string"):
+        resolved(5)
+
+
 def test_texture_job_gives_the_in_process_texture(server, builtin):
     c = client.Client(server.url)
     reports = []

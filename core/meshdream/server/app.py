@@ -197,14 +197,15 @@ def create_app(
     @app.get("/v1/models")
     def models():
         """What jobs may name: texture models ("model", "inpaint_model", their options), upscalers
-        (settings.upscaler), material models (settings.material_model, with settings.pbr), shape categories; and
-        the server's size limits."""
+        (settings.upscaler), material models (settings.material_model, with settings.pbr), shape models
+        (settings.shape_model of shape jobs) and the built-in one's categories; and the server's size limits."""
         from ..shapes import shape_categories
 
         return {
             "texture_models": catalog.texture_models(),
             "upscalers": catalog.upscalers(),
             "material_models": catalog.material_models(),
+            "shape_models": catalog.shape_models(),
             "shape_categories": shape_categories(),
             "limits": asdict(limits),
         }

@@ -48,6 +48,13 @@ class ModelCatalog:
         cached = [m for m in list_cached_models() if str(m["kind"]).startswith("Marigold")]
         return [{"id": "builtin", "kind": "builtin", "bytes": None}, *cached, *self.folder_models()]
 
+    def shape_models(self) -> list[dict]:
+        """What settings.shape_model may name: the built-in one, cached Shap-E pipelines, the models folder."""
+        from ..generators import list_cached_models
+
+        cached = [m for m in list_cached_models() if str(m["kind"]).startswith("ShapE")]
+        return [{"id": "builtin", "kind": "builtin", "bytes": None}, *cached, *self.folder_models()]
+
     def upscalers(self) -> list[dict]:
         return [{"id": name, "kind": "builtin", "bytes": None} for name in BUILTIN_UPSCALERS] + self.folder_models()
 
@@ -67,6 +74,12 @@ class ModelCatalog:
         """What load_material_model gets for a model named `name` (a spec string): one this server lists."""
         if not isinstance(name, str):
             raise InvalidParameterError(f"{where}: name a material model as a string, e.g. 'builtin'.")
+        return name if name == "builtin" else self._lookup(name, where, cache=True)
+
+    def resolve_shape_model(self, name, where: str) -> str:
+        """What load_shape_model gets for a model named `name` (a spec string): one this server lists."""
+        if not isinstance(name, str):
+            raise InvalidParameterError(f"{where}: name a shape model as a string, e.g. 'builtin' or 'openai/shap-e'.")
         return name if name == "builtin" else self._lookup(name, where, cache=True)
 
     def resolve_upscaler(self, name: str, where: str) -> str:

@@ -506,10 +506,11 @@ def job_request(job, ctx: Submit) -> Request:
     its limits (InvalidParameterError naming the field otherwise), before anything is allocated."""
     ctx.limits.check(job.settings)
     request = job.request(ctx)
-    spec = request.settings.get("material_model")
-    if spec is not None:  # a model the server lists, like a generator (loaded by the worker, kept between jobs)
-        spec = ctx.catalog.resolve_material_model(spec, "settings.material_model")
-        request = replace(request, settings={**request.settings, "material_model": spec})
+    gates = {"material_model": ctx.catalog.resolve_material_model, "shape_model": ctx.catalog.resolve_shape_model}
+    for name, resolve in gates.items():
+        spec = request.settings.get(name)
+        if spec is not None:  # a model the server lists, like a generator (the worker loads it, keeps it)
+            request = replace(request, settings={**request.settings, name: resolve(spec, f"settings.{name}")})
     return request
 
 
