@@ -305,9 +305,8 @@ def _shape(args) -> None:
 
         raise InvalidParameterError("--pbr makes the maps of a texture; add --texture 'what it shows'.")
     with _watched() as (bar, token):
-        made = shape_mesh(
-            args.prompt, args.shape_model, args.seed, args.steps, args.guidance, bar, token, n_points=args.points
-        )
+        kw = dict(seed=args.seed, steps=args.steps, guidance=args.guidance, device=args.device, n_points=args.points)
+        made = shape_mesh(args.prompt, args.shape_model, progress=bar, cancel=token, **kw)
     mesh = load_mesh(made)
     if args.texture:
         result = _run("texture", mesh=mesh, prompt=args.texture, strategy="sync", seed=args.seed, **_pbr(args))
@@ -561,6 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--shape-model",
         help="builtin (default: the shipped categories) or openai/shap-e (any sentence; from the local cache)",
     )
+    p.add_argument("--device", help="where the shape model runs (default: the CPU; cuda suits Shap-E)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     pbr_options(p)
     p.set_defaults(run=_shape)

@@ -14,6 +14,7 @@ from meshdream.generators import GeneratorKindError, ModelNotFoundError
 from meshdream.progress import CancelToken
 from meshdream.shapes import generate_shape, is_closed, load_shape_model, shape_mesh
 from meshdream.shapes.sampler import ShapeModel
+from PIL import Image
 from scipy.spatial import cKDTree
 
 from tests.device_double import other_device
@@ -123,6 +124,11 @@ def test_image_model_takes_a_picture(image_model, text_model):
     assert_normalized(mesh.vertices)
     again = image_model.mesh(picture.astype(np.float32) / 255, seed=0, steps=STEPS)
     np.testing.assert_array_equal(again.vertices, mesh.vertices)
+    # Grey, RGBA and PIL pictures are the same RGB condition.
+    rgba = np.concatenate([picture, np.full((48, 40, 1), 255, np.uint8)], axis=-1)
+    for other in (rgba, Image.fromarray(picture)):
+        assert np.array_equal(np.asarray(image_model._condition(other)), picture)
+    assert image_model._condition(picture[..., 0]).mode == "RGB"
     with pytest.raises(InvalidParameterError, match="picture"):
         image_model.mesh("a red chair")
     with pytest.raises(InvalidParameterError, match="text"):

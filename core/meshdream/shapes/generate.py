@@ -145,17 +145,18 @@ def generate_shape(
     guidance: Optional[float] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
-    device: Union[str, torch.device] = "cpu",
+    device: Union[str, torch.device, None] = None,
     shape_model: ShapeModelSpec = None,
 ) -> np.ndarray:
     """A new point cloud of `prompt` (text such as "tall chair", a category name, or its index in
     `shape_categories()`): (n_points, 3) float32, y up, bounding box centred at the origin, farthest point at
     radius 1. The same arguments give the same cloud. steps: DPM-Solver++ steps (default 25); guidance:
-    classifier-free guidance scale (default from the model card; 1 = none). device: where to sample ("cpu", the
-    default: the model is small enough that a GPU gains little; "cuda" works too). Mesh it with `points_to_mesh`.
+    classifier-free guidance scale (default from the model card; 1 = none). device: where to sample (None: where
+    the model is, the CPU once loaded: the built-in model is small enough that a GPU gains little; Shap-E's is not,
+    pass "cuda"). Mesh it with `points_to_mesh`.
     shape_model: a `load_shape_model` spec or a loaded model (default: the built-in one); an open-vocabulary model
     (Shap-E) takes any sentence (or, img2img, a picture) and its cloud samples the surface of its mesh."""
-    model = _model(shape_model).to(_device(device))
+    model = _model(shape_model, device)
     if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)) or not 16 <= n_points <= 100_000:
         raise InvalidParameterError(f"n_points={n_points!r} is out of range; use an integer in 16-100000 (2048).")
     if getattr(model, "open_vocabulary", False):
@@ -188,22 +189,23 @@ def shape_mesh(
     guidance: Optional[float] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
-    device: Union[str, torch.device] = "cpu",
+    device: Union[str, torch.device, None] = None,
     n_points: int = 2048,
 ) -> trimesh.Trimesh:
     """A closed, normalized (bounding box centred, farthest vertex at radius 1), y-up, UV-unwrapped mesh of
     `prompt`, ready to texture: the built-in model's cloud (n_points) through `points_to_mesh`, or an
     open-vocabulary model's own mesh (`.mesh`), finished the same way."""
-    model = _model(shape_model).to(_device(device))
+    model = _model(shape_model, device)
     if getattr(model, "open_vocabulary", False):
         return model.mesh(prompt, seed=seed, steps=steps, guidance=guidance, progress=progress, cancel=cancel)
-    points = generate_shape(prompt, n_points, seed, steps, guidance, progress, cancel, model.device, model)
+    points = generate_shape(prompt, n_points, seed, steps, guidance, progress, cancel, shape_model=model)
     return finish_mesh(points_to_mesh(points, unwrap=False), seed=int(seed))
 
 
-def _model(spec: ShapeModelSpec):
-    """A loaded model as given, else `load_shape_model(spec)`."""
-    return load_shape_model(spec) if spec is None or isinstance(spec, (str, os.PathLike)) else spec
+def _model(spec: ShapeModelSpec, device: Union[str, torch.device, None]):
+    """A loaded model as given, else `load_shape_model(spec)`; on `device` (None: where it is, the CPU once loaded)."""
+    model = load_shape_model(spec) if spec is None or isinstance(spec, (str, os.PathLike)) else spec
+    return model if device is None else model.to(_device(device))
 
 
 def _device(device: Union[str, torch.device]) -> torch.device:

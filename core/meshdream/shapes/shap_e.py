@@ -114,10 +114,11 @@ class ShapE:
         noise = torch.randn(
             1, prior.num_embeddings * prior.embedding_dim, generator=torch.Generator().manual_seed(seed)
         )
+        condition = self._condition(prompt)
         self.pipe.progress_bar = lambda timesteps: _reported(timesteps, report)
         try:
             latents = self.pipe(
-                self._condition(prompt),
+                condition,
                 num_inference_steps=int(steps),
                 guidance_scale=float(guidance),
                 latents=noise,
@@ -128,23 +129,24 @@ class ShapE:
         return self._sdf(latents[0])
 
     def _condition(self, prompt):
-        if self.kind == "text":
-            if not isinstance(prompt, str) or not prompt.strip():
-                raise InvalidParameterError(f"{self.name} makes shapes from text; pass a sentence, not {prompt!r:.60}.")
-            return prompt
+        """What the pipeline takes: the text, or the picture as an RGB PIL image (arrays: uint8, or floats in 0-1)."""
         from PIL import Image
 
+        if self.kind == "text":
+            if isinstance(prompt, str) and prompt.strip():
+                return prompt
+            raise InvalidParameterError(f"{self.name} makes shapes from text; pass a sentence, not {prompt!r:.60}.")
         if isinstance(prompt, Image.Image):
             return prompt.convert("RGB")
-        image = np.asarray(prompt) if not isinstance(prompt, str) else None
-        if image is None or image.ndim not in (2, 3) or image.ndim == 3 and image.shape[-1] not in (1, 3, 4):
+        image = None if isinstance(prompt, str) else np.asarray(prompt)
+        if image is None or not (image.ndim == 2 or image.ndim == 3 and image.shape[-1] in (1, 3, 4)):
             raise InvalidParameterError(
                 f"{self.name} makes shapes from a picture; pass an (H, W, 3) image array or a PIL image."
             )
         if image.dtype != np.uint8:
             image = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
-        rgb = image if image.ndim == 2 else image[..., :3] if image.shape[-1] >= 3 else image[..., 0]
-        return Image.fromarray(rgb).convert("RGB")
+        channels = image[..., :3] if image.ndim == 3 and image.shape[-1] >= 3 else image.reshape(image.shape[:2])
+        return Image.fromarray(channels).convert("RGB")
 
     def _sdf(self, latent: torch.Tensor) -> np.ndarray:
         """The latent's NeRSTF MLP (its first layers are the latent, projected) queried on the grid."""
