@@ -5,6 +5,7 @@ DPM-Solver++ (2nd order) on the same schedule in 20-50 steps, with classifier-fr
 turns the final codes into points. Every shape's starting noise comes from its own seed, so a shape depends on
 its seed alone, not on what else shares the batch. Sampling runs wholly on the model's device (`ShapeModel.to`);
 the seeded draws are made on the CPU and moved, so a seed gives the same cloud on every device.
+`load_shape_model` is the one place a shape-model spec is resolved (Shap-E specs go to shap_e.py).
 """
 
 from __future__ import annotations
