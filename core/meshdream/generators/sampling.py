@@ -122,7 +122,9 @@ def sample(
         # level) while the step fraction is below 1 - m: m = 1 generates, 0 keeps, 0.5 refines the second half.
         release = _resize(request.inpaint_mask.to(dev, torch.float32), (lh, lw), "nearest")
     if hook is not None and getattr(sched, "init_noise_sigma", 1.0) != 1.0:
-        raise InvalidParameterError("Per-step hooks need a variance-preserving scheduler (dpm++, unipc or ddim).")
+        raise InvalidParameterError(
+            "Per-step hooks need a variance-preserving scheduler (dpm++, unipc, ddim or a few-step sampler)."
+        )
 
     denoise = DenoiserGraphs(generator, prompt, cond, request.guidance)
     total = len(timesteps)
