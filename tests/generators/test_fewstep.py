@@ -178,3 +178,17 @@ def test_lcm_sync_keeps_the_views_one_texture(spot, sd15, monkeypatch):
     apart_lcm = _disagreement(spot, meshdream.texture_mesh(spot, "red brick wall", lcm, **settings))
     assert synced_lcm <= 1.05 * synced_dpm
     assert synced_lcm < 0.9 * apart_lcm
+
+
+def test_cli_sampler_option_reaches_the_loader(sd15, loras, capsys):
+    from meshdream.cli import _generator, build_parser
+
+    lora = loras("plain/oak-style.safetensors")
+    for command in (["texture", "m.obj", "--prompt", "oak", "-o", "m.glb"], ["serve"]):
+        args = build_parser().parse_args([*command, "--model", str(sd15), "--lora", str(lora), "--sampler", "tcd"])
+        assert args.sampler == "tcd"
+    args = build_parser().parse_args(["texture", "m.obj", "--prompt", "oak", "-o", "m.glb", "--sampler", "lcm"])
+    assert _defaults(_generator(sd15, args)) == ("LCMScheduler", "lcm", 4, 1.0)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["texture", "m.obj", "--prompt", "oak", "-o", "m.glb", "--sampler", "turbo"])
+    assert "lcm" in capsys.readouterr().err
