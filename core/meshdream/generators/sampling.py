@@ -47,6 +47,15 @@ def timesteps_for(sched, steps: int, strength: float, device=None) -> torch.Tens
     return timesteps
 
 
+def _alpha_bar(generator: Generator, sched, t: torch.Tensor) -> torch.Tensor:
+    """alpha_bar of the step at `t`: from the scheduler's own sigma for sigma-space schedulers (Euler: x = x0 +
+    sigma eps, its timesteps may fall between the table's), as 1 / (1 + sigma^2)."""
+    if getattr(sched, "init_noise_sigma", 1.0) == 1.0:
+        return generator.alpha_bar(t)
+    sigma = sched.sigmas[sched.step_index].to(generator.device, torch.float32)
+    return 1.0 / (1.0 + sigma**2)
+
+
 def _boundary(sched, t: torch.Tensor):
     """(c_skip, c_out): a consistency scheduler's (LCM) denoised latent is c_out * x0(eps) + c_skip * x_t; others
     use x0(eps) itself."""
@@ -121,10 +130,6 @@ def sample(
         # Blended latent diffusion: a pixel with mask m is pinned to the known latents (noised to the current
         # level) while the step fraction is below 1 - m: m = 1 generates, 0 keeps, 0.5 refines the second half.
         release = _resize(request.inpaint_mask.to(dev, torch.float32), (lh, lw), "nearest")
-    if hook is not None and getattr(sched, "init_noise_sigma", 1.0) != 1.0:
-        raise InvalidParameterError(
-            "Per-step hooks need a variance-preserving scheduler (dpm++, unipc, ddim or a few-step sampler)."
-        )
 
     denoise = DenoiserGraphs(generator, prompt, cond, request.guidance)
     total = len(timesteps)
@@ -139,12 +144,14 @@ def sample(
             ]
         )
         if hook is not None:
-            a = generator.alpha_bar(t)
+            # On the variance-preserving model input (the latents themselves but for sigma-space schedulers), so
+            # one conversion serves every scheduler.
+            a = _alpha_bar(generator, sched, t)
             c_skip, c_out = _boundary(sched, t)
-            lat32, eps32 = latents.float(), eps.float()
-            x0 = c_out * (lat32 - (1 - a).sqrt() * eps32) / a.sqrt() + c_skip * lat32
+            x, eps32 = model_in.float(), eps.float()
+            x0 = c_out * (x - (1 - a).sqrt() * eps32) / a.sqrt() + c_skip * x
             x0 = hook(i, total, x0).to(dev, torch.float32)
-            eps = ((lat32 - a.sqrt() * (x0 - c_skip * lat32) / c_out) / (1 - a).sqrt()).to(dt)
+            eps = ((x - a.sqrt() * (x0 - c_skip * x) / c_out) / (1 - a).sqrt()).to(dt)
         # After the hook, so it shows the edited (synchronized) x0; computed only if asked.
         preview = _previewer(generator, model_in, eps, t)
         latents = sched.step(eps, t, latents, **step_kwargs).prev_sample
