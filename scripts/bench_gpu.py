@@ -7,7 +7,8 @@ model, shape sampling (built-in and a tiny Shap-E) and a few steps of both train
 or as its error.
 Part 2 times the full-size SD 1.5 + depth ControlNet architecture (random weights: speed and memory do not depend
 on them), saved to a diffusers folder and loaded with load_generator as a user would: the plain diffusers
-pipeline on the same depth images, then texture_mesh per strategy, then the peak GPU memory of the sync job per
+pipeline on the same depth images, then texture_mesh per strategy, then sync with LCM at 4 steps against the
+plain pipeline with LCMScheduler at 4 steps (issue 29), then the peak GPU memory of the sync job per
 memory preset under the caps of the cards users have. Targets are printed next to the figures (issue 19). Then
 the full-size Shap-E architecture (random weights) is timed per shape.
 
@@ -43,6 +44,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # tests.tiny_models, tests.de
 SPOT = Path(meshdream.__file__).parent / "assets" / "spot.obj"
 TINY_JOB = dict(n_views=2, view_resolution=64, texture_size=64, steps=3)
 FULL_JOB = dict(n_views=8, view_resolution=512, texture_size=1024, steps=20, guidance=7.5)
+LCM_JOB = dict(FULL_JOB, steps=4, guidance=1.0)  # an LCM-LoRA's settings (issue 29)
 GIB = 2**30
 CAPS_GB = {"none": None, "low": 8, "minimal": 4}  # the process's GPU memory cap per preset (issue 19)
 # "minimal" turns CUDA graphs off (they keep their activations' memory through the loop); measured in a process of
@@ -146,6 +148,7 @@ def features(double: bool) -> dict:
         "refine_scale_2": (load(sd15), texture(refine_scale=2)),
         "seamless_texture": (load(sd15), lambda gen: meshdream.seamless_texture("marble", gen, size=64, steps=3)),
         "lora": (lambda: load(sd15, lora=lora(sd15, tmp / "lora"))(), texture()),
+        "lcm_sampler": (load(sd15, sampler="lcm"), texture(steps=4, guidance=1.0)),
         "ip_adapter": (
             lambda: load(sd15, ip_adapter=build_ip_adapter(tmp / "ip", sd15))(),
             texture(reference_image=red),
@@ -250,15 +253,15 @@ def seconds(fn):
     return out, round(time.perf_counter() - t, 3)
 
 
-def plain_pipeline(gen, mesh) -> tuple[float, float]:
-    """(cold, warm) seconds of diffusers' own StableDiffusionControlNetPipeline on the depth images and prompts
-    texture_mesh would use: the floor for synchronized texturing, which adds the 3D work to exactly this."""
+def plain_pipeline(gen, mesh, job: dict = FULL_JOB) -> tuple[float, float]:
+    """(cold, warm) seconds of diffusers' own StableDiffusionControlNetPipeline (with `gen`'s scheduler) on the depth
+    images and prompts texture_mesh would use: the floor for synchronized texturing, which adds the 3D work to
+    exactly this."""
     import diffusers
     from meshdream.texturing.views import LIGHTING_NEGATIVE, prepare_views
 
-    j = FULL_JOB
     views = prepare_views(
-        mesh, meshdream.orbit_cameras(j["n_views"], resolution=j["view_resolution"], mesh=mesh), "red brick"
+        mesh, meshdream.orbit_cameras(job["n_views"], resolution=job["view_resolution"], mesh=mesh), "red brick"
     )
     p = gen.parts
     pipe = diffusers.StableDiffusionControlNetPipeline(
@@ -277,18 +280,33 @@ def plain_pipeline(gen, mesh) -> tuple[float, float]:
         prompt=views.prompts,
         negative_prompt=[LIGHTING_NEGATIVE] * len(views.prompts),
         image=views.depth.repeat(1, 3, 1, 1).to(gen.device, gen.dtype),
-        num_inference_steps=j["steps"],
-        guidance_scale=j["guidance"],
+        num_inference_steps=job["steps"],
+        guidance_scale=job["guidance"],
         output_type="np",
     )
     return seconds(lambda: pipe(**kw))[1], seconds(lambda: pipe(**kw))[1]
 
 
-def strategy_run(gen, strategy: str) -> dict:
+def fewstep_run(gen, job: dict) -> dict:
+    """Synchronized texturing with a few-step sampler (`gen` loaded with sampler=...) against diffusers' own
+    ControlNet pipeline with the same scheduler, steps and guidance on the same depth images (issue 29)."""
+    cold_plain, plain = plain_pipeline(gen, meshdream.load_mesh(SPOT), job)
+    cold = strategy_run(gen, "sync", job)["wall_s"]
+    sync = strategy_run(gen, "sync", job)
+    return {
+        "sampler": gen.sampler,
+        "plain_cold_s": cold_plain,
+        "plain_s": plain,
+        "sync": {**sync, "cold_s": cold},
+        "x_plain": round(sync["wall_s"] / plain, 2),
+    }
+
+
+def strategy_run(gen, strategy: str, job: dict = FULL_JOB) -> dict:
     """One texture_mesh call on a freshly loaded mesh (its UV maps and ray-cast scene are built in the call, as
     for a user's new mesh)."""
     mesh = meshdream.load_mesh(SPOT)
-    job = {k: v for k, v in FULL_JOB.items() if strategy != "project" or k != "n_views"}
+    job = {k: v for k, v in job.items() if strategy != "project" or k != "n_views"}
     result, wall = seconds(lambda: meshdream.texture_mesh(mesh, "red brick", gen, strategy=strategy, **job))
     return {"wall_s": wall, "timings": {k: round(v, 3) for k, v in result.timings.items()}}
 
@@ -384,10 +402,15 @@ def fullsize(out: dict) -> None:
         out[strategy] = {**strategy_run(gen, strategy), "cold_s": cold}
         out[strategy]["x_plain"] = round(out[strategy]["wall_s"] / out["plain_s"], 2)
     out["graphs"] = graphs_check(gen)
+    gen = None
+    lcm, out["lcm_load_s"] = seconds(
+        lambda: meshdream.load_generator(folders[0], controlnet=folders[1], memory="none", sampler="lcm")
+    )
+    out["lcm"] = fewstep_run(lcm, LCM_JOB)
+    lcm = None
     geometry = out["sync"]["timings"].get("geometry", 0.0)
     out["sync"]["geometry_pct"] = round(100 * geometry / out["sync"]["wall_s"], 1)
-    gen = None  # its weights would count against the capped runs' memory
-    out["leftover"] = leftover()
+    out["leftover"] = leftover()  # every generator dropped: their weights would count against the capped runs
     out["memory"] = {name: preset_child(folders, name) for name in [*CAPS_GB, *VARIANTS]}
 
 

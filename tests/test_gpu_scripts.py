@@ -57,3 +57,14 @@ def test_bench_gpu_refuses_without_cuda():
     )
     assert proc.returncode != 0
     assert "CUDA" in json.loads(proc.stderr.strip().splitlines()[-1])["error"]
+
+
+def test_bench_gpu_times_a_few_step_sampler_against_diffusers_pipeline(tiny):
+    """Part 2's LCM comparison (sync against StableDiffusionControlNetPipeline with LCMScheduler, same steps), run
+    here at tiny size on the CPU: the code path the GPU run takes."""
+    script = _script("bench_gpu")
+    gen = meshdream.load_generator(tiny("sd15_controlnet"), sampler="lcm")
+    job = dict(script.LCM_JOB, n_views=2, view_resolution=64, texture_size=64)
+    out = script.fewstep_run(gen, job)
+    assert out["sampler"] == "lcm" and type(gen.parts.scheduler).__name__ == "LCMScheduler"
+    assert out["plain_s"] > 0 and out["sync"]["wall_s"] > 0 and out["x_plain"] > 0

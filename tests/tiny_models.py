@@ -140,7 +140,8 @@ def scheduler():
 
 
 def build(folder: Path, kind: str, seed: int = 0) -> Path:
-    """Save a tiny pipeline of `kind` (sd15_controlnet, sdxl_controlnet, sd2_depth, sd_inpaint, sd15_plain)."""
+    """Save a tiny pipeline of `kind` (sd15_controlnet, sdxl_controlnet, sd2_depth, sd_inpaint, sd15_plain, or
+    sd15_lcm: an LCM checkpoint + depth ControlNet, its UNet taking the guidance as an embedding)."""
     import diffusers
 
     torch.manual_seed(seed)
@@ -153,6 +154,16 @@ def build(folder: Path, kind: str, seed: int = 0) -> Path:
         pipe = diffusers.StableDiffusionControlNetPipeline(
             unet=u,
             controlnet=diffusers.ControlNetModel.from_unet(u),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+            **common,
+        )
+    elif kind == "sd15_lcm":
+        common["scheduler"] = diffusers.LCMScheduler.from_config(common["scheduler"].config)
+        pipe = diffusers.StableDiffusionControlNetPipeline(
+            unet=unet(time_cond_proj_dim=32),
+            controlnet=diffusers.ControlNetModel.from_unet(unet()),  # the base model's, as for LCM_Dreamshaper
             safety_checker=None,
             feature_extractor=None,
             requires_safety_checker=False,
@@ -183,6 +194,26 @@ def build(folder: Path, kind: str, seed: int = 0) -> Path:
         raise ValueError(kind)
     pipe.save_pretrained(folder)
     return folder
+
+
+def build_lora(path: Path, pipeline_folder: Path, seed: int = 0, title: str | None = None) -> Path:
+    """A random LoRA for a tiny pipeline's UNet, saved as `path` in the diffusers layout ("unet."-prefixed PEFT keys),
+    with `title` as its safetensors metadata "modelspec.title" if given."""
+    from diffusers import UNet2DConditionModel
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    unet = UNet2DConditionModel.from_pretrained(pipeline_folder, subfolder="unet")
+    torch.manual_seed(seed)
+    unet.add_adapter(
+        LoraConfig(r=4, lora_alpha=4, init_lora_weights=False, target_modules=["to_q", "to_k", "to_v", "to_out.0"])
+    )
+    state = {f"unet.{k}": v.contiguous() for k, v in get_peft_model_state_dict(unet).items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata={"modelspec.title": title} if title else None)
+    return path
 
 
 def build_upscaler(folder: Path, seed: int = 0) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 from . import __version__
 from .errors import CancelledError, MeshDreamError
 from .files import os_error_message, writing
+from .generators.schedulers import SAMPLERS
 from .jobs import Limits
 
 
@@ -137,6 +138,7 @@ def _generator(spec, args):
         controlnet=getattr(args, "controlnet", None),
         base=getattr(args, "base", None),
         lora=getattr(args, "lora", None),
+        sampler=getattr(args, "sampler", None),
         ip_adapter=getattr(args, "ip_adapter", None),
         device=args.device,
         memory=args.memory,
@@ -341,7 +343,7 @@ def _serve(args) -> None:
         port=args.port,
         token=args.token or os.environ.get("MESHDREAM_TOKEN") or None,
         model=args.model,
-        model_options={"controlnet": args.controlnet, "base": args.base, "lora": args.lora},
+        model_options={"controlnet": args.controlnet, "base": args.base, "lora": args.lora, "sampler": args.sampler},
         device=args.device,
         idle_unload=args.idle_unload,
         max_body_mb=args.max_body_mb,
@@ -374,7 +376,7 @@ def _batch(args) -> int:
         **{k: v for k, v in _pbr(args).items() if v is not None},  # --pbr: GLB + a PNG per map, named in the summary
     }
     items = collect_items(args.inputs, args.prompt, settings, args.jobs, uv_set=args.uv_set)
-    options = {"controlnet": args.controlnet, "base": args.base, "lora": args.lora}
+    options = {"controlnet": args.controlnet, "base": args.base, "lora": args.lora, "sampler": args.sampler}
     options = {k: v for k, v in options.items() if v} | {"device": args.device, "memory": args.memory}
     bar = tqdm(total=len(items), desc="batch", unit="mesh", file=sys.stderr)
 
@@ -438,11 +440,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fov", type=float, default=40.0)
     p.set_defaults(run=_views)
 
+    def sampler_option(p):
+        p.add_argument(
+            "--sampler",
+            choices=list(SAMPLERS),
+            help="few-step sampler with its steps and guidance (default: recognized from the model / LoRA names)",
+        )
+
     def model_options(p, default):
         p.add_argument("--model", default=default, help="builtin, a cached Hugging Face id, a folder or a .safetensors")
         p.add_argument("--controlnet", help="depth ControlNet for a plain text-to-image model")
         p.add_argument("--base", help="base model for a single-file checkpoint")
         p.add_argument("--lora", action="append", help="LoRA file (repeatable)")
+        sampler_option(p)
         p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cuda, mps or cpu")
         p.add_argument(
             "--memory",
@@ -573,6 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--controlnet", help="depth ControlNet for a plain text-to-image --model")
     p.add_argument("--base", help="base model for a single-file --model checkpoint")
     p.add_argument("--lora", action="append", help="LoRA file for --model (repeatable)")
+    sampler_option(p)
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cuda, mps or cpu")
     p.add_argument("--idle-unload", type=float, default=600.0, help="unload models after S idle seconds (0: never)")
     p.add_argument("--max-body-mb", type=float, default=256.0, help="largest request body accepted (MB)")

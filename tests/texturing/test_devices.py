@@ -109,3 +109,15 @@ def test_the_device_double_catches_a_missing_transfer():
             x + torch.ones(2, 3)
         x[:, torch.tensor([True, False, True])] = torch.ones((), device=dev)  # CPU indices are fine, as on CUDA
         assert x.cpu().sum() == 4
+
+
+@pytest.mark.parametrize("kind, sampler", [("sd15_controlnet", "tcd"), ("sd15_lcm", None)])
+def test_few_step_samplers_on_the_generators_device(spot, tiny, kind, sampler):
+    """The seeded re-noising, LCM's boundary scalings in the sync hook and an LCM checkpoint's guidance embedding
+    reach the device: the same texture as on the CPU."""
+
+    def run(gen):
+        return meshdream.texture_mesh(spot, "red brick", gen, **SMALL).texture
+
+    cpu, dev = _both(lambda: meshdream.load_generator(tiny(kind), sampler=sampler), run)
+    np.testing.assert_allclose(dev, cpu, atol=2e-4)

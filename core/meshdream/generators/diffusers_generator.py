@@ -72,6 +72,13 @@ class DiffusersGenerator(Generator):
             }[family]
         )
         self.default_guidance = 5.0 if self.xl else 7.5
+        self.sampler: Optional[str] = None  # the few-step sampler in use (schedulers.SAMPLERS), if any
+        # LCM checkpoints take the guidance scale as an embedding of w (timestep_cond) and run without
+        # classifier-free guidance: one UNet row per image.
+        self.guidance_embedded = parts.unet.config.time_cond_proj_dim is not None
+        self._controlnet_embeds = (
+            getattr(getattr(parts.controlnet, "config", None), "time_cond_proj_dim", None) is not None
+        )
         # SDXL's VAE overflows in fp16 (config.force_upcast): run it in float32. SD 1.x/2.x VAEs carry the same flag
         # by default but run fine in fp16, as diffusers' own SD pipelines run them.
         self._vae_dtype = torch.float32 if self.xl and getattr(vae_cfg, "force_upcast", False) else dtype
@@ -168,6 +175,9 @@ class DiffusersGenerator(Generator):
         if self.xl:
             ids = torch.tensor([[h, w, 0, 0, h, w]], device=self.device, dtype=self.dtype)
             cond["time_ids"] = ids
+        if self.guidance_embedded:
+            dim = self.parts.unet.config.time_cond_proj_dim
+            cond["guidance_embedding"] = guidance_embedding(request.guidance, dim).to(self.device, self.dtype)
         if self.parts.image_encoder is not None:
             cond["image_embeds"] = self._image_embeds(request.reference_image, len(request.prompts))
         elif request.reference_image is not None:
@@ -195,7 +205,7 @@ class DiffusersGenerator(Generator):
         return torch.cat([torch.zeros_like(pos).expand(n, -1), pos.expand(n, -1)])[:, None, :]
 
     def predict_noise(self, latents, t, prompt: PromptEmbeds, cond: dict, index: slice, guidance: float):
-        use_cfg = guidance > 1.0
+        use_cfg = guidance > 1.0 and not self.guidance_embedded
         x = torch.cat([latents, latents]) if use_cfg else latents
         reps = 2 if use_cfg else 1
         emb = guided_rows(prompt.embeds, index, use_cfg)
@@ -206,6 +216,8 @@ class DiffusersGenerator(Generator):
                 "time_ids": cond["time_ids"].repeat(len(emb), 1),
             }
         kwargs: dict = {"added_cond_kwargs": added} if added else {}
+        if self.guidance_embedded:
+            kwargs["timestep_cond"] = cond["guidance_embedding"].expand(len(emb), -1)
         if self.family == "depth_unet":
             x = torch.cat([x, cond["depth_latent"][index].repeat(reps, 1, 1, 1)], dim=1)
         elif self.family == "inpaint":
@@ -218,6 +230,8 @@ class DiffusersGenerator(Generator):
                 dim=1,
             )
         if "control" in cond:
+            # A ControlNet made for the base model has no guidance embedding of its own.
+            ctrl_kwargs = {k: v for k, v in kwargs.items() if k != "timestep_cond" or self._controlnet_embeds}
             down, mid = self.parts.controlnet(
                 x,
                 t,
@@ -225,7 +239,7 @@ class DiffusersGenerator(Generator):
                 controlnet_cond=cond["control"][index].repeat(reps, 1, 1, 1),
                 conditioning_scale=self.controlnet_scale,
                 return_dict=False,
-                **kwargs,
+                **ctrl_kwargs,
             )
             kwargs["down_block_additional_residuals"] = down
             kwargs["mid_block_additional_residual"] = mid
@@ -239,3 +253,12 @@ class DiffusersGenerator(Generator):
             a = self.alpha_bar(t).to(out.dtype)
             out = a.sqrt() * out + (1 - a).sqrt() * latents  # v -> epsilon
         return out
+
+
+def guidance_embedding(guidance: float, dim: int) -> torch.Tensor:
+    """(1, dim) sinusoidal embedding of w = guidance - 1, as LCM checkpoints were distilled with (diffusers'
+    LatentConsistencyModelPipeline.get_guidance_scale_embedding)."""
+    half = dim // 2
+    freqs = torch.exp(torch.arange(half, dtype=torch.float32) * -(torch.log(torch.tensor(10000.0)) / (half - 1)))
+    angles = (guidance - 1.0) * 1000.0 * freqs[None]
+    return torch.nn.functional.pad(torch.cat([angles.sin(), angles.cos()], dim=1), (0, dim % 2))

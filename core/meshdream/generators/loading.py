@@ -19,7 +19,16 @@ import torch
 from ..errors import InvalidParameterError
 from ..tensors import pick_device
 from .base import Generator, GeneratorKindError, ModelNotFoundError
-from .schedulers import make_scheduler
+from .schedulers import (
+    EMBEDDED_GUIDANCE,
+    SAMPLERS,
+    FewStep,
+    check_sampler,
+    detect_sampler,
+    make_scheduler,
+    model_names,
+    named_sampler,
+)
 
 MEMORY_PRESETS = ("auto", "none", "low", "minimal")
 
@@ -180,6 +189,7 @@ def load_generator(
     dtype: Optional[torch.dtype] = None,
     memory: str = "auto",
     scheduler: Any = "dpm++",
+    sampler: Optional[str] = None,
 ) -> Generator:
     """Load a texture generator. See the module doc for `spec`.
 
@@ -193,11 +203,18 @@ def load_generator(
         for ~8 GB cards), "minimal" (two images per denoiser call, one per VAE call, text / image encoders on
         the GPU only while used: for ~4 GB cards);
         "auto" picks by the GPU memory free at load time.
+    sampler: a few-step sampler ("lcm", "tcd" or "trailing"; see schedulers.SAMPLERS) in place of `scheduler`, with
+        the steps and guidance it was made for as the generator's defaults. None: recognized from the model and
+        LoRAs (an LCM scheduler config or guidance-embedding UNet; LCM / TCD / Hyper-SD / Lightning in a name or
+        title), else `scheduler` with the usual defaults.
     """
+    check_sampler(sampler)
     if memory not in MEMORY_PRESETS:
         raise InvalidParameterError(f"memory={memory!r} is unknown; use one of {', '.join(MEMORY_PRESETS)}.")
     spec_str = os.fspath(spec)
     if spec_str == "builtin":
+        if sampler is not None:
+            raise InvalidParameterError("Few-step samplers are for diffusers models; the built-in model has its own.")
         from .builtin import load_builtin
 
         return load_builtin(device=device, scheduler=scheduler)
@@ -228,15 +245,20 @@ def load_generator(
             "(controlnet='lllyasviel/control_v11f1p_sd15_depth' for SD 1.5, "
             "'diffusers/controlnet-depth-sdxl-1.0' for SDXL), or use an SD 2 depth or inpainting model."
         )
-    if lora is not None:
-        for k, item in enumerate([lora] if isinstance(lora, (str, os.PathLike)) else list(lora)):
-            _apply_lora(parts.unet, Path(os.fspath(item)).expanduser(), f"lora{k}", lora_scale)
+    loras = [] if lora is None else [lora] if isinstance(lora, (str, os.PathLike)) else list(lora)
+    lora_files = [_lora_file(Path(os.fspath(item)).expanduser()) for item in loras]
+    for k, file in enumerate(lora_files):
+        _apply_lora(parts.unet, file, f"lora{k}", lora_scale)
+    fewstep = _few_step(sampler, lora_files, parts, path)
 
     if ip_adapter is not None:
         _apply_ip_adapter(parts, Path(os.fspath(ip_adapter)).expanduser(), image_encoder, dtype)
 
     prediction = parts.scheduler.config.get("prediction_type", "epsilon")
-    parts.scheduler = make_scheduler(scheduler, parts.scheduler.config)
+    if fewstep is None:
+        parts.scheduler = make_scheduler(scheduler, parts.scheduler.config)
+    else:
+        parts.scheduler = SAMPLERS[fewstep.sampler].scheduler(parts.scheduler.config)
     for module in (
         parts.unet,
         parts.vae,
@@ -254,6 +276,12 @@ def load_generator(
         parts, family, name=Path(spec_str).name or spec_str, device=dev, dtype=dtype, prediction_type=prediction
     )
     gen.memory = preset
+    if fewstep is not None:
+        gen.sampler, gen.default_steps = fewstep.sampler, fewstep.steps
+        if gen.guidance_embedded:
+            gen.default_guidance = EMBEDDED_GUIDANCE
+        elif fewstep.guidance is not None:
+            gen.default_guidance = fewstep.guidance
     gen.max_batch, gen.vae_batch = PRESET_BATCHES[preset]
     if preset == "minimal" and dev.type == "cuda":
         # A CUDA graph keeps its activations' memory for the whole sampling call (measured: minimal's peak went
@@ -265,14 +293,29 @@ def load_generator(
     return gen
 
 
-def _apply_lora(unet, path: Path, name: str, scale: float) -> None:
+def _few_step(sampler: Optional[str], lora_files: list[Path], parts, spec: Path) -> Optional[FewStep]:
+    """The few-step sampler to run: the one asked for, else the one a LoRA's or the model's name says, else LCM
+    for a model configured as an LCM (its scheduler config, or a UNet that takes the guidance as an embedding)."""
+    names = [model_names(f) for f in lora_files]
+    if sampler is not None:
+        return named_sampler(sampler, " ".join(names))
+    lcm_model = type(parts.scheduler).__name__ == "LCMScheduler" or parts.unet.config.time_cond_proj_dim is not None
+    return detect_sampler(names) or (named_sampler("lcm") if lcm_model else detect_sampler([model_names(spec)]))
+
+
+def _lora_file(path: Path) -> Path:
+    """The .safetensors file of a LoRA given as a file or a folder holding one."""
     if not path.exists():
         raise ModelNotFoundError(f"No LoRA at '{path}'; give a .safetensors file or a folder holding one.")
     if path.is_dir():
         files = sorted(path.glob("*.safetensors"))
         if not files:
             raise ModelNotFoundError(f"No .safetensors LoRA file in '{path}'.")
-        path = files[0]
+        return files[0]
+    return path
+
+
+def _apply_lora(unet, path: Path, name: str, scale: float) -> None:
     from safetensors.torch import load_file
 
     state = load_file(str(path))

@@ -2,11 +2,13 @@
 
 The hook sees each step's prediction of the clean latents (x0) for the whole batch and may replace it; the loop
 turns the edited x0 back into the noise estimate the scheduler expects. Synchronized multi-view texturing uses
-this to make all views agree at every step.
+this to make all views agree at every step. Consistency samplers (LCM, TCD) fit too: x0 is the denoised latent
+their step re-noises, and their re-noising draws from the request's seeded generator.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable, Optional
 
 import numpy as np
@@ -20,10 +22,45 @@ from .graphs import DenoiserGraphs
 X0Hook = Callable[[int, int, torch.Tensor], torch.Tensor]  # (step index, steps, x0) -> x0
 
 
-def _noise(shape, seed: int, device, dtype) -> torch.Tensor:
-    """Seeded on the CPU so a seed gives the same image on every device."""
-    g = torch.Generator(device="cpu").manual_seed(int(seed))
-    return torch.randn(shape, generator=g, dtype=torch.float32).to(device=device, dtype=dtype)
+def _noise(shape, rng: torch.Generator, device, dtype) -> torch.Tensor:
+    """Drawn on the CPU so a seed gives the same image on every device."""
+    return torch.randn(shape, generator=rng, dtype=torch.float32).to(device=device, dtype=dtype)
+
+
+def timesteps_for(sched, steps: int, strength: float, device=None) -> torch.Tensor:
+    """The timesteps a request runs, the scheduler set up to run them. img2img (strength < 1) starts part way:
+    consistency schedulers (LCM, TCD) spread their steps over the first `strength` of their distillation schedule
+    (as diffusers' img2img pipelines for them do: fewer than `steps` only where it has fewer); the others run the
+    last `strength` of their `steps`."""
+    if strength < 1.0 and "strength" in inspect.signature(sched.set_timesteps).parameters:
+        origin = sched.config.original_inference_steps
+        strength = max(strength, 1.0 / origin)
+        sched.set_timesteps(min(steps, int(origin * strength)), device=device, strength=strength)
+        return sched.timesteps
+    sched.set_timesteps(steps, device=device)
+    if strength >= 1.0:
+        return sched.timesteps
+    keep = min(max(int(round(steps * strength)), 1), steps)
+    timesteps = sched.timesteps[len(sched.timesteps) - keep * sched.order :]
+    if hasattr(sched, "set_begin_index"):
+        sched.set_begin_index(len(sched.timesteps) - len(timesteps))
+    return timesteps
+
+
+def _alpha_bar(generator: Generator, sched, t: torch.Tensor) -> torch.Tensor:
+    """alpha_bar of the step at `t`: from the scheduler's own sigma for sigma-space schedulers (Euler: x = x0 +
+    sigma eps, its timesteps may fall between the table's), as 1 / (1 + sigma^2)."""
+    if getattr(sched, "init_noise_sigma", 1.0) == 1.0:
+        return generator.alpha_bar(t)
+    sigma = sched.sigmas[sched.step_index].to(generator.device, torch.float32)
+    return 1.0 / (1.0 + sigma**2)
+
+
+def _boundary(sched, t: torch.Tensor):
+    """(c_skip, c_out): a consistency scheduler's (LCM) denoised latent is c_out * x0(eps) + c_skip * x_t; others
+    use x0(eps) itself."""
+    scalings = getattr(sched, "get_scalings_for_boundary_condition_discrete", None)
+    return scalings(t) if scalings is not None else (0.0, 1.0)
 
 
 def _resize(t: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
@@ -73,14 +110,13 @@ def sample(
 
     prompt = generator.encode_prompt(request)
     cond = generator.prepare(request)
-    sched.set_timesteps(request.steps, device=dev)
-    timesteps = sched.timesteps
-    if request.init_images is not None and request.strength < 1.0:
-        keep = min(int(round(request.steps * request.strength)), request.steps)
-        timesteps = timesteps[len(timesteps) - max(keep, 1) * sched.order :]
-        if hasattr(sched, "set_begin_index"):
-            sched.set_begin_index(len(sched.timesteps) - len(timesteps))
-    noise = _noise(shape, request.seed, dev, dt)
+    strength = request.strength if request.init_images is not None else 1.0
+    timesteps = timesteps_for(sched, request.steps, strength, dev)
+    # One seeded stream for the start noise and then any noise the scheduler's steps draw (LCM / TCD re-noise,
+    # ancestral samplers): a seed gives the same result.
+    rng = torch.Generator(device="cpu").manual_seed(int(request.seed))
+    step_kwargs = {"generator": rng} if "generator" in inspect.signature(sched.step).parameters else {}
+    noise = _noise(shape, rng, dev, dt)
 
     known = None
     if request.init_images is not None:
@@ -94,8 +130,6 @@ def sample(
         # Blended latent diffusion: a pixel with mask m is pinned to the known latents (noised to the current
         # level) while the step fraction is below 1 - m: m = 1 generates, 0 keeps, 0.5 refines the second half.
         release = _resize(request.inpaint_mask.to(dev, torch.float32), (lh, lw), "nearest")
-    if hook is not None and getattr(sched, "init_noise_sigma", 1.0) != 1.0:
-        raise InvalidParameterError("Per-step hooks need a variance-preserving scheduler (dpm++, unipc or ddim).")
 
     denoise = DenoiserGraphs(generator, prompt, cond, request.guidance)
     total = len(timesteps)
@@ -110,14 +144,17 @@ def sample(
             ]
         )
         if hook is not None:
-            a = generator.alpha_bar(t)
-            lat32, eps32 = latents.float(), eps.float()
-            x0 = (lat32 - (1 - a).sqrt() * eps32) / a.sqrt()
+            # On the variance-preserving model input (the latents themselves but for sigma-space schedulers), so
+            # one conversion serves every scheduler.
+            a = _alpha_bar(generator, sched, t)
+            c_skip, c_out = _boundary(sched, t)
+            x, eps32 = model_in.float(), eps.float()
+            x0 = c_out * (x - (1 - a).sqrt() * eps32) / a.sqrt() + c_skip * x
             x0 = hook(i, total, x0).to(dev, torch.float32)
-            eps = ((lat32 - a.sqrt() * x0) / (1 - a).sqrt()).to(dt)
+            eps = ((x - a.sqrt() * (x0 - c_skip * x) / c_out) / (1 - a).sqrt()).to(dt)
         # After the hook, so it shows the edited (synchronized) x0; computed only if asked.
         preview = _previewer(generator, model_in, eps, t)
-        latents = sched.step(eps, t, latents).prev_sample
+        latents = sched.step(eps, t, latents, **step_kwargs).prev_sample
         if release is not None and i + 1 < total:
             pinned = (release < 1.0 - (i + 1) / total).to(dt)
             noised = sched.add_noise(known, noise, timesteps[i + 1 : i + 2].repeat(n))

@@ -26,6 +26,7 @@ import torch
 
 from ..errors import InvalidParameterError
 from ..generators import GenerationRequest, sample
+from ..generators.sampling import timesteps_for
 from ..geometry import bake, orbit_cameras, render, render_texture, uv_maps
 from ..geometry.pages import mesh_pages
 from ..geometry.texture import as_float_image
@@ -178,10 +179,7 @@ def _expected_views(generator, views, s: Settings) -> np.ndarray:
 def redrawn_share(generator, steps: int, strength: float) -> float:
     """1 - alpha_bar at the step img2img starts from (as `sample` picks it): the share of a pixel's variance that
     the start noise replaces: near 0 at low strength (0.21 at 0.3 for the built-in model's 20 steps), 1 at 1."""
-    sched = generator.scheduler
-    sched.set_timesteps(steps)
-    keep = min(max(int(round(steps * strength)), 1), steps)
-    start = sched.timesteps[len(sched.timesteps) - keep * sched.order]
+    start = timesteps_for(generator.scheduler, steps, strength)[0]
     return float(1.0 - generator.alpha_bar(start.to(generator.device)).cpu())
 
 
