@@ -11,8 +11,8 @@ Meshes are a file path, or arrays in your own coordinates: {"vertices": (N, 3), 
 per corner, optional}; arrays may be nested lists or numpy arrays (sent as raw bytes; numpy is never imported
 here). Cameras are {"view": 4x4 world-to-camera matrix, "fov": degrees, "resolution": pixels or (w, h)}; without
 "resolution" the job's view resolution (the model's unless given) sizes the larger side at "aspect" (w / h). Every
-keyword setting of texture_mesh / restyle_texture / upscale_texture / inpaint_uv / generate_shape passes through
-**settings (one left out takes the core's default, the server's for model=); model= is a spec
+keyword setting of texture_mesh / restyle_texture / upscale_texture / inpaint_uv / generate_shape / create_asset
+passes through **settings (one left out takes the core's default, the server's for model=); model= is a spec
 (one the server lists at /v1/models: "builtin", a cached Hugging Face id, a --models-dir entry) or {"spec": ...,
 "options": {load_generator keywords}}. pbr=True (texture, restyle) also makes roughness, metallic and normal maps
 (Result.maps_png; material_model= one the server lists under "material_models"); Result.save writes them all.
