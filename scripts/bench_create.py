@@ -5,7 +5,9 @@ words, with the built-in shape and texture models at their own settings, as `mes
 Per sentence: what each model was given, seconds by stage (shape: sampling the point cloud; mesh: the closed
 surface; unwrap; texture: texture_mesh; save: the GLB), whether the mesh is closed once its UV seams are welded,
 faces, and the Khronos glTF validator's errors and warnings for the GLB (null where node or the validator is
-missing). Target: <= 90 s per asset on 2 CPU cores.
+missing). Target: <= 90 s per asset on 2 CPU cores. Each asset's process CPU seconds (`cpu_s`) and the load
+average are recorded beside its wall time: other work on the cores slows every stage. `python
+scripts/bench_create.py [SENTENCE ...]` runs the given sentences only.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -56,22 +59,22 @@ def validator_issues(path: Path):
     return issues["numErrors"], issues["numWarnings"]
 
 
-def run() -> dict:
+def run(sentences=SENTENCES) -> dict:
     import meshdream
     from meshdream.shapes import is_closed
 
     generator = meshdream.load_generator("builtin")  # loaded once, as the CLI, server and batch do per process
     rows = {}
     with tempfile.TemporaryDirectory(prefix="bench-create-") as tmp:
-        for sentence in SENTENCES:
-            t0 = time.perf_counter()
+        for sentence in sentences:
+            t0, cpu0 = time.perf_counter(), time.process_time()
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", meshdream.MeshDreamWarning)
                 result = meshdream.create_asset(sentence, generator=generator)
             t = time.perf_counter()
             out = meshdream.save_textured(result.mesh, result.texture, Path(tmp) / "asset.glb", overwrite=True)
             stages = {**result.timings, "save": round(time.perf_counter() - t, 3)}
-            total = time.perf_counter() - t0
+            total, cpu = time.perf_counter() - t0, time.process_time() - cpu0
             issues = validator_issues(out)
             rows[sentence] = {
                 "shape_prompt": result.shape_prompt,
@@ -80,12 +83,14 @@ def run() -> dict:
                 "warnings": len(caught),
                 "seconds": {k: round(v, 2) for k, v in stages.items()},
                 "total_s": round(total, 2),
+                "cpu_s": round(cpu, 2),
+                "load_average": round(os.getloadavg()[0], 2),
                 "faces": len(result.mesh.faces),
                 "closed": is_closed(result.mesh),
                 "validator_errors": None if issues is None else issues[0],
                 "validator_warnings": None if issues is None else issues[1],
             }
-            print(f"{sentence}: {total:.1f} s", flush=True)
+            print(f"{sentence}: {json.dumps(rows[sentence])}", file=sys.stderr, flush=True)
     totals = [r["total_s"] for r in rows.values()]
     stage_names = ("shape", "mesh", "unwrap", "texture", "save")
     return {
@@ -97,9 +102,9 @@ def run() -> dict:
         "validator_errors": sum(r["validator_errors"] or 0 for r in rows.values()),
         "target_s": TARGET_S,
         "target_met": max(totals) <= TARGET_S,
-        "load_average": os.getloadavg()[0],
+        "mean_cpu_s": round(sum(r["cpu_s"] for r in rows.values()) / len(rows), 2),
     }
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(), indent=2))
+    print(json.dumps(run(tuple(sys.argv[1:]) or SENTENCES), indent=2))
