@@ -158,6 +158,16 @@ class MESHDREAM_OT_generate_shape(_JobOperator, bpy.types.Operator):
         return [tasks.ShapeTask(context)]
 
 
+class MESHDREAM_OT_create(_JobOperator, bpy.types.Operator):
+    """Create a new textured object from the sentence at the 3D cursor (a shape the model makes, and its material)"""
+
+    bl_idname = "meshdream.create"
+    bl_label = "Create"
+
+    def tasks(self, context):
+        return [tasks.CreateTask(context)]
+
+
 class MESHDREAM_OT_cancel(bpy.types.Operator):
     """Stop the running MeshDream job within one step; the scene stays as it was"""
 
@@ -180,6 +190,7 @@ CLASSES = (
     MESHDREAM_OT_restyle_texture,
     MESHDREAM_OT_upscale_texture,
     MESHDREAM_OT_generate_shape,
+    MESHDREAM_OT_create,
     MESHDREAM_OT_cancel,
 )
 

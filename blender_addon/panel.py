@@ -156,6 +156,19 @@ class MESHDREAM_PT_shape(_SetUpPanel, bpy.types.Panel):
         layout.operator("meshdream.generate_shape", icon="MESH_MONKEY")
 
 
+class MESHDREAM_PT_create(_SetUpPanel, bpy.types.Panel):
+    bl_label = "Create"
+    bl_parent_id = "MESHDREAM_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        props = context.scene.meshdream
+        layout = self.layout
+        layout.prop(props, "create_prompt", text="")
+        layout.prop(props, "create_pbr")
+        layout.operator("meshdream.create", icon="MESH_MONKEY")
+
+
 CLASSES = (
     MESHDREAM_PT_main,
     MESHDREAM_PT_texture,
@@ -164,6 +177,7 @@ CLASSES = (
     MESHDREAM_PT_restyle,
     MESHDREAM_PT_upscale,
     MESHDREAM_PT_shape,
+    MESHDREAM_PT_create,
 )
 
 register, unregister = bpy.utils.register_classes_factory(CLASSES)

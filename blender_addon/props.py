@@ -82,6 +82,12 @@ class MeshDreamSettings(bpy.types.PropertyGroup):
     shape_prompt: StringProperty(name="Shape", default="chair", description="A category, e.g. 'tall chair'")
     shape_seed: IntProperty(name="Seed", default=0, min=0)
     texture_shape: BoolProperty(name="Texture It", default=False, description="Texture the new shape with the prompt")
+    create_prompt: StringProperty(
+        name="Prompt", default="a tall oak chair", description="A shape and its material, e.g. 'a red velvet armchair'"
+    )
+    create_pbr: BoolProperty(
+        name="PBR", default=False, description="Also make roughness, metallic and a normal map for the new material"
+    )
 
 
 def register():

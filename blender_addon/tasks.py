@@ -182,3 +182,32 @@ class ShapeTask:
 
     def discard(self):
         pass
+
+
+class CreateTask:
+    """A new textured object from a sentence (create_asset): the mesh at the 3D cursor, named after the sentence,
+    with a new material holding its texture (and PBR maps when asked); what each model understood is kept in the
+    object's "meshdream_shape" and "meshdream_texture" properties."""
+
+    def __init__(self, context):
+        props = context.scene.meshdream
+        self.prompt, self.model = props.create_prompt.strip(), props.model or None
+        if not self.prompt:
+            raise SceneError("Describe what to create, e.g. 'a tall oak chair'.")
+        self.settings = {**_settings(props, "strategy", "negative_prompt", "pbr"), "pbr": props.create_pbr or None}
+        self.settings = {k: v for k, v in self.settings.items() if v is not None}
+        self.include = ("mesh", *_include(self.settings))
+        self.label = f"Creating '{self.prompt}'"
+
+    def submit(self, c):
+        return c.submit_create(self.prompt, model=self.model, **self.settings)
+
+    def apply(self, context, result):
+        obj = scene_io.add_shape(context, result.mesh, self.prompt)
+        scene_io.apply_texture(obj, result.texture_png, obj.data.uv_layers[0].name, maps_png=result.maps_png)
+        obj["meshdream_shape"] = result.prompts.get("shape", "")
+        obj["meshdream_texture"] = result.prompts.get("texture", "")
+        return []
+
+    def discard(self):
+        pass

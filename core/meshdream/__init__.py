@@ -1,5 +1,6 @@
 """MeshDream core: texture 3D meshes and generate shapes with diffusion models, on your own GPU or CPU."""
 
+from .create import CreateResult, create_asset
 from .errors import (
     CameraError,
     CancelledError,
@@ -41,6 +42,8 @@ from .texturing.upscale import upscale_texture
 __version__ = "0.1.0"
 
 __all__ = [
+    "CreateResult",
+    "create_asset",
     "generate_shape",
     "points_to_mesh",
     "shape_categories",

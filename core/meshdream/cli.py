@@ -322,6 +322,40 @@ def _shape(args) -> None:
     )
 
 
+def _create(args) -> None:
+    from .geometry import save_textured
+    from .shapes import is_closed
+
+    out = Path(args.output)
+    _refuse_existing(out, args.overwrite)
+    result = _run(
+        "create",
+        prompt=args.prompt,
+        shape_model=args.shape_model,
+        generator=_generator(args.model, args),
+        seed=args.seed,
+        n_points=args.points,
+        shape_steps=args.shape_steps,
+        face_budget=args.face_budget,
+        n_views=args.views,
+        view_resolution=args.view_resolution,
+        texture_size=args.texture_size,
+        steps=args.steps,
+        guidance=args.guidance,
+        **_pbr(args),
+    )
+    unknown = f", not understood: {', '.join(result.unknown_words)}" if result.unknown_words else ""
+    print(f"Understood: shape: {result.shape_prompt!r}, texture: {result.texture_prompt!r}{unknown}")
+    save_textured(result.mesh, result.texture, out, overwrite=args.overwrite)
+    t = result.timings
+    print(
+        f"Wrote {out} ({len(result.mesh.faces)} faces, closed: {is_closed(result.mesh)}, "
+        f"{len(result.texture.texture)}² texture{_maps(result.texture)}; "
+        + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in t.items())
+        + ")"
+    )
+
+
 # The server's size limits with a flag each (meshdream.jobs.Limits; the others keep their defaults).
 SERVE_LIMITS = {
     "texture_size": "largest texture a job takes or makes, per side",
@@ -574,6 +608,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     pbr_options(p)
     p.set_defaults(run=_shape)
+
+    p = sub.add_parser("create", help="make a closed, textured mesh from a sentence, e.g. 'a tall oak chair'")
+    p.add_argument("prompt", help="a shape the shape model makes (meshdream.shape_categories()) and its material")
+    p.add_argument("-o", "--output", required=True, help="output .glb or .obj")
+    p.add_argument("--shape-model", help="builtin (default) or an open-vocabulary shape model's spec")
+    model_options(p, "builtin")
+    p.add_argument("--points", type=int, default=2048, help="points the built-in shape model samples")
+    p.add_argument("--shape-steps", type=int, help="the shape model's sampling steps (default: its own)")
+    p.add_argument("--face-budget", type=int, default=20000, help="most triangles of the mesh")
+    p.add_argument("--views", type=int, default=8)
+    p.add_argument("--view-resolution", type=int)
+    p.add_argument("--texture-size", type=int)
+    p.add_argument("--steps", type=int, help="the texture model's denoising steps (default: its own)")
+    p.add_argument("--guidance", type=float)
+    pbr_options(p)
+    p.set_defaults(run=_create)
 
     p = sub.add_parser("serve", help="run the HTTP server tools send jobs to (needs: pip install 'meshdream[server]')")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on; anything but loopback needs --token")

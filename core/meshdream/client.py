@@ -11,8 +11,8 @@ Meshes are a file path, or arrays in your own coordinates: {"vertices": (N, 3), 
 per corner, optional}; arrays may be nested lists or numpy arrays (sent as raw bytes; numpy is never imported
 here). Cameras are {"view": 4x4 world-to-camera matrix, "fov": degrees, "resolution": pixels or (w, h)}; without
 "resolution" the job's view resolution (the model's unless given) sizes the larger side at "aspect" (w / h). Every
-keyword setting of texture_mesh / restyle_texture / upscale_texture / inpaint_uv / generate_shape passes through
-**settings (one left out takes the core's default, the server's for model=); model= is a spec
+keyword setting of texture_mesh / restyle_texture / upscale_texture / inpaint_uv / generate_shape / create_asset
+passes through **settings (one left out takes the core's default, the server's for model=); model= is a spec
 (one the server lists at /v1/models: "builtin", a cached Hugging Face id, a --models-dir entry) or {"spec": ...,
 "options": {load_generator keywords}}. pbr=True (texture, restyle) also makes roughness, metallic and normal maps
 (Result.maps_png; material_model= one the server lists under "material_models"); Result.save writes them all.
@@ -98,6 +98,7 @@ class Result:
     # pbr=True: PNG per map, "roughness" / "metallic" (grey, glTF's perceptual roughness and metalness) and "normal"
     # (tangent space, OpenGL +Y as glTF and Blender read it); the base colour is texture_png. The GLB holds them all.
     maps_png: Dict[str, bytes] = field(default_factory=dict)
+    prompts: Dict[str, str] = field(default_factory=dict)  # create: {"shape": ..., "texture": ...} as understood
 
     def save(self, path, overwrite: bool = False) -> List[str]:
         """Write the result where users look: the GLB at `path` (.glb), and beside it the base colour as
@@ -144,6 +145,7 @@ class Result:
             points=arr("points"),
             views_png=[base64.b64decode(v) for v in d.get("views_png", [])],
             maps_png={name: png(name + "_png") for name in MAP_PARTS if name + "_png" in d},
+            prompts=d.get("prompts", {}),
         )
 
 
@@ -343,6 +345,11 @@ class Client:
     def submit_shape(self, prompt, *, mesh=False, **settings) -> str:
         """generate_shape (e.g. "tall chair"); mesh=True (or points_to_mesh settings) also returns a mesh."""
         return self.submit({"kind": "shape", "prompt": prompt, "mesh": mesh, "settings": settings})
+
+    def submit_create(self, prompt: str, *, model=None, **settings) -> str:
+        """create_asset: a closed, textured mesh from a sentence ("a tall oak chair"); the result has the mesh (glb,
+        mesh), its texture (pbr=True: maps too) and `prompts`, what the shape and texture models were given."""
+        return self.submit({"kind": "create", "prompt": prompt, "model": model, "settings": settings})
 
     def status(self, job: str, after: int = -1, wait: float = 0.0, preview: bool = False) -> Dict[str, Any]:
         """state (queued, running, done, failed, cancelled), stage, step / total, error, queue_position...

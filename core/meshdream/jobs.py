@@ -18,7 +18,7 @@ from typing import Any, Callable, Literal, Mapping, Optional
 from .errors import InvalidParameterError
 
 # What a kind's function returns, which decides what a job's result holds.
-TEXTURE_RESULT, TEXTURE, POINTS = "texture_result", "texture", "points"
+TEXTURE_RESULT, TEXTURE, POINTS, CREATE_RESULT = "texture_result", "texture", "points", "create_result"
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,8 @@ class JobKind:
     function: str  # "module:attribute" inside meshdream
     inputs: tuple[str, ...]  # parameters the job fills itself; the others are settings
     model: Literal["required", "optional", "none"]  # a texture generator, passed as generator=
-    returns: str  # TEXTURE_RESULT (a TextureResult), TEXTURE (an (S, S, 3) image) or POINTS ((N, 3))
+    returns: str  # TEXTURE_RESULT (a TextureResult), TEXTURE (an (S, S, 3) image), POINTS ((N, 3)) or CREATE_RESULT
+    # (a CreateResult: a new mesh and its TextureResult)
     fixed: Mapping[str, Any] = field(default_factory=dict)  # settings the kind sets itself
     doc: str = ""
 
@@ -116,6 +117,14 @@ KINDS: dict[str, JobKind] = {
             doc="a texture the mesh has, 2x or 4x, chart by chart",
         ),
         JobKind("shape", "shapes:generate_shape", ("prompt",), "none", POINTS, doc="a point cloud of a shape"),
+        JobKind(
+            "create",
+            "create:create_asset",
+            ("prompt", "generator"),
+            "required",
+            CREATE_RESULT,
+            doc="a closed, textured mesh from a sentence ('a tall oak chair')",
+        ),
     )
 }
 
@@ -150,6 +159,7 @@ class Limits:
         "n_views": "n_views",
         "n_points": "n_points",
         "steps": "steps",
+        "shape_steps": "steps",
         "face_budget": "faces",
         "resolution": "grid",
         "smooth": "iterations",

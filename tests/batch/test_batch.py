@@ -485,3 +485,47 @@ def test_real_blender_runs_the_script(pair, tmp_path):
     r = run(*blender(*script, "--out", out, "--save-blend", blend=[blend]))
     assert r.returncode == 1, r.stdout + r.stderr
     check_scene_result(out, blend, blender("--python-expr"))
+
+
+def test_create_jobs_make_closed_textured_meshes_from_their_prompts(tmp_path, capsys):
+    """Issue 28: jobs.jsonl lines of kind "create" have a prompt and no input mesh; outputs are named after it."""
+    from meshdream.shapes import is_closed
+
+    lines = [
+        {"kind": "create", "prompt": "a tall oak chair", "settings": {"shape_steps": 6, "face_budget": 3000}},
+        {"kind": "create", "prompt": "a red mug", "output": "mugs/mug.obj", "settings": {"shape_steps": 6}},
+    ]
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    items = read_jobs(jobs, settings=TINY)
+    assert [(i.kind, i.input, i.output, i.source) for i in items] == [
+        ("create", "", "a_tall_oak_chair.glb", "create: a tall oak chair"),
+        ("create", "", "mugs/mug.obj", "create: a red mug"),
+    ]
+    assert items[0].settings == {"shape_steps": 6, "face_budget": 3000, **TINY}
+    out = tmp_path / "out"
+    assert main(["batch", "--jobs", str(jobs), "-o", str(out), *TINY_ARGS]) == 0
+    assert "Batch: 2 done" in capsys.readouterr().out
+    items = by_name(summary(out))
+    assert items["a_tall_oak_chair.glb"]["input"] == "create: a tall oak chair"
+    assert_textured_glb(out / "a_tall_oak_chair.glb")
+    chair = meshdream.load_mesh(out / "a_tall_oak_chair.glb")
+    assert is_closed(chair) and len(chair.faces) <= 3000
+    assert (out / "mugs" / "mug.obj").exists() and (out / "mugs" / "mug.png").exists()
+    assert main(["batch", "--jobs", str(jobs), "-o", str(out)]) == 0  # done already: skipped
+    assert "2 skipped" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"kind": "create", "input": "a.obj", "prompt": "a chair"}', "leave out 'input'"),
+        ('{"kind": "create"}', "no prompt"),
+        ('{"kind": "create", "prompt": "a chair", "settings": {"strength": 1}}', "unknown setting 'strength'"),
+    ],
+)
+def test_bad_create_lines_are_one_line_errors(tmp_path, line, message):
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(line + "\n")
+    with pytest.raises(InvalidParameterError, match=message):
+        read_jobs(jobs)

@@ -33,6 +33,7 @@ OPERATORS = (
     "restyle_texture",
     "upscale_texture",
     "generate_shape",
+    "create",
     "cancel",
 )
 
@@ -421,6 +422,35 @@ def test_generate_shape_adds_a_textured_object_at_the_cursor(scene):
     obj = bpy.data.objects[new]
     assert len(obj.data.polygons) > 100 and tuple(obj.location) == pytest.approx((2.0, 0.0, 0.0))
     assert image_std(obj.active_material) > 0.01
+
+
+def test_create_adds_one_textured_object_named_after_the_sentence_at_the_cursor(scene):
+    """Issue 28: the Create section's button; the new object, its mesh, material and images are all that change."""
+    monkey = bpy.context.active_object
+    props = scene.meshdream
+    props.create_prompt, props.create_pbr = "a tall oak chair", True
+    scene.cursor.location = (0.0, 3.0, 1.0)
+    kinds = ("objects", "meshes", "materials", "images")
+    before = {kind: names(getattr(bpy.data, kind)) for kind in kinds}
+    monkey_state = (tuple(monkey.matrix_world.col[3]), len(monkey.data.vertices), len(monkey.material_slots))
+    assert bpy.ops.meshdream.create() == {"FINISHED"}
+    added = {kind: names(getattr(bpy.data, kind)) - before[kind] for kind in kinds}
+    assert all(before[kind] <= names(getattr(bpy.data, kind)) for kind in kinds)  # nothing removed or renamed
+    assert added["objects"] == {"a tall oak chair"} and len(added["meshes"]) == len(added["materials"]) == 1
+    obj = bpy.data.objects["a tall oak chair"]
+    assert bpy.context.active_object == obj and tuple(obj.location) == pytest.approx((0.0, 3.0, 1.0))
+    assert (obj["meshdream_shape"], obj["meshdream_texture"]) == ("tall chair", "oak")
+    material = obj.active_material
+    assert material.name in added["materials"] and image_std(material) > 0.01
+    bsdf = material.node_tree.nodes["Principled BSDF"]
+    assert all(bsdf.inputs[name].is_linked for name in ("Base Color", "Roughness", "Metallic", "Normal"))
+    assert len(added["images"]) == 4  # base colour, roughness, metallic, normal
+    assert (tuple(monkey.matrix_world.col[3]), len(monkey.data.vertices), len(monkey.material_slots)) == monkey_state
+    assert "UNDO" in bpy.types.MESHDREAM_OT_create.bl_options  # in the UI: one undo step that removes it all
+    props.create_prompt = "an oak dragon"
+    with pytest.raises(RuntimeError, match="chair, table"):
+        bpy.ops.meshdream.create()  # the server's one-line answer; nothing added
+    assert names(bpy.data.objects) == before["objects"] | added["objects"]
 
 
 def test_cancel_leaves_the_scene_unchanged(scene):

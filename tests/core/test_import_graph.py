@@ -15,6 +15,7 @@ FLOORS = [
     {"geometry"},
     {"shapes", "generators"},
     {"texturing"},
+    {"create"},  # a sentence to a textured mesh: shapes, then texturing
     {"jobs"},  # the job table: kind -> core function (named, imported on first use)
     {""},  # meshdream/__init__.py, the public API: above all it re-exports
     {"batch", "server"},

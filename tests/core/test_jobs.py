@@ -48,3 +48,11 @@ def test_limits_name_the_setting_and_the_flag(settings, message):
 def test_limits_pass_what_fits_and_settings_left_out():
     Limits().check({"steps": 200, "texture_size": 4096, "n_views": 64, "view_resolution": None, "guidance": 99.0})
     Limits(steps=10).check({"steps": 10})
+
+
+def test_create_jobs_take_create_assets_keywords_and_the_shape_steps_are_bounded():
+    create = KINDS["create"]
+    assert {"shape_model", "shape_steps", "face_budget", "n_views", "pbr"} <= set(create.settings)
+    assert not {"prompt", "generator", "progress"} & set(create.settings) and create.model == "required"
+    with pytest.raises(InvalidParameterError, match=r"settings.shape_steps: 500 is out of range.*--max-steps"):
+        Limits().check({"shape_steps": 500})

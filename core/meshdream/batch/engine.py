@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ..errors import CancelledError, MeshDreamError, MeshDreamWarning, OutputExistsError
 from ..files import TEMP_PREFIX
-from ..jobs import KINDS, TEXTURE
+from ..jobs import CREATE_RESULT, KINDS, TEXTURE
 from ..progress import CancelToken, Progress
 from .jobs import DONE, FAILED, SKIPPED, BatchItem, ItemResult, map_files
 from .summary import CANCELLED, FINISHED, Placed, Summary, marker_path
@@ -68,12 +68,14 @@ def _material_model(spec: str, device: str):
 
 
 def _make(item: BatchItem, generator, mesh, progress, cancel):
-    """The item's core call, by its kind in meshdream.jobs.KINDS: (what save_textured takes, or None for a texture
-    alone; the texture)."""
+    """The item's core call, by its kind in meshdream.jobs.KINDS: (the mesh, what save_textured takes or None for
+    a texture alone, the texture); a create item's mesh is the one it made."""
     from ..images import read_image
 
     kind = KINDS[item.kind]
-    args = {"mesh": mesh, "progress": progress, "cancel": cancel, **kind.fixed}
+    args = {"progress": progress, "cancel": cancel, **kind.fixed}
+    if "mesh" in kind.inputs:
+        args["mesh"] = mesh
     if "texture" in kind.inputs:
         args["texture"] = read_image(item.texture, what="texture image")
     if "prompt" in kind.inputs or "prompt" in kind.settings:  # upscale: only a diffusion upscaler reads it
@@ -89,8 +91,10 @@ def _make(item: BatchItem, generator, mesh, progress, cancel):
         args["material_model"] = _material_model(args["material_model"], str(getattr(generator, "device", "auto")))
     out = kind.call(**args)
     if kind.returns == TEXTURE:
-        return None, out
-    return out, out.texture  # save_textured takes its pages (materials, UDIM tiles) and PBR maps, if any
+        return mesh, None, out
+    if kind.returns == CREATE_RESULT:
+        mesh, out = out.mesh, out.texture
+    return mesh, out, out.texture  # save_textured takes its pages (materials, UDIM tiles) and PBR maps, if any
 
 
 def texture_item(item: BatchItem, generator, out_dir: Path, progress=None, cancel=None, mesh=None) -> Path:
@@ -109,9 +113,9 @@ def texture_item(item: BatchItem, generator, out_dir: Path, progress=None, cance
 
     t0 = time.perf_counter()
     out = Path(out_dir) / item.output
-    if mesh is None:
+    if mesh is None and item.loads_mesh:
         mesh = load_mesh(item.input, unwrap=item.unwrap, uv_set=item.uv_set, progress=progress, cancel=cancel)
-    textured, texture = _make(item, generator, mesh, progress, cancel)
+    mesh, textured, texture = _make(item, generator, mesh, progress, cancel)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=out.parent))
     try:

@@ -17,11 +17,13 @@ from ..jobs import job_kind
 DONE, FAILED, SKIPPED = "done", "failed", "skipped"
 STATUSES = (DONE, FAILED, SKIPPED)
 MESH_SUFFIXES = (".obj", ".glb", ".gltf", ".ply", ".stl", ".off")  # what load_mesh reads
-# texture: texture_mesh; restyle: restyle_texture and upscale: upscale_texture, on the texture a mesh already has.
-# Each is its kind in meshdream.jobs.KINDS, whose settings (the core function's keywords) an item may set.
-KINDS = ("texture", "restyle", "upscale")
+# texture: texture_mesh; restyle: restyle_texture and upscale: upscale_texture, on the texture a mesh already has;
+# create: create_asset, a new textured mesh from its prompt alone (no input mesh). Each is its kind in
+# meshdream.jobs.KINDS, whose settings (the core function's keywords) an item may set.
+KINDS = ("texture", "restyle", "upscale", "create")
 # What each kind writes: a textured mesh (save_textured), or the upscaled texture alone. The first is the default.
-OUTPUT_SUFFIXES = {"texture": (".glb", ".obj"), "restyle": (".glb", ".obj"), "upscale": (".png",)}
+MESH_OUT = (".glb", ".obj")
+OUTPUT_SUFFIXES = {"texture": MESH_OUT, "restyle": MESH_OUT, "upscale": (".png",), "create": MESH_OUT}
 UNWRAP = ("auto", "always", "never")
 JOB_KEYS = ("input", "prompt", "settings", "output", "source", "unwrap", "uv_set", "kind", "texture")
 
@@ -35,7 +37,7 @@ class BatchItem:
     source: what summary.json calls the input (e.g. "scene.blend:Suzanne" for a mesh Blender exported to a
     temporary file); None means the input path itself. unwrap: load_mesh's option ("never" keeps a DCC UV map;
     restyle and upscale always keep the UVs their texture is painted on). uv_set: load_mesh's too, the UV set
-    (TEXCOORD_n) of a glTF / GLB input to texture.
+    (TEXCOORD_n) of a glTF / GLB input to texture. A create item has no input ("") and makes its mesh from `prompt`.
     """
 
     input: str
@@ -54,6 +56,11 @@ class BatchItem:
         return self.source or Path(self.input).name
 
     @property
+    def loads_mesh(self) -> bool:
+        """Whether the item works on an input mesh (every kind but create, which makes its own)."""
+        return "mesh" in job_kind(self.kind).inputs
+
+    @property
     def pbr(self) -> bool:
         """Whether the item makes PBR maps (settings.pbr, texture and restyle items)."""
         return bool(self.settings.get("pbr"))
@@ -61,7 +68,7 @@ class BatchItem:
     @property
     def inputs(self) -> tuple[str, ...]:
         """The files the item reads, which no output may replace."""
-        return (self.input,) if self.texture is None else (self.input, self.texture)
+        return tuple(p for p in (self.input, self.texture) if p)
 
 
 @dataclass
@@ -122,6 +129,8 @@ def _default_output(kind: str, mesh: str, texture: Optional[str], settings: Mapp
     """The input's stem with what was done to it: spot.glb, spot_restyled.glb, spot_texture_x2.png."""
     if kind == "texture":
         return _stem(mesh) + ".glb"
+    if kind == "create":
+        return _stem(mesh) + ".glb"  # the prompt's words
     if kind == "restyle":
         return _stem(mesh) + "_restyled.glb"
     return _stem(texture) + (f"_x{settings['scale']}" if "scale" in settings else "_upscaled") + ".png"
@@ -160,7 +169,8 @@ def read_jobs(
     uv_set: int = 0,
 ) -> list[BatchItem]:
     """Items from a jobs.jsonl: one JSON object per line, {"input", "prompt", "settings", "output", "source",
-    "unwrap", "uv_set", "kind", "texture"}; only "input" is needed ("texture" too for kind "restyle" / "upscale").
+    "unwrap", "uv_set", "kind", "texture"}; only "input" is needed ("texture" too for kind "restyle" / "upscale");
+    kind "create" takes a "prompt" and no input (its output is named after the prompt unless given).
     Relative paths start at the file's folder; the job's prompt, settings and uv_set override `prompt`, `settings`
     and `uv_set` (the command line's, whose settings a job gets where its kind takes them). Blank lines and lines
     starting with # are ignored."""
@@ -177,7 +187,9 @@ def read_jobs(
             job = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InvalidParameterError(f"{where} is not JSON ({exc.msg}); write one JSON object per line.") from None
-        if not isinstance(job, dict) or not isinstance(job.get("input"), str):
+        if isinstance(job, dict) and job.get("kind") == "create":
+            _check_create(job, where)
+        elif not isinstance(job, dict) or not isinstance(job.get("input"), str):
             raise InvalidParameterError(f'{where}: a job is an object with at least "input": "mesh path".')
         unknown = sorted(set(job) - set(JOB_KEYS))
         if unknown:
@@ -190,17 +202,17 @@ def read_jobs(
             job_prompt = ""  # only a diffusion upscaler reads it
         elif not isinstance(job_prompt, str) or not job_prompt.strip():
             raise InvalidParameterError(f"{where}: the job has no prompt; give it one or pass --prompt.")
-        unwrap = job.get("unwrap", "auto" if kind == "texture" else "never")
+        unwrap = job.get("unwrap", "never" if kind in ("restyle", "upscale") else "auto")
         if unwrap not in UNWRAP:
             raise InvalidParameterError(f"{where}: unwrap must be one of {', '.join(UNWRAP)}.")
-        if kind != "texture" and unwrap != "never":
+        if kind in ("restyle", "upscale") and unwrap != "never":
             raise InvalidParameterError(
                 f'{where}: a {kind} job keeps the mesh\'s own UVs (its texture is painted on them); leave "unwrap" out.'
             )
         job_uv_set = job.get("uv_set", uv_set)
         if not isinstance(job_uv_set, int) or isinstance(job_uv_set, bool) or job_uv_set < 0:
             raise InvalidParameterError(f"{where}: uv_set must be a UV set index, 0 (the first), 1, ...")
-        mesh = (path.parent / job["input"]).resolve()
+        mesh = str((path.parent / job["input"]).resolve()) if "input" in job else ""
         job_settings = {
             **{k: v for k, v in settings.items() if k in job_kind(kind).settings},
             **check_settings(job.get("settings", {}), where, kind),
@@ -211,14 +223,14 @@ def read_jobs(
                 raise InvalidParameterError(f"{where}: another job writes '{output}'; give each its own output.")
             named.add(output.lower())
         else:
-            output = _default_output(kind, job["input"], texture, job_settings)
+            output = _default_output(kind, job.get("input", job_prompt), texture, job_settings)
         items.append(
             BatchItem(
-                input=str(mesh),
+                input=mesh,
                 prompt=job_prompt,
                 output=output,
                 settings=job_settings,
-                source=job.get("source"),
+                source=job.get("source", f"create: {job_prompt}" if kind == "create" else None),
                 unwrap=unwrap,
                 uv_set=job_uv_set,
                 kind=kind,
@@ -228,10 +240,19 @@ def read_jobs(
     return items
 
 
+def _check_create(job: Mapping[str, Any], where: str) -> None:
+    """A create job makes its mesh from its prompt: it names no input mesh nor anything about one."""
+    given = sorted(set(job) & {"input", "texture", "unwrap", "uv_set"})
+    if given:
+        raise InvalidParameterError(
+            f"{where}: a create job makes its mesh from its prompt; leave out {', '.join(map(repr, given))}."
+        )
+
+
 def _kind(job: Mapping[str, Any], where: str, folder: Path) -> tuple[str, Optional[str]]:
     """The job's kind and, for restyle / upscale, the absolute path of the texture it works on."""
     kind = job_kind(job.get("kind", "texture"), KINDS, f"{where}: kind").name
-    if kind == "texture":
+    if kind in ("texture", "create"):
         if "texture" in job:
             raise InvalidParameterError(f'{where}: "texture" is the input of restyle and upscale jobs; set "kind".')
         return kind, None

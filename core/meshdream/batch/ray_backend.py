@@ -46,6 +46,8 @@ def load_item_mesh(item: BatchItem) -> tuple[Loaded, Any]:
     """Ray task (num_returns=2): load and unwrap the item's mesh on a CPU core, away from the model workers."""
     from ..geometry import load_mesh
 
+    if not item.loads_mesh:  # a create item makes its mesh on the model worker
+        return Loaded(0.0), None
     t0 = time.perf_counter()
     try:
         with warnings.catch_warnings():

@@ -122,6 +122,7 @@ class JobResult:
     points: Optional[np.ndarray] = None  # (N, 3) shape points
     maps: dict[str, np.ndarray] = field(default_factory=dict)  # PBR maps (TextureResult.maps), with settings.pbr
     page_maps: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # per page (TextureResult.page_maps)
+    prompts: dict[str, str] = field(default_factory=dict)  # create: what the shape and the texture model were given
 
     @property
     def nbytes(self) -> int:

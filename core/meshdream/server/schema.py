@@ -496,7 +496,26 @@ class ShapeJobIn(Strict):
         return Request(self.kind, self.settings, {"prompt": self.prompt}, mesh_settings=mesh_settings)
 
 
-JOB_MODELS = (TextureJobIn, ProjectJobIn, InpaintJobIn, ShapeJobIn, RestyleJobIn, UpscaleJobIn)
+class CreateJobIn(Strict):
+    """A closed, textured mesh from a sentence; the result carries the mesh (GLB, arrays) and its texture."""
+
+    kind: Literal["create"]
+    prompt: str = Field(description="e.g. 'a tall oak chair': a shape the shape model makes, and its material")
+    model: Union[str, ModelIn, None] = None
+    settings: Annotated[dict[str, Any], settings_for("create")] = {}
+
+    @model_validator(mode="after")
+    def _shape_model(self):
+        if self.settings.get("shape_model") not in (None, "builtin"):
+            raise ValueError("settings.shape_model: this server makes shapes with its built-in model ('builtin')")
+        return self
+
+    def request(self, ctx: Submit) -> Request:
+        model = ctx.model(self.model, "model", ctx.default_model)
+        return Request(self.kind, self.settings, {"prompt": self.prompt}, model=model)
+
+
+JOB_MODELS = (TextureJobIn, ProjectJobIn, InpaintJobIn, ShapeJobIn, RestyleJobIn, UpscaleJobIn, CreateJobIn)
 assert {m.model_fields["kind"].annotation.__args__[0] for m in JOB_MODELS} == set(KINDS), "one wire model per kind"
 JobIn = Annotated[Union[JOB_MODELS], Field(discriminator="kind")]
 
@@ -578,6 +597,8 @@ def _glb(result: JobResult) -> bytes:
 def encode_result(job: Job, parts: tuple[str, ...]) -> dict:
     r = job.result
     out: dict[str, Any] = {"id": job.id, "kind": job.kind, "timings": r.timings}
+    if r.prompts:
+        out["prompts"] = r.prompts
     if r.texture is not None and "texture" in parts:
         out["texture_png"] = encode_png(r.texture)
     for name in MAP_PARTS:

@@ -26,7 +26,7 @@ from ..generators import load_generator
 from ..generators.material_models import load_material_model
 from ..generators.upscalers import Upscaler, load_upscaler
 from ..geometry import load_mesh, mesh_info
-from ..jobs import KINDS, TEXTURE, TEXTURE_RESULT
+from ..jobs import CREATE_RESULT, KINDS, TEXTURE, TEXTURE_RESULT
 from ..progress import Progress
 from ..shapes import points_to_mesh
 from ..shapes.sampler import load_shape_model
@@ -400,9 +400,14 @@ def run_job(req: Request, models: ModelCache, progress, cancel) -> JobResult:
     if isinstance(args.get("material_model"), str):  # a spec the server resolved at submit
         args["material_model"] = _timed(timings, "load_material_model", models.material_model, args["material_model"])
     out = _timed(timings, kind.name, kind.call, **args, progress=progress, cancel=cancel)
-    if kind.returns == TEXTURE_RESULT:
+    prompts, stages = {}, {}
+    if kind.returns == CREATE_RESULT:  # a new mesh with its texture; the split of the sentence is reported
+        stages = out.timings  # shape, mesh, unwrap, texture
+        prompts = {"shape": out.shape_prompt, "texture": out.texture_prompt}
+        mesh, out = out.mesh, out.texture
+    if kind.returns in (TEXTURE_RESULT, CREATE_RESULT):
         return JobResult(
-            {**timings, **out.timings},
+            {**timings, **out.timings, **stages},
             texture=out.texture,
             textures=out.textures,
             weight=out.weight,
@@ -410,6 +415,7 @@ def run_job(req: Request, models: ModelCache, progress, cancel) -> JobResult:
             mesh=mesh,
             maps=out.maps,
             page_maps=out.page_maps,
+            prompts=prompts,
         )
     if kind.returns == TEXTURE:
         return JobResult(timings, texture=out, mesh=mesh)

@@ -32,6 +32,40 @@ SYNONYMS = {
     "checkerboard": "checker",
     "grey": "gray",
     "golden": "gold",
+    # Materials a sentence names, as the nearest family (and colour where the material has one).
+    "pine": "wood",
+    "walnut": "wood brown",
+    "maple": "wood beige",
+    "birch": "wood beige",
+    "mahogany": "wood red",
+    "teak": "wood brown",
+    "ebony": "wood black",
+    "bamboo": "wood yellow",
+    "granite": "stone gray",
+    "slate": "stone gray",
+    "concrete": "stone gray",
+    "cobblestone": "stone",
+    "sandstone": "stone beige",
+    "iron": "metal gray",
+    "chrome": "metal gray",
+    "silver": "metal gray",
+    "aluminium": "metal gray",
+    "aluminum": "metal gray",
+    "gold": "metal gold",
+    "brass": "metal gold",
+    "bronze": "metal orange",
+    "copper": "metal orange",
+    "rusty": "metal orange",
+    "velvet": "fabric",
+    "leather": "fabric brown",
+    "denim": "fabric blue",
+    "wool": "fabric",
+    "woolen": "fabric",
+    "cotton": "fabric white",
+    "linen": "fabric beige",
+    "silk": "fabric",
+    "ceramic": "tiles",
+    "porcelain": "tiles white",
 }
 IGNORED = {
     "a",
@@ -63,12 +97,18 @@ WORD_ID = {w: i for i, w in enumerate(WORDS)}
 
 
 def parse(prompt: str) -> tuple[list[int], list[str]]:
-    """(word ids, unknown words) of a prompt; commas, case and plurals-by-synonym handled."""
+    """(word ids, unknown words) of a prompt; commas, case and plurals-by-synonym handled; a synonym may stand for
+    a family and a colour ("walnut": wood, brown)."""
     ids, unknown = [], []
     for token in re.findall(r"[a-zA-Z][a-zA-Z\-]*", prompt.lower()):
-        word = SYNONYMS.get(token, token)
-        if word in WORD_ID:
-            ids.append(WORD_ID[word])
-        elif word not in IGNORED:
+        words = SYNONYMS.get(token, token).split()
+        if all(w in WORD_ID for w in words):
+            ids += [WORD_ID[w] for w in words]
+        elif token not in IGNORED:
             unknown.append(token)
     return ids, unknown
+
+
+def knows(word: str) -> bool:
+    """Whether the vocabulary gives `word` (one lower-case word) a meaning."""
+    return all(w in WORD_ID for w in SYNONYMS.get(word, word).split())
