@@ -14,16 +14,14 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-import numpy as np
 import trimesh
 
 from .errors import InvalidParameterError, MeshDreamWarning
 from .generators.builtin import BuiltinGenerator, vocab
 from .geometry import load_mesh, mesh_info
-from .progress import CancelToken, ProgressCallback, Reporter
-from .shapes import generate_shape, load_shape_model, parse_prompt, points_to_mesh
+from .progress import CancelToken, ProgressCallback
+from .shapes import load_shape_model, parse_prompt, shape_mesh
 from .shapes.generate import CATEGORY_WORDS, TAG_WORDS
-from .shapes.meshing import unwrap_fast
 from .texturing import TextureResult, texture_mesh
 
 # Words that carry no meaning for either model (beside the texture vocabulary's own, e.g. "a", "with").
@@ -66,7 +64,6 @@ class CreateResult:
     shape_prompt: str
     texture_prompt: str
     unknown_words: tuple[str, ...] = ()
-    points: Optional[np.ndarray] = None  # the built-in shape model's cloud the mesh was made from
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -151,23 +148,18 @@ def create_asset(
             MeshDreamWarning,
             stacklevel=2,
         )
-    t = time.perf_counter()
-    points = None
-    if open_vocabulary:
-        shape = model.mesh(
-            split.shape, seed=seed, steps=shape_steps, guidance=shape_guidance, progress=progress, cancel=cancel
-        )
-        timings["shape"] = time.perf_counter() - t
-    else:
-        points = generate_shape(
-            split.shape, n_points, seed, shape_steps, shape_guidance, progress=progress, cancel=cancel
-        )
-        timings["shape"], t = time.perf_counter() - t, time.perf_counter()
-        Reporter(progress, cancel)("mesh", 0, 1, "closing the surface")
-        shape = points_to_mesh(points, face_budget=face_budget, unwrap=False)
-        timings["mesh"], t = time.perf_counter() - t, time.perf_counter()
-        shape = unwrap_fast(shape)
-        timings["unwrap"] = time.perf_counter() - t
+    shape = shape_mesh(
+        split.shape,
+        model,
+        seed,
+        shape_steps,
+        shape_guidance,
+        progress,
+        cancel,
+        n_points=n_points,
+        face_budget=face_budget,
+        timings=timings,
+    )
     mesh = load_mesh(shape, progress=progress, cancel=cancel)
     timings["unwrap"] = timings.get("unwrap", 0.0) + mesh_info(mesh).unwrap_seconds
     t = time.perf_counter()
@@ -189,7 +181,7 @@ def create_asset(
     )
     timings["texture"] = time.perf_counter() - t
     timings = {k: round(v, 4) for k, v in timings.items()}
-    return CreateResult(mesh, texture, split.shape, split.texture, split.unknown, points, timings)
+    return CreateResult(mesh, texture, split.shape, split.texture, split.unknown, timings)
 
 
 def _shape_model(spec: Any):

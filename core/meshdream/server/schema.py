@@ -504,12 +504,6 @@ class CreateJobIn(Strict):
     model: Union[str, ModelIn, None] = None
     settings: Annotated[dict[str, Any], settings_for("create")] = {}
 
-    @model_validator(mode="after")
-    def _shape_model(self):
-        if self.settings.get("shape_model") not in (None, "builtin"):
-            raise ValueError("settings.shape_model: this server makes shapes with its built-in model ('builtin')")
-        return self
-
     def request(self, ctx: Submit) -> Request:
         model = ctx.model(self.model, "model", ctx.default_model)
         return Request(self.kind, self.settings, {"prompt": self.prompt}, model=model)

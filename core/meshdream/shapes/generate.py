@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -16,8 +17,8 @@ import torch
 import trimesh
 
 from ..errors import InvalidParameterError
-from ..progress import CancelToken, ProgressCallback
-from .meshing import finish_mesh, points_to_mesh
+from ..progress import CancelToken, ProgressCallback, Reporter
+from .meshing import FACE_BUDGET, finish_mesh, points_to_mesh, unwrap_fast
 from .procedural import CATEGORIES, normalize
 from .sampler import load_shape_model, sample_points
 
@@ -191,15 +192,29 @@ def shape_mesh(
     cancel: Optional[CancelToken] = None,
     device: Union[str, torch.device, None] = None,
     n_points: int = 2048,
+    face_budget: int = FACE_BUDGET,
+    timings: Optional[dict] = None,
 ) -> trimesh.Trimesh:
     """A closed, normalized (bounding box centred, farthest vertex at radius 1), y-up, UV-unwrapped mesh of
     `prompt`, ready to texture: the built-in model's cloud (n_points) through `points_to_mesh`, or an
-    open-vocabulary model's own mesh (`.mesh`), finished the same way."""
+    open-vocabulary model's own mesh (`.mesh`), finished the same way. timings: a dict that gets the seconds of
+    each stage ("shape", and for the built-in model "mesh" and "unwrap")."""
+    timings = {} if timings is None else timings
     model = _model(shape_model, device)
+    t = time.perf_counter()
     if getattr(model, "open_vocabulary", False):
-        return model.mesh(prompt, seed=seed, steps=steps, guidance=guidance, progress=progress, cancel=cancel)
+        mesh = model.mesh(prompt, seed=seed, steps=steps, guidance=guidance, progress=progress, cancel=cancel)
+        timings["shape"] = time.perf_counter() - t
+        return mesh
     points = generate_shape(prompt, n_points, seed, steps, guidance, progress, cancel, shape_model=model)
-    return finish_mesh(points_to_mesh(points, unwrap=False), seed=int(seed))
+    timings["shape"], t = time.perf_counter() - t, time.perf_counter()
+    Reporter(progress, cancel)("mesh", 0, 1, "closing the surface")
+    closed = points_to_mesh(points, face_budget=face_budget, unwrap=False)
+    mesh = finish_mesh(closed, face_budget=face_budget, unwrap=False, seed=int(seed))
+    timings["mesh"], t = time.perf_counter() - t, time.perf_counter()
+    mesh = unwrap_fast(mesh)
+    timings["unwrap"] = time.perf_counter() - t
+    return mesh
 
 
 def _model(spec: ShapeModelSpec, device: Union[str, torch.device, None]):
