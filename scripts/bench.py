@@ -7,7 +7,8 @@ upscaler against bicubic and Lanczos: PSNR, SSIM, time, and upscale_texture insi
 large-chart UV layouts; scripts/bench_upscale.py), restyle (structure kept and style moved toward the prompt at
 strength 0.5, the default, on all 12 cases, and 0 / 0.3 on a few; time; scripts/bench_restyle.py), pbr (the
 material model against procedural ground truth on unseen meshes: roughness, metallic, normals, lit-render PSNR,
-the time pbr=True adds; scripts/bench_pbr.py).
+the time pbr=True adds; scripts/bench_pbr.py), fast (the demo's CPU wall time at the default setting and at the
+Quick preset, in-process and through a local worker; scripts/bench_fast.py).
 Figures are measured on whatever machine runs this; the targets are for 2 CPU cores.
 """
 
@@ -471,6 +472,7 @@ BENCHES = {
     "upscale": lambda: __import__("bench_upscale").run(),  # scripts/bench_upscale.py: built-in vs bicubic, Lanczos
     "restyle": lambda: __import__("bench_restyle").run(),  # scripts/bench_restyle.py: edge SSIM, classifier
     "pbr": lambda: __import__("bench_pbr").run(),  # scripts/bench_pbr.py: material model vs procedural truth
+    "fast": lambda: __import__("bench_fast").run(),  # scripts/bench_fast.py: the demo at "full" and at Quick
     "gpu": lambda: __import__("bench_gpu").run(),  # scripts/bench_gpu.py: needs CUDA, so it runs only by name
 }
 
