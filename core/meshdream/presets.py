@@ -8,7 +8,7 @@ Refine restyles a quick preview with it, so the preview's layout carries over in
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Optional
 
 from .errors import InvalidParameterError
@@ -24,6 +24,8 @@ class Preset:
     steps: Optional[int] = None
 
 
+PRESET_SIZES = tuple(f.name for f in fields(Preset))  # the settings a preset fills
+
 PRESETS: dict[str, Preset] = {
     "quick": Preset(n_views=4, view_resolution=96, texture_size=256, steps=4),
     "full": Preset(),
@@ -32,7 +34,7 @@ PRESETS: dict[str, Preset] = {
 
 def preset(name: str) -> Preset:
     """The preset called `name`, or InvalidParameterError naming those there are."""
-    if name not in PRESETS:
+    if not isinstance(name, str) or name not in PRESETS:
         raise InvalidParameterError(f"Preset {name!r} is unknown; use one of {', '.join(PRESETS)}.")
     return PRESETS[name]
 

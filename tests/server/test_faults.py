@@ -181,6 +181,7 @@ def test_every_setting_is_checked_at_submit_against_the_servers_limits(server):
         ({**texture, "settings": {"texture_size": 65536}}, "settings.texture_size: 65536 is out of range"),
         ({**texture, "settings": {"view_resolution": 4096}}, "1 to 2048 (serve --max-view-resolution)"),
         ({**texture, "settings": {"view_resolution": 1024, "refine_scale": 4}}, "settings.refine_scale: views refined"),
+        ({**texture, "settings": {"preset": "fast"}}, "Preset 'fast' is unknown; use one of quick, full"),
         ({"kind": "shape", "prompt": "chair", "settings": {"steps": -3}}, "settings.steps: -3 is out of range"),
         ({"kind": "shape", "prompt": "chair", "settings": {"n_points": 1e9}}, "(serve --max-points)"),
         ({"kind": "shape", "prompt": "chair", "mesh": {"face_budget": 10**8}}, "mesh.face_budget: 100000000 is out"),

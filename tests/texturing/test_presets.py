@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from meshdream.cli import build_parser
 from meshdream.errors import InvalidParameterError
+from meshdream.jobs import Limits
 from meshdream.presets import PRESETS, with_preset
 from meshdream.texturing.restyle import resample
 
@@ -57,3 +58,13 @@ def test_the_command_line_takes_a_preset():
     assert args.preset == "quick" and args.views is None
     args = build_parser().parse_args(["restyle", "m.obj", "--texture", "t.png", "--prompt", "p", "-o", "o.glb"])
     assert args.preset is None and args.texture_size is None
+
+
+def test_a_servers_limits_count_what_a_preset_fills():
+    Limits(view_resolution=96, texture_size=256, n_views=4).check({"preset": "quick"})
+    with pytest.raises(InvalidParameterError, match=r"settings.texture_size: 256 is out of range"):
+        Limits(texture_size=128).check({"preset": "quick"})
+    with pytest.raises(InvalidParameterError, match=r"settings.n_views: 8 is out of range"):
+        Limits(n_views=4).check({"preset": "full"})
+    with pytest.raises(InvalidParameterError, match="Preset 'fast' is unknown"):
+        Limits().check({"preset": "fast"})
