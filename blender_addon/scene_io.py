@@ -285,16 +285,14 @@ def replace_image(obj, png: bytes, name: str, maps_png=None):
     """A refined texture in place of MeshDream's own image `name` (a Quick preview), wherever it is used, under the
     same name; with `maps_png` (a pbr job's maps) those too, in the object's materials that show it."""
     old = bpy.data.images[name]
-    if not old.get(PREVIEW):
-        raise ValueError(f"'{name}' is not MeshDream's preview; a user's image is never replaced")
     image = new_image(png, name + " refined")
     materials = [s.material for s in obj.material_slots if s.material and image_node(s.material).image == old]
     old.user_remap(image)
     bpy.data.images.remove(old)
     image.name = name
-    uv_name = obj.data.uv_layers.active.name
-    for material in materials if maps_png else ():
-        _wire_maps(material, map_images(maps_png, name), uv_name)
+    maps = map_images(maps_png or {}, name)
+    for material in materials if maps else ():
+        _wire_maps(material, maps, obj.data.uv_layers.active.name)
     return image
 
 
