@@ -103,6 +103,17 @@ class MESHDREAM_OT_texture_selected(_JobOperator, bpy.types.Operator):
         return [tasks.TextureTask(context, obj) for obj in _selected_meshes(context)]
 
 
+class MESHDREAM_OT_quick_texture(_JobOperator, bpy.types.Operator):
+    """A preview texture on every selected mesh in seconds (the core's Quick preset: few, small views and steps);
+    Refine then brings it to the full setting"""
+
+    bl_idname = "meshdream.quick_texture"
+    bl_label = "Quick"
+
+    def tasks(self, context):
+        return [tasks.TextureTask(context, obj, preset="quick") for obj in _selected_meshes(context)]
+
+
 class MESHDREAM_OT_project_from_view(_JobOperator, bpy.types.Operator):
     """Paint what the current view sees of the active mesh from the prompt"""
 
@@ -138,6 +149,14 @@ class MESHDREAM_OT_restyle_texture(_ActiveImageOperator, bpy.types.Operator):
     bl_idname = "meshdream.restyle_texture"
     bl_label = "Restyle"
     task = tasks.RestyleTask
+
+
+class MESHDREAM_OT_refine_texture(_ActiveImageOperator, bpy.types.Operator):
+    """Bring the active object's Quick preview to the full setting (its image is replaced; nothing else changes)"""
+
+    bl_idname = "meshdream.refine_texture"
+    bl_label = "Refine"
+    task = tasks.RefineTask
 
 
 class MESHDREAM_OT_upscale_texture(_ActiveImageOperator, bpy.types.Operator):
@@ -185,6 +204,8 @@ class MESHDREAM_OT_cancel(bpy.types.Operator):
 
 CLASSES = (
     MESHDREAM_OT_texture_selected,
+    MESHDREAM_OT_quick_texture,
+    MESHDREAM_OT_refine_texture,
     MESHDREAM_OT_project_from_view,
     MESHDREAM_OT_inpaint_seams,
     MESHDREAM_OT_restyle_texture,

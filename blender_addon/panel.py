@@ -83,6 +83,9 @@ class MESHDREAM_PT_texture(_SetUpPanel, bpy.types.Panel):
         layout.prop(props, "reference_image")
         layout.prop(props, "pbr")
         layout.operator("meshdream.texture_selected", icon="TEXTURE")
+        row = layout.row(align=True)  # a preview in seconds, then the full setting from it
+        row.operator("meshdream.quick_texture", icon="PLAY")
+        row.operator("meshdream.refine_texture", icon="SHADERFX")
 
 
 class MESHDREAM_PT_project(_SetUpPanel, bpy.types.Panel):

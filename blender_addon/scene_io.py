@@ -14,6 +14,7 @@ from mathutils import Matrix
 
 TO_CORE = axis_conversion(from_forward="-Y", from_up="Z", to_forward="Z", to_up="Y").to_4x4()
 UV_NAME = "MeshDream UV"
+PREVIEW = "meshdream_preview"  # custom property of a Quick preview's image (MeshDream's own): Refine replaces it
 
 
 class SceneError(Exception):
@@ -277,6 +278,21 @@ def apply_edited(obj, png: bytes, name: str, maps_png=None):
     if maps_png:
         _wire_maps(copy, map_images(maps_png, name), obj.data.uv_layers.active.name)
     obj.material_slots[obj.active_material_index].material = copy
+    return image
+
+
+def replace_image(obj, png: bytes, name: str, maps_png=None):
+    """A refined texture in place of MeshDream's own image `name` (a Quick preview), wherever it is used, under the
+    same name; with `maps_png` (a pbr job's maps) those too, in the object's materials that show it."""
+    old = bpy.data.images[name]
+    image = new_image(png, name + " refined")
+    materials = [s.material for s in obj.material_slots if s.material and image_node(s.material).image == old]
+    old.user_remap(image)
+    bpy.data.images.remove(old)
+    image.name = name
+    maps = map_images(maps_png or {}, name)
+    for material in materials if maps else ():
+        _wire_maps(material, maps, obj.data.uv_layers.active.name)
     return image
 
 

@@ -30,14 +30,19 @@ def _include(settings) -> tuple:
     return ("texture", "roughness", "metallic", "normal") if settings.get("pbr") else ("texture",)
 
 
+# Settings a core preset (meshdream.presets) sets: the panel's are left out of a preset's job.
+PRESET_SIZES = ("n_views", "view_resolution", "texture_size", "steps")
+
+
 class TextureTask:
-    """Texture one object: its arrays are taken now; the result becomes a new image in new materials."""
+    """Texture one object: its arrays are taken now; the result becomes a new image in new materials. With
+    `preset="quick"` the sizes are the core's Quick preset's and the image is marked as a preview, for Refine."""
 
     include = ("texture",)
 
-    def __init__(self, context, obj, kind="texture"):
+    def __init__(self, context, obj, kind="texture", preset=None):
         props = context.scene.meshdream
-        self.obj, self.kind = obj, kind
+        self.obj, self.kind, self.preset = obj, kind, preset
         self.label = f"{'Projecting onto' if kind == 'project' else 'Texturing'} {obj.name}"
         self.uv_name, self.added_uv = scene_io.ensure_uv(obj)
         self.mesh = scene_io.mesh_arrays(obj, context.evaluated_depsgraph_get(), self.uv_name)
@@ -50,6 +55,8 @@ class TextureTask:
             if props.use_viewport_image:
                 self.init_image = scene_io.viewport_png(context)
                 self.settings["strength"] = props.strength
+        elif preset:
+            self.settings = {**_settings(props, *PRESET_SIZES, "pbr"), "preset": preset}  # a preview: no PBR maps
         else:
             self.settings = _settings(props)
         self.include = _include(self.settings)
@@ -64,7 +71,9 @@ class TextureTask:
             self.discard_files()
 
     def apply(self, context, result):
-        scene_io.apply_texture(self.obj, result.texture_png, self.uv_name, maps_png=result.maps_png)
+        image = scene_io.apply_texture(self.obj, result.texture_png, self.uv_name, maps_png=result.maps_png)
+        if self.preset == "quick":
+            image[scene_io.PREVIEW] = True
         return []
 
     def discard_files(self):
@@ -95,6 +104,7 @@ class ImageTask:
         if uv_name is None:
             raise SceneError(f"'{obj.name}' has no UV map for its image texture.")
         self.obj, self.label, self.source = obj, f"{self.verb} {obj.name}", node.image.name
+        self.preview = bool(node.image.get(scene_io.PREVIEW))
         self.mesh = scene_io.mesh_arrays(obj, context.evaluated_depsgraph_get(), uv_name)
         self.texture, self.mask = scene_io.image_arrays(node.image)
 
@@ -140,6 +150,30 @@ class RestyleTask(ImageTask):
         return c.submit_restyle(
             self.mesh, self.texture, self.prompt, model=self.model, reference_image=self.reference, **self.settings
         )
+
+
+class RefineTask(ImageTask):
+    """A Quick preview restyled at the panel's settings (those left at 0: the core's "full" preset, the model's
+    own) and restyle's default strength: the preview's layout carries on at full quality instead of starting over.
+    The preview's image, MeshDream's own, is replaced wherever it is used."""
+
+    verb = "Refining"
+
+    def __init__(self, context, obj):
+        super().__init__(context, obj)
+        if not self.preview:
+            raise SceneError(f"'{self.source}' is not a Quick preview; click Quick first (Restyle edits any texture).")
+        props = context.scene.meshdream
+        self.prompt, self.model = props.prompt, props.model or None
+        self.settings = {**_settings(props, "strategy", "negative_prompt"), "preset": "full"}
+        self.include = _include(self.settings)
+
+    def submit(self, c):
+        return c.submit_restyle(self.mesh, self.texture, self.prompt, model=self.model, **self.settings)
+
+    def apply(self, context, result):
+        scene_io.replace_image(self.obj, result.texture_png, self.source, result.maps_png)
+        return []
 
 
 class UpscaleTask(ImageTask):

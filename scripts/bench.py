@@ -8,7 +8,8 @@ large-chart UV layouts; scripts/bench_upscale.py), restyle (structure kept and s
 strength 0.5, the default, on all 12 cases, and 0 / 0.3 on a few; time; scripts/bench_restyle.py), pbr (the
 material model against procedural ground truth on unseen meshes: roughness, metallic, normals, lit-render PSNR,
 the time pbr=True adds; scripts/bench_pbr.py), create (create_asset per shape category: time by stage, closedness,
-glTF validator errors; scripts/bench_create.py).
+glTF validator errors; scripts/bench_create.py), fast (the demo's CPU wall time at the default setting and at the
+Quick preset, in-process and through a local worker; scripts/bench_fast.py).
 Figures are measured on whatever machine runs this; the targets are for 2 CPU cores.
 """
 
@@ -473,6 +474,7 @@ BENCHES = {
     "restyle": lambda: __import__("bench_restyle").run(),  # scripts/bench_restyle.py: edge SSIM, classifier
     "pbr": lambda: __import__("bench_pbr").run(),  # scripts/bench_pbr.py: material model vs procedural truth
     "create": lambda: __import__("bench_create").run(),  # scripts/bench_create.py: sentence -> textured mesh
+    "fast": lambda: __import__("bench_fast").run(),  # scripts/bench_fast.py: the demo at "full" and at Quick
     "gpu": lambda: __import__("bench_gpu").run(),  # scripts/bench_gpu.py: needs CUDA, so it runs only by name
 }
 

@@ -16,6 +16,7 @@ from .errors import CancelledError, MeshDreamError
 from .files import os_error_message, writing
 from .generators.schedulers import SAMPLERS
 from .jobs import Limits
+from .presets import PRESETS
 
 
 def _info(args) -> None:
@@ -196,6 +197,7 @@ def _texture(args) -> None:
         seed=args.seed,
         steps=args.steps,
         guidance=args.guidance,
+        preset=args.preset,
         inpaint_generator=inpainter,
         reference_image=reference,
         **_pbr(args),
@@ -236,9 +238,11 @@ def _restyle(args) -> None:
         generator=generator,
         n_views=args.views,
         view_resolution=args.view_resolution,
+        texture_size=args.texture_size,
         steps=args.steps,
         guidance=args.guidance,
         seed=args.seed,
+        preset=args.preset,
         **_pbr(args),
     )
     save_textured(mesh, result, out, overwrite=args.overwrite)
@@ -396,15 +400,16 @@ def _batch(args) -> int:
 
     from .batch import FAILED, SKIPPED, collect_items, run_batch, run_batch_ray
 
-    unless_unset = {  # unset: the model's own (texture_mesh)
+    unless_unset = {  # unset: the preset's, else the model's own (texture_mesh)
+        "n_views": args.views,
         "view_resolution": args.view_resolution,
         "texture_size": args.texture_size,
         "steps": args.steps,
         "guidance": args.guidance,
+        "preset": args.preset,
     }
     settings = {
         "strategy": args.strategy,
-        "n_views": args.views,
         "seed": args.seed,
         **{k: v for k, v in unless_unset.items() if v is not None},
         **{k: v for k, v in _pbr(args).items() if v is not None},  # --pbr: GLB + a PNG per map, named in the summary
@@ -521,13 +526,20 @@ def build_parser() -> argparse.ArgumentParser:
     def texture_options(p):
         """texture_mesh's job settings (the `texture` and `batch` subcommands)."""
         p.add_argument("--strategy", default="sync", choices=("sync", "sequential", "project"))
-        p.add_argument("--views", type=int, default=8)
-        # Unset, these take what the model's card says suits it (built-in: 128 px views, 512² texture; SD 1.5: 512 px).
+        size_options(p)
+        p.add_argument("--guidance", type=float)
+        uv_set_option(p)
+
+    def size_options(p):
+        """Views, resolution, texture size and steps: unset, the preset's, else 8 views and what the model's card
+        says suits it (built-in: 128 px views, 512² texture; SD 1.5: 512 px)."""
+        p.add_argument(
+            "--preset", choices=tuple(PRESETS), help="quick: a preview in seconds; full: the model's own (default)"
+        )
+        p.add_argument("--views", type=int)
         p.add_argument("--view-resolution", type=int)
         p.add_argument("--texture-size", type=int)
         p.add_argument("--steps", type=int)
-        p.add_argument("--guidance", type=float)
-        uv_set_option(p)
 
     p = sub.add_parser("texture", help="texture a mesh from a prompt and write a textured GLB/OBJ")
     p.add_argument("mesh")
@@ -551,9 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strength", type=float, default=0.5, help="0 keeps the texture, 1 replaces it (default 0.5)")
     p.add_argument("--reference", help="picture whose colours (built-in model) or style (--ip-adapter) to follow")
     p.add_argument("--ip-adapter", help="IP-Adapter .safetensors for --reference with a diffusers model")
-    p.add_argument("--views", type=int)
-    p.add_argument("--view-resolution", type=int)
-    p.add_argument("--steps", type=int)
+    size_options(p)  # --texture-size / --preset full: refine a quick preview at the full size
     p.add_argument("--guidance", type=float)
     model_options(p, "builtin")
     uv_set_option(p)

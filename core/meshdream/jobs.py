@@ -16,6 +16,7 @@ from functools import cached_property
 from typing import Any, Callable, Literal, Mapping, Optional
 
 from .errors import InvalidParameterError
+from .presets import PRESET_SIZES, with_preset
 
 # What a kind's function returns, which decides what a job's result holds.
 TEXTURE_RESULT, TEXTURE, POINTS, CREATE_RESULT = "texture_result", "texture", "points", "create_result"
@@ -171,7 +172,10 @@ class Limits:
         return self.FLAGS.get(limit, "--max-" + limit.replace("_", "-"))
 
     def check(self, settings: Mapping[str, Any], where: str = "settings") -> None:
-        """InvalidParameterError naming the first setting that is not a whole number within its limit."""
+        """InvalidParameterError naming the first setting that is not a whole number within its limit (with the
+        sizes a `preset` fills counted as set)."""
+        if settings.get("preset") is not None:
+            settings = {**settings, **with_preset(settings["preset"], **{k: settings.get(k) for k in PRESET_SIZES})}
         for name, limit in self.BOUNDS.items():
             value = settings.get(name)
             if value is None:

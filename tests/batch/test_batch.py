@@ -201,7 +201,7 @@ def test_restyle_and_upscale_jobs_write_new_files_never_over_their_inputs(tmp_pa
         ("upscale", "spot_texture_x2.png", "never"),
         ("upscale", "spot_texture.png", "never"),
     ]
-    assert items[0].settings == {"strength": 0.4, "n_views": 2, "view_resolution": 64, "steps": 3}
+    assert items[0].settings == {"strength": 0.4, **TINY}
     assert items[1].settings == {"scale": 2, "upscaler": "lanczos", "steps": 3} and items[1].prompt == ""
 
     assert main(["batch", "--jobs", str(jobs), "-o", str(tmp_path), *TINY_ARGS]) == 1

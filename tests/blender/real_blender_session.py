@@ -5,11 +5,11 @@
 A new user's first session: installs the add-on from ZIP the legacy way (Blender 3.4) with nothing configured,
 shows the MeshDream sidebar tab (its set-up box), presses "Set up local worker" (packages from the wheel folder
 WHEELS instead of the internet), runs "Texture Selected" on Suzanne with the panel's defaults through the modal
-operator, then kills the worker mid-job and runs another job, then a "PBR" one (issue 27: a lit screenshot of the
-red brick with its normal map, and one with the Normal Map node muted), and imports GLB (a PBR file save_textured
-wrote) with Blender's glTF importer. Screenshots of each step and OUT_DIR/report.json are
-for the test. Each step runs in a `bpy.app.timers` callback so the window keeps drawing in between, as it does for
-a person.
+operator, clicks Quick (its time from click to texture), then kills the worker mid-job and runs another job, then a
+"PBR" one (issue 27: a lit screenshot of the red brick with its normal map, and one with the Normal Map node muted),
+and imports GLB (a PBR file save_textured wrote) with Blender's glTF importer. Screenshots of each step and
+OUT_DIR/report.json are for the test. Each step runs in a `bpy.app.timers` callback so the window keeps drawing in
+between, as it does for a person.
 """
 
 import json
@@ -144,6 +144,24 @@ def start_job():
     with bpy.context.temp_override(window=window, area=area, region=main):
         REPORT.setdefault("invoke", []).append(sorted(bpy.ops.meshdream.texture_selected("INVOKE_DEFAULT")))
     log(f"Texture Selected invoked: {REPORT['invoke'][-1]}")
+
+
+def start_quick():
+    """Quick (issue 29) on the selected Suzanne, the worker already running: its click-to-texture time."""
+    window, area, main, ui = view3d()
+    QUICK["t0"] = time.perf_counter()
+    with bpy.context.temp_override(window=window, area=area, region=main):
+        REPORT["quick_invoke"] = sorted(bpy.ops.meshdream.quick_texture("INVOKE_DEFAULT"))
+    log(f"Quick invoked: {REPORT['quick_invoke']}")
+
+
+def quick_done():
+    if addon().state.STATE.batch is not None:
+        return False
+    seconds = time.perf_counter() - QUICK["t0"]
+    image = addon().scene_io.image_node(bpy.context.active_object.active_material).image
+    REPORT["quick"] = {"seconds": seconds, "image": image.name, "size": list(image.size)}
+    log(f"Quick: click to texture {seconds:.1f} s, {REPORT['quick']}")
 
 
 def long_job_running():
@@ -335,6 +353,8 @@ def plan():
     yield material_preview
     yield pause(4.0)  # shaders compile
     yield lambda: REPORT.update(textured_png=screenshot("4-textured.png"))
+    yield start_quick
+    yield quick_done
     yield lambda: setattr(bpy.context.scene.meshdream, "steps", 200)
     yield start_job
     yield long_job_running
@@ -363,6 +383,7 @@ STEPS = plan()
 CURRENT = [next(STEPS)]
 START = time.monotonic()
 KILL = {}
+QUICK = {}
 
 
 def tick():

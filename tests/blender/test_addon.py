@@ -28,6 +28,8 @@ import build  # noqa: E402
 NAME = "blender_addon"  # the source tree's add-on package; installed from the zip it is `meshdream`
 OPERATORS = (
     "texture_selected",
+    "quick_texture",
+    "refine_texture",
     "project_from_view",
     "inpaint_seams",
     "restyle_texture",
@@ -387,6 +389,47 @@ def test_restyle_and_upscale_write_new_images_and_keep_the_original(scene):
     big = image_node(obj.active_material).image
     assert big.name == "Checker_restyled_x2" and tuple(big.size) == (128, 128)
     assert image_node(restyled).image == image and restyled.use_fake_user
+
+
+def test_quick_previews_and_refine_continues_from_it_at_full_size(scene):
+    from meshdream.presets import PRESETS
+
+    from blender_addon.scene_io import PREVIEW, image_node
+
+    obj = bpy.context.active_object
+    user = bpy.data.materials.new("User Material")
+    obj.data.materials.append(user)
+    uv_before, images_before = uv_data(obj), names(bpy.data.images)
+    seconds = []
+    for _ in range(2):  # the first click may start the worker and load the model; the second finds them ready
+        t0 = time.perf_counter()
+        assert bpy.ops.meshdream.quick_texture() == {"FINISHED"}
+        seconds.append(time.perf_counter() - t0)
+    print(f"\nQuick, click to texture: {seconds[0]:.1f} s (first), {seconds[1]:.1f} s (worker ready)")
+    material = obj.active_material
+    preview = image_node(material).image
+    quick = PRESETS["quick"].texture_size
+    assert material.name.startswith("User Material MeshDream") and preview.name.startswith("MeshDream Suzanne")
+    assert preview.get(PREVIEW) and tuple(preview.size) == (quick, quick) and image_std(material) > 0.01
+    assert np.array_equal(uv_data(obj), uv_before) and len(user.node_tree.nodes) == 2  # the user's, untouched
+    start = pixels(preview).reshape(quick, quick, 4)[..., :3]
+
+    props = scene.meshdream  # Refine takes the panel's settings; 0 (texture size, view px): the full preset's
+    props.n_views, props.view_resolution, props.texture_size, props.steps = 4, 0, 0, 4
+    name, others = preview.name, names(bpy.data.images) - {preview.name}
+    t0 = time.perf_counter()
+    assert bpy.ops.meshdream.refine_texture() == {"FINISHED"}
+    print(f"Refine: {time.perf_counter() - t0:.1f} s")
+    refined = image_node(obj.active_material).image
+    size = refined.size[0]
+    assert obj.active_material == material and refined.name == name and refined.get(PREVIEW) is None
+    assert names(bpy.data.images) - {name} == others and size == 512 and tuple(refined.size) == (size, size)
+    after = pixels(refined).reshape(size, size, 4)[::-1][:: size // quick, :: size // quick, :3][::-1]
+    assert np.corrcoef(start.ravel(), after.ravel())[0, 1] > 0.5  # the preview's layout carried on
+
+    with pytest.raises(RuntimeError, match="is not a Quick preview"):  # refined: no longer a preview
+        bpy.ops.meshdream.refine_texture()
+    assert image_node(obj.active_material).image == refined and images_before <= names(bpy.data.images)
 
 
 def test_restyle_and_upscale_report_what_is_missing(scene):

@@ -189,6 +189,15 @@ def test_the_first_texture_with_the_defaults_gives_suzanne_a_generated_image(ses
     assert textured["image"]["distinct_sampled_rgb"] > 20  # not a constant image
 
 
+def test_quick_gives_a_preview_and_reports_its_time(session):
+    from meshdream.presets import PRESETS
+
+    quick, size = session[0]["quick"], PRESETS["quick"].texture_size
+    print(f"\nQuick in Blender 3.4 (worker running), click to texture: {quick['seconds']:.1f} s")
+    assert session[0]["quick_invoke"] == ["RUNNING_MODAL"]
+    assert quick["image"].startswith("MeshDream Suzanne") and quick["size"] == [size, size]
+
+
 def test_a_killed_worker_fails_the_job_at_once_and_the_next_job_restarts_it(session):
     report, _ = session
     # Measured from the moment the worker's sockets close: SIGKILL frees its ~1 GB first, which took the kernel

@@ -11,7 +11,7 @@ import meshdream
 
 # Rooms by floor, lowest first; a room may import its own floor and those below.
 FLOORS = [
-    {"errors", "files", "tensors", "progress", "images", "client"},
+    {"errors", "files", "tensors", "progress", "images", "client", "presets"},
     {"geometry"},
     {"shapes", "generators"},
     {"texturing"},

@@ -4,9 +4,9 @@ stay until fetched or expired, and settings refused at submit (real sockets, rea
 from __future__ import annotations
 
 import socket
+import statistics
 import subprocess
 import sys
-import statistics
 import threading
 import time
 
@@ -85,8 +85,10 @@ def test_health_answers_at_once_with_60_abandoned_and_45_live_long_polls(server)
     t = time.perf_counter()
     submitted = c.submit_shape("lamp", **SHAPE)
     submit_ms = (time.perf_counter() - t) * 1000
-    print(f"health under 60 hanging + 45 live polls: median {statistics.median(times):.1f} ms, max {times[-1]:.1f} ms;"
-          f" submit {submit_ms:.1f} ms")
+    print(
+        f"health under 60 hanging + 45 live polls: median {statistics.median(times):.1f} ms, max {times[-1]:.1f} ms;"
+        f" submit {submit_ms:.1f} ms"
+    )
     assert statistics.median(times) < 100
     assert c.status(submitted)["state"] == "queued"
     for sock in hanging:
@@ -181,6 +183,7 @@ def test_every_setting_is_checked_at_submit_against_the_servers_limits(server):
         ({**texture, "settings": {"texture_size": 65536}}, "settings.texture_size: 65536 is out of range"),
         ({**texture, "settings": {"view_resolution": 4096}}, "1 to 2048 (serve --max-view-resolution)"),
         ({**texture, "settings": {"view_resolution": 1024, "refine_scale": 4}}, "settings.refine_scale: views refined"),
+        ({**texture, "settings": {"preset": "fast"}}, "Preset 'fast' is unknown; use one of quick, full"),
         ({"kind": "shape", "prompt": "chair", "settings": {"steps": -3}}, "settings.steps: -3 is out of range"),
         ({"kind": "shape", "prompt": "chair", "settings": {"n_points": 1e9}}, "(serve --max-points)"),
         ({"kind": "shape", "prompt": "chair", "mesh": {"face_budget": 10**8}}, "mesh.face_budget: 100000000 is out"),

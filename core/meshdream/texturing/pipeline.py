@@ -14,6 +14,7 @@ from ..geometry import Camera, bake_operator, load_mesh, mesh_info, orbit_camera
 from ..geometry.meshdata import has_mesh_info
 from ..geometry.pages import atlas_mesh, material_mesh, mesh_pages
 from ..geometry.texture import as_float_image, check_texture_size
+from ..presets import with_preset
 from ..progress import CancelToken, ProgressCallback
 from .common import Settings, Timer
 from .materials import check_delight, material_maps, pack_maps, resolve_material_model, split_maps
@@ -32,7 +33,7 @@ def texture_mesh(
     prompt: Union[str, Mapping[str, str]],
     generator=None,
     strategy: str = "sync",
-    n_views: int = 8,
+    n_views: Optional[int] = None,
     view_resolution: Optional[int] = None,
     texture_size: Optional[int] = None,
     seed: int = 0,
@@ -54,6 +55,7 @@ def texture_mesh(
     pbr: bool = False,
     material_model=None,
     delight: Optional[bool] = None,
+    preset: Optional[str] = None,
 ) -> TextureResult:
     """Texture `mesh` (a path, or a trimesh; normalized with load_mesh unless it came from there) from `prompt`.
 
@@ -80,10 +82,16 @@ def texture_mesh(
         spec, or None: the generator family's own, else the built-in one with a warning) and baked with the
         texture's own cameras and weights (timed as "materials"). delight: the model's albedo becomes the base
         colour (None: when the model makes one). Without pbr the result is exactly what it was before pbr existed.
+    preset: a name in meshdream.presets.PRESETS ("quick": a preview in seconds; "full", the default: 8 views and the
+        generator's own) filling n_views, view_resolution, texture_size and steps where they are None.
     """
     # Everything but what a per-material run replaces, for the runs of a dict prompt (keep this line first).
     options = {k: v for k, v in locals().items() if k not in ("mesh", "prompt", "generator", "per_material")}
     t0 = time.perf_counter()
+    chosen = with_preset(
+        preset, n_views=n_views, view_resolution=view_resolution, texture_size=texture_size, steps=steps
+    )
+    n_views, view_resolution, texture_size, steps = chosen.values()
     if strategy not in STRATEGIES:
         raise InvalidParameterError(f"Strategy {strategy!r} is unknown; use one of {', '.join(STRATEGIES)}.")
     check_counts(n_views=n_views, view_resolution=view_resolution, texture_size=texture_size, steps=steps)

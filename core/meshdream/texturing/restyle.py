@@ -29,8 +29,9 @@ from ..generators import GenerationRequest, sample
 from ..generators.sampling import timesteps_for
 from ..geometry import bake, orbit_cameras, render, render_texture, uv_maps
 from ..geometry.pages import mesh_pages
-from ..geometry.texture import as_float_image
+from ..geometry.texture import as_float_image, check_texture_size
 from ..geometry.uvmaps import require_uvs
+from ..presets import with_preset
 from ..progress import CancelToken, ProgressCallback
 from .common import Settings, Timer
 from .materials import check_delight, resolve_material_model
@@ -56,9 +57,11 @@ def restyle_texture(
     generator=None,
     n_views: Optional[int] = None,
     view_resolution: Optional[int] = None,
+    texture_size: Optional[int] = None,
     steps: Optional[int] = None,
     guidance: Optional[float] = None,
     seed: int = 0,
+    preset: Optional[str] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
     pbr: bool = False,
@@ -72,6 +75,10 @@ def restyle_texture(
     reference_image: (H, W, 3) picture whose style the result follows: passed to a generator loaded with an
         IP-Adapter; otherwise (e.g. the built-in model) each UV chart's colour mean / std is matched to it in Lab.
     n_views, view_resolution, steps, guidance: None takes texture_mesh's defaults (8 views, the generator's own).
+    texture_size: the result's size (a power of two); None: the texture's own, or with a preset the preset's (the
+        generator's own for "full"). Another size resamples the texture first (bilinear), so restyling a "quick"
+        preview with preset="full" refines it to the full setting from where it is, rather than starting over.
+    preset: a name in meshdream.presets.PRESETS filling n_views, view_resolution, texture_size and steps left None.
     pbr, material_model, delight: PBR maps of the restyled texture, as in texture_mesh (`result.maps`).
     """
     t0 = time.perf_counter()
@@ -81,12 +88,18 @@ def restyle_texture(
         )
     if not isinstance(prompt, str) or not prompt.strip():
         raise InvalidParameterError("The prompt is empty; describe the new style, e.g. 'weathered red brick'.")
+    chosen = with_preset(
+        preset, n_views=n_views, view_resolution=view_resolution, texture_size=texture_size, steps=steps
+    )
+    n_views, view_resolution, texture_size, steps = chosen.values()
     check_counts(n_views=n_views, view_resolution=view_resolution, steps=steps)
     require_uvs(mesh)
     source = _check_texture(texture)
-    size = source.shape[0]
     timer = Timer()
     generator = resolve_generator(generator, timer)
+    full = generator.default_texture_size if preset is not None else source.shape[0]
+    size = check_texture_size(texture_size or full)
+    source = resample(source, size)
     view_resolution = resolve_view_resolution(generator, view_resolution)
     model = None
     if pbr:
@@ -102,7 +115,7 @@ def restyle_texture(
     ip_adapter = getattr(getattr(generator, "parts", None), "image_encoder", None) is not None
     reference = None if reference_image is None else as_float_image(reference_image, 3, "reference image")
     with timer("views"):
-        cameras = orbit_cameras(8 if n_views is None else n_views, resolution=view_resolution, mesh=mesh)
+        cameras = orbit_cameras(n_views, resolution=view_resolution, mesh=mesh)
         views = prepare_views(mesh, cameras, prompt.strip(), normals=generator.uses_normals, require_visible=False)
         starts = antialiased_renders(mesh, source, views.cameras, views.maps)
     settings = Settings(
@@ -142,6 +155,15 @@ def restyle_texture(
     result.strategy = "restyle"
     result.timings = timer.timings(time.perf_counter() - t0)
     return result
+
+
+def resample(texture: np.ndarray, size: int) -> np.ndarray:
+    """`texture` (S, S, 3) at `size` x `size` (bilinear, anti-aliased when shrinking); as it is at its own size."""
+    if texture.shape[0] == size:
+        return texture
+    t = torch.from_numpy(np.ascontiguousarray(texture)).permute(2, 0, 1)[None]
+    t = torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return t[0].permute(1, 2, 0).clamp(0.0, 1.0).numpy()
 
 
 def antialiased_renders(mesh, texture: np.ndarray, cameras, maps) -> np.ndarray:
