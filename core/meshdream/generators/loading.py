@@ -200,7 +200,7 @@ def load_generator(
     if spec_str == "builtin":
         from .builtin import load_builtin
 
-        return load_builtin(device=device, scheduler=scheduler)
+        return load_builtin(device=device, scheduler=scheduler, dtype=dtype)
     dev = pick_device(device)
     dtype = dtype or (torch.float16 if dev.type == "cuda" else torch.float32)
 
