@@ -239,12 +239,15 @@ def evaluate(
     classifier_steps: int = 2000,
     cache: Path | None = CACHE,
     draws: int = 3,
+    scheduler: str = "dpm++",
+    dtype: torch.dtype | None = None,
 ) -> dict:
     """seed picks the held-out views too: tune guidance on seed 1, report on seed 0. draws: noise draws of the
-    regular families' views that their periodicity is averaged over (the first is the one judged for adherence)."""
+    regular families' views that their periodicity is averaged over (the first is the one judged for adherence).
+    scheduler, dtype: the sampler and the network's arithmetic (None: the product's default, see network_dtype)."""
     t0 = time.time()
     meshes = training_meshes()
-    gen = load_builtin(device=device, weights=weights)
+    gen = load_builtin(device=device, weights=weights, scheduler=scheduler, dtype=dtype)
     j = judges(classifier_steps, gen.device, cache, meshes)
     t_judges = time.time() - t0
     held = tensors(make_renders(len(FAMILIES) * per_family, 1, 128, 2002 + seed, meshes, balanced=True))
@@ -343,10 +346,28 @@ def evaluate(
         "views": len(prompts),
         "view_px": 128,
         "steps": steps,
+        "scheduler": scheduler,
+        "network_dtype": str(gen.network_dtype).removeprefix("torch."),
         "seed": seed,
         "device": str(gen.device),
         "judges_s": round(t_judges, 1),
         "eval_wall_s": round(time.time() - t0, 1),
+    }
+
+
+CURVE_FIGURES = ("structure_adherence_accuracy", "prompt_adherence_accuracy", "kid_model")
+
+
+def curve_point(result: dict) -> dict:
+    """The figures the issue compares across step counts: both adherences, the mean periodicity ratio of the
+    regular families over the draws, KID and the time per view."""
+    ratios = [v["ratio"] for v in result["periodicity"].values()]
+    return {
+        **{k: result[k] for k in CURVE_FIGURES},
+        "periodicity_ratio_mean": round(float(np.mean(ratios)), 3),
+        "periodicity_ratio": {f: v["ratio"] for f, v in result["periodicity"].items()},
+        "generation_s_per_view": result["generation_s_per_view"],
+        "network_dtype": result["network_dtype"],
     }
 
 
@@ -392,7 +413,9 @@ def families_sheet(path: Path, mesh_file: Path, judge: Classifier | None = None,
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--per-family", type=int, default=8)
-    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--steps", type=int, nargs="+", default=[20], help="several: a quality-vs-steps curve")
+    p.add_argument("--scheduler", nargs="+", default=["dpm++"], help="dpm++, unipc, ... (several: one curve each)")
+    p.add_argument("--dtype", choices=("auto", "bf16", "fp32"), default="auto", help="the network's arithmetic")
     p.add_argument("--seed", type=int, default=0, help="also picks the held-out views (tune on 1, report on 0)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--guidance", type=float, nargs="+", help="guidance scales to try (default: the card's)")
@@ -404,28 +427,45 @@ def main() -> None:
     p.add_argument(
         "--write-card",
         action="store_true",
-        help="store the metrics in the evaluated weights' card (with several --guidance: store the best one)",
+        help="store the metrics in the evaluated weights' card (with several --guidance: store the best one; with "
+        "several --steps or --scheduler: store the curve as steps_curve)",
     )
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = evaluate(
-        args.per_family,
-        args.steps,
-        args.seed,
-        args.guidance,
-        args.weights,
-        args.device,
-        args.classifier_steps,
-        None if args.no_cache else CACHE,
-        args.draws,
-    )
+    dtype = {"auto": None, "bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
+    runs = {
+        (sched, steps): evaluate(
+            args.per_family,
+            steps,
+            args.seed,
+            args.guidance,
+            args.weights,
+            args.device,
+            args.classifier_steps,
+            None if args.no_cache else CACHE,
+            args.draws,
+            sched,
+            dtype,
+        )
+        for sched in args.scheduler
+        for steps in args.steps
+    }
+    curve = len(runs) > 1
+    if curve:
+        result = {sched: {} for sched in args.scheduler}
+        for (sched, steps), r in runs.items():
+            result[sched][str(steps)] = curve_point(r)
+    else:
+        (result,) = runs.values()
     print(json.dumps(result, indent=2))
     if args.write_card:
         card_path = Path(args.weights).with_suffix(".json") if args.weights else CARD
         card = json.loads(card_path.read_text())
         record = {**result, "command": "python scripts/eval_texture_model.py " + " ".join(sys.argv[1:])}
-        if len(args.guidance or ()) > 1:  # a tuning run (on validation views, --seed 1): keep its pick
+        if curve:
+            card["steps_curve"] = record
+        elif len(args.guidance or ()) > 1:  # a tuning run (on validation views, --seed 1): keep its pick
             card["guidance"] = result["guidance"]
             card["guidance_selection"] = record
         else:

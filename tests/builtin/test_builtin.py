@@ -135,3 +135,19 @@ def test_training_renders_wrap_materials_around_the_surface():
     for field in ("albedo", "depth", "normal", "family", "colour"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
     assert a.albedo.shape == (6, 32, 32, 3) and (a.albedo[a.depth == 0] == 255).all()
+
+
+def test_bfloat16_network_draws_what_float32_draws():
+    """The default arithmetic (bfloat16 on CPUs that compute it natively) changes the pictures only by rounding: the
+    sampler's state stays float32, so the same seed gives nearly the same image either way."""
+    depth = torch.zeros(2, 1, 64, 64)
+    depth[..., 12:52, 12:52] = 0.8
+    request = GenerationRequest(prompts=["red brick", "blue dots"], depth=depth, steps=6, seed=5)
+    fp32 = meshdream.load_generator("builtin", dtype=torch.float32)
+    bf16 = meshdream.load_generator("builtin", dtype=torch.bfloat16)
+    assert fp32.network_dtype == torch.float32 and bf16.network_dtype == torch.bfloat16
+    a, b = sample(fp32, request), sample(bf16, request)
+    assert a.dtype == b.dtype == torch.float32
+    assert 0 < (a - b).abs().mean() < 0.02  # rounding, not another picture
+    with pytest.raises(meshdream.InvalidParameterError, match="float32 or torch.bfloat16"):
+        meshdream.load_generator("builtin", dtype=torch.float16)

@@ -217,7 +217,7 @@ def load_generator(
             raise InvalidParameterError("Few-step samplers are for diffusers models; the built-in model has its own.")
         from .builtin import load_builtin
 
-        return load_builtin(device=device, scheduler=scheduler)
+        return load_builtin(device=device, scheduler=scheduler, dtype=dtype)
     dev = pick_device(device)
     dtype = dtype or (torch.float16 if dev.type == "cuda" else torch.float32)
 

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from ..errors import InvalidParameterError
-from .base import GeneratorKindError, ModelNotFoundError
 from ..tensors import pick_device
+from .base import GeneratorKindError, ModelNotFoundError
 
 SCALES = (2, 4)
 MODEL_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt")
