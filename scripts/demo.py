@@ -33,9 +33,9 @@ def main() -> None:
     parser.add_argument("--prompt", default="red brick")
     parser.add_argument("--strategy", default="sync", choices=meshdream.texturing.STRATEGIES)
     parser.add_argument("--views", type=int, default=8)
-    parser.add_argument("--view-resolution", type=int, default=128)
-    parser.add_argument("--texture-size", type=int, default=512)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--view-resolution", type=int, help="default: the model's own (its card's)")
+    parser.add_argument("--texture-size", type=int, help="default: the model's own")
+    parser.add_argument("--steps", type=int, help="default: the model's own")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -43,6 +43,9 @@ def main() -> None:
     t0 = time.perf_counter()
     mesh = meshdream.load_mesh(Path(meshdream.__file__).parent / "assets" / "suzanne.obj")
     generator = meshdream.load_generator("builtin")
+    args.view_resolution = args.view_resolution or generator.native_resolution
+    args.texture_size = args.texture_size or generator.default_texture_size
+    args.steps = args.steps or generator.default_steps
     result = meshdream.texture_mesh(
         mesh,
         args.prompt,
