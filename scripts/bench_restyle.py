@@ -5,7 +5,7 @@
 Protocol. Each case starts from a procedural material of family A (materials.py, its default colour) wrapped
 around the mesh the way the built-in model's training renders wrap it (dataset.triplanar at the training tile
 scale), written into the mesh's UV texels: a texture whose family is known. restyle_texture (built-in model, its
-own defaults: 8 views, 128 px, 20 steps) restyles it toward the bare prompt of another family B, B = the family six
+own defaults: 8 views, 128 px, 8 UniPC steps) restyles it toward the bare prompt of another family B, B = the family six
 places on in FAMILIES (so every family is a target once and every source differs from it in colour or pattern).
 Meshes alternate between the bundled spot and suzanne; the seed is the case number. Every case is judged on six
 views that restyle never saw (elevation 25 deg, other azimuths), rendered on white and averaged from twice the

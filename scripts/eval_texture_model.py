@@ -239,12 +239,13 @@ def evaluate(
     classifier_steps: int = 2000,
     cache: Path | None = CACHE,
     draws: int = 3,
-    scheduler: str = "dpm++",
+    scheduler: str | None = None,
     dtype: torch.dtype | None = None,
 ) -> dict:
     """seed picks the held-out views too: tune guidance on seed 1, report on seed 0. draws: noise draws of the
     regular families' views that their periodicity is averaged over (the first is the one judged for adherence).
-    scheduler, dtype: the sampler and the network's arithmetic (None: the product's default, see network_dtype)."""
+    scheduler, dtype: the sampler and the network's arithmetic (None: the product's defaults: the card's scheduler,
+    network_dtype's arithmetic)."""
     t0 = time.time()
     meshes = training_meshes()
     gen = load_builtin(device=device, weights=weights, scheduler=scheduler, dtype=dtype)
@@ -346,7 +347,7 @@ def evaluate(
         "views": len(prompts),
         "view_px": 128,
         "steps": steps,
-        "scheduler": scheduler,
+        "scheduler": type(gen.scheduler).__name__,
         "network_dtype": str(gen.network_dtype).removeprefix("torch."),
         "seed": seed,
         "device": str(gen.device),
@@ -414,7 +415,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--per-family", type=int, default=8)
     p.add_argument("--steps", type=int, nargs="+", default=[20], help="several: a quality-vs-steps curve")
-    p.add_argument("--scheduler", nargs="+", default=["dpm++"], help="dpm++, unipc, ... (several: one curve each)")
+    p.add_argument(
+        "--scheduler",
+        nargs="+",
+        default=[None],
+        help="dpm++, unipc, ... (several: one curve each; default: the card's)",
+    )
     p.add_argument("--dtype", choices=("auto", "bf16", "fp32"), default="auto", help="the network's arithmetic")
     p.add_argument("--seed", type=int, default=0, help="also picks the held-out views (tune on 1, report on 0)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -453,9 +459,9 @@ def main() -> None:
     }
     curve = len(runs) > 1
     if curve:
-        result = {sched: {} for sched in args.scheduler}
+        result = {str(sched): {} for sched in args.scheduler}
         for (sched, steps), r in runs.items():
-            result[sched][str(steps)] = curve_point(r)
+            result[str(sched)][str(steps)] = curve_point(r)
     else:
         (result,) = runs.values()
     print(json.dumps(result, indent=2))

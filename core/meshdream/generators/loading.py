@@ -188,7 +188,7 @@ def load_generator(
     device: str | torch.device = "auto",
     dtype: Optional[torch.dtype] = None,
     memory: str = "auto",
-    scheduler: Any = "dpm++",
+    scheduler: Any = None,
     sampler: Optional[str] = None,
 ) -> Generator:
     """Load a texture generator. See the module doc for `spec`.
@@ -203,6 +203,8 @@ def load_generator(
         for ~8 GB cards), "minimal" (two images per denoiser call, one per VAE call, text / image encoders on
         the GPU only while used: for ~4 GB cards);
         "auto" picks by the GPU memory free at load time.
+    scheduler: a name in schedulers.SCHEDULERS or a diffusers scheduler instance; None: the model's own (the built-in
+        model's card says which, DPM-Solver++ for diffusers models).
     sampler: a few-step sampler ("lcm", "tcd" or "trailing"; see schedulers.SAMPLERS) in place of `scheduler`, with
         the steps and guidance it was made for as the generator's defaults. None: recognized from the model and
         LoRAs (an LCM scheduler config or guidance-embedding UNet; LCM / TCD / Hyper-SD / Lightning in a name or
@@ -256,7 +258,7 @@ def load_generator(
 
     prediction = parts.scheduler.config.get("prediction_type", "epsilon")
     if fewstep is None:
-        parts.scheduler = make_scheduler(scheduler, parts.scheduler.config)
+        parts.scheduler = make_scheduler(scheduler or "dpm++", parts.scheduler.config)
     else:
         parts.scheduler = SAMPLERS[fewstep.sampler].scheduler(parts.scheduler.config)
     for module in (

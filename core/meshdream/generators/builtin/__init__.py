@@ -125,9 +125,10 @@ class BuiltinGenerator(Generator):
 
 
 def load_builtin(
-    device="auto", scheduler="dpm++", weights: str | Path | None = None, dtype: torch.dtype | None = None
+    device="auto", scheduler=None, weights: str | Path | None = None, dtype: torch.dtype | None = None
 ) -> BuiltinGenerator:
     """weights: another .safetensors with its model card (.json) beside it (e.g. a training run's); default: shipped.
+    scheduler: None: the card's defaults.scheduler (the one its quality-vs-steps curve picked), else DPM-Solver++.
     dtype: None (bfloat16 on CPUs that compute it natively, else float32), torch.bfloat16, or torch.float32 (the same
     images on every CPU)."""
     card, state = load_weights(
@@ -138,5 +139,5 @@ def load_builtin(
     )
     model = TextureModel(card["config"])
     model.load_state_dict(state)
-    sched = make_scheduler(scheduler, card["scheduler"])
+    sched = make_scheduler(scheduler or card.get("defaults", {}).get("scheduler", "dpm++"), card["scheduler"])
     return BuiltinGenerator(model, sched, pick_device(device), card, dtype)
