@@ -8,8 +8,7 @@ import pytest
 import torch
 import trimesh
 from meshdream import Camera
-from meshdream.geometry import orbit_cameras, render, render_views
-from meshdream.geometry import raster
+from meshdream.geometry import orbit_cameras, raster, render, render_views
 from meshdream.geometry.meshdata import mesh_data
 
 from tests.device_double import other_device
@@ -72,11 +71,12 @@ def test_texturing_rasterizes_its_views_on_the_generators_device(spot, monkeypat
     """On the stand-in accelerator every view of a sync job is rasterized there (no host/device mix), and the
     texture is the one the ray-cast views give."""
     job = dict(n_views=2, view_resolution=32, texture_size=64, steps=2)
-    on_cpu = meshdream.texture_mesh(spot, "red brick", meshdream.load_generator("builtin"), **job).texture
+    fp32 = dict(dtype=torch.float32)  # the same arithmetic on both sides (the CPU's default is bfloat16)
+    on_cpu = meshdream.texture_mesh(spot, "red brick", meshdream.load_generator("builtin", **fp32), **job).texture
     calls = []
     monkeypatch.setattr(render_module, "RASTER_DEVICES", ("meta",))
     monkeypatch.setattr(render_module, "rasterize", lambda *a: calls.append(a[0].device) or raster.rasterize(*a))
-    gen = meshdream.load_generator("builtin")
+    gen = meshdream.load_generator("builtin", **fp32)
     with other_device() as dev:
         gen.to(dev)
         on_dev = meshdream.texture_mesh(spot, "red brick", gen, **job).texture

@@ -5,6 +5,7 @@ from pathlib import Path
 import meshdream
 import numpy as np
 import pytest
+import torch
 import trimesh
 from meshdream.cli import build_parser
 from meshdream.texturing import restyle as restyle_module
@@ -183,8 +184,9 @@ def test_on_the_generators_device(spot, texture):
     def run(gen):
         return meshdream.restyle_texture(spot, texture, "red brick", 0.5, generator=gen, **SMALL).texture
 
-    cpu = run(meshdream.load_generator("builtin", device="cpu"))
-    gen = meshdream.load_generator("builtin", device="cpu")
+    fp32 = dict(device="cpu", dtype=torch.float32)  # the same arithmetic on both sides (the CPU's default: bfloat16)
+    cpu = run(meshdream.load_generator("builtin", **fp32))
+    gen = meshdream.load_generator("builtin", **fp32)
     with other_device() as dev:
         np.testing.assert_allclose(run(gen.to(dev)), cpu, atol=2e-4)
 
