@@ -12,6 +12,8 @@ import trimesh
 from meshdream import CancelToken, InvalidParameterError, MeshDreamWarning
 from meshdream.cli import main
 from meshdream.create import split_prompt
+from meshdream.generators.builtin.material_model import family_index
+from meshdream.generators.builtin.materials import FAMILIES
 from meshdream.generators.builtin.vocab import WORD_ID, parse
 from meshdream.shapes import is_closed
 
@@ -42,6 +44,14 @@ def test_material_synonyms_map_to_a_family_and_colour():
     assert not unknown and ids == parse("wood")[0]
     assert parse("walnut")[0] == parse("wood brown")[0] and parse("gold")[0] == [WORD_ID["metal"], WORD_ID["gold"]]
     assert all(not parse(w)[1] for w in ("granite", "steel", "iron", "chrome", "velvet", "leather"))
+
+
+def test_a_family_the_prompt_names_beats_the_one_a_material_word_implies():
+    """"gold tiles" are tiles in gold (the material model once read them as metal: bench pbr's roughness 0.3 off)."""
+    assert parse("gold tiles")[0] == [WORD_ID["gold"], WORD_ID["tiles"]]
+    assert parse("walnut bricks")[0] == [WORD_ID["brown"], WORD_ID["brick"]]
+    assert parse("a gold ring")[0] == [WORD_ID["metal"], WORD_ID["gold"]]  # alone, the material's family stays
+    assert family_index("gold grass") == 1 + FAMILIES.index("grass")
 
 
 def test_shape_words_never_reach_the_texture_and_open_vocabulary_takes_the_rest():

@@ -98,14 +98,19 @@ WORD_ID = {w: i for i, w in enumerate(WORDS)}
 
 def parse(prompt: str) -> tuple[list[int], list[str]]:
     """(word ids, unknown words) of a prompt; commas, case and plurals-by-synonym handled; a synonym may stand for
-    a family and a colour ("walnut": wood, brown)."""
-    ids, unknown = [], []
+    a family and a colour ("walnut": wood, brown), whose family gives way to one the prompt names ("gold tiles")."""
+    ids, implied, named, unknown = [], set(), set(), []
     for token in re.findall(r"[a-zA-Z][a-zA-Z\-]*", prompt.lower()):
         words = SYNONYMS.get(token, token).split()
         if all(w in WORD_ID for w in words):
+            families = {WORD_ID[w] for w in words if w in FAMILIES}
+            # a material with a colour ("gold", "walnut") only implies its family; a family word names one
+            (implied if len(words) > 1 else named).update(families)
             ids += [WORD_ID[w] for w in words]
         elif token not in IGNORED:
             unknown.append(token)
+    if named:  # "gold tiles": tiles, in gold
+        ids = [i for i in ids if i in named or i not in implied]
     return ids, unknown
 
 
