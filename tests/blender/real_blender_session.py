@@ -5,9 +5,9 @@
 A new user's first session: installs the add-on from ZIP the legacy way (Blender 3.4) with nothing configured,
 shows the MeshDream sidebar tab (its set-up box), presses "Set up local worker" (packages from the wheel folder
 WHEELS instead of the internet), runs "Texture Selected" on Suzanne with the panel's defaults through the modal
-operator, clicks Quick (its time from click to texture), then kills the worker mid-job and runs another job, then a
-"PBR" one (issue 27: a lit screenshot of the red brick with its normal map, and one with the Normal Map node muted),
-and imports GLB (a PBR file save_textured wrote) with Blender's glTF importer. Screenshots of each step and
+operator, clicks Quick (its time from click to texture), runs a "PBR" job (issue 27: a lit screenshot of the red
+brick with its normal map, and one with the Normal Map node muted), kills the worker mid-job and runs another job,
+clicks Create ("a tall oak chair", issue 28) and undoes it with Blender's undo, and imports GLB (a PBR file save_textured wrote) with Blender's glTF importer. Screenshots of each step and
 OUT_DIR/report.json are for the test. Each step runs in a `bpy.app.timers` callback so the window keeps drawing in
 between, as it does for a person.
 """
@@ -162,6 +162,11 @@ def quick_done():
     image = addon().scene_io.image_node(bpy.context.active_object.active_material).image
     REPORT["quick"] = {"seconds": seconds, "image": image.name, "size": list(image.size)}
     log(f"Quick: click to texture {seconds:.1f} s, {REPORT['quick']}")
+
+
+def long_job_settings():
+    props = bpy.context.scene.meshdream
+    props.pbr, props.steps = False, 200
 
 
 def long_job_running():
@@ -328,6 +333,54 @@ def import_glb():
     log(f"imported {GLB}: {REPORT['glb']}")
 
 
+def scene_names():
+    return {
+        kind: sorted(x.name for x in getattr(bpy.data, kind)) for kind in ("objects", "meshes", "materials", "images")
+    }
+
+
+def start_create():
+    """Issue 28: the Create section's button, as a click (the modal operator), after an undo step that stands for
+    the user's last action."""
+    props = bpy.context.scene.meshdream
+    props.create_prompt = "a tall oak chair"
+    bpy.context.scene.cursor.location = (2.5, 0.0, 0.0)
+    window, area, main, ui = view3d()
+    with bpy.context.temp_override(window=window, area=area, region=main):
+        bpy.ops.ed.undo_push(message="before Create")
+        CREATE.update(before=scene_names(), t0=time.perf_counter())
+        REPORT["create_invoke"] = sorted(bpy.ops.meshdream.create("INVOKE_DEFAULT"))
+    log(f"Create invoked: {REPORT['create_invoke']}")
+
+
+def create_done():
+    if addon().state.STATE.batch is not None:
+        return False
+    obj = bpy.context.active_object
+    after = scene_names()
+    REPORT["create"] = {
+        "seconds": time.perf_counter() - CREATE["t0"],
+        "added": {k: sorted(set(after[k]) - set(CREATE["before"][k])) for k in after},
+        "removed": {k: sorted(set(CREATE["before"][k]) - set(after[k])) for k in after},
+        "active": obj.name if obj else None,
+        "location": list(obj.location) if obj else None,
+        "faces": len(obj.data.polygons) if obj else 0,
+        "image_size": list(addon().scene_io.image_node(obj.active_material).image.size) if obj else None,
+    }
+    log(f"Create: {REPORT['create']}")
+    return True
+
+
+def undo_create():
+    """Ctrl-Z in the 3D view: Blender's own undo of the Create step."""
+    window, area, main, ui = view3d()
+    with bpy.context.temp_override(window=window, area=area, region=main):
+        REPORT["undo"] = sorted(bpy.ops.ed.undo())
+    REPORT["after_undo"] = scene_names()
+    REPORT["before_create"] = CREATE["before"]
+    log(f"undo: {REPORT['undo']}; objects {REPORT['after_undo']['objects']}")
+
+
 def pause(seconds):
     """A step that lets the window draw for `seconds`."""
     since = {}
@@ -355,27 +408,30 @@ def plan():
     yield lambda: REPORT.update(textured_png=screenshot("4-textured.png"))
     yield start_quick
     yield quick_done
-    yield lambda: setattr(bpy.context.scene.meshdream, "steps", 200)
-    yield start_job
-    yield long_job_running
-    yield kill_seen
-    yield batch_over
-    yield pause(0.5)
-    yield lambda: screenshot("5-worker-killed.png")
-    yield start_job  # a new worker is started for it
-    yield job_finished
-    yield lambda: REPORT.update(restarted_image=(REPORT.get("image") or {}).get("name"))
     yield pbr_job
     yield start_job
     yield job_finished
     yield pbr_applied
     yield material_preview
     yield pause(4.0)  # shaders compile
-    yield lambda: REPORT.update(pbr_png=screenshot("6-pbr-red-brick.png"))
+    yield lambda: REPORT.update(pbr_png=screenshot("5-pbr-red-brick.png"))
     yield lambda: mute_normal_map(True)
     yield pause(2.0)
-    yield lambda: REPORT.update(flat_png=screenshot("7-pbr-flat-normals.png"))
+    yield lambda: REPORT.update(flat_png=screenshot("6-pbr-flat-normals.png"))
     yield lambda: mute_normal_map(False)
+    yield long_job_settings
+    yield start_job
+    yield long_job_running
+    yield kill_seen
+    yield batch_over
+    yield pause(0.5)
+    yield lambda: screenshot("7-worker-killed.png")
+    yield start_job  # a new worker is started for it
+    yield job_finished
+    yield lambda: REPORT.update(restarted_image=(REPORT.get("image") or {}).get("name"))
+    yield start_create
+    yield create_done
+    yield undo_create
     yield import_glb
 
 
@@ -384,6 +440,7 @@ CURRENT = [next(STEPS)]
 START = time.monotonic()
 KILL = {}
 QUICK = {}
+CREATE = {}
 
 
 def tick():

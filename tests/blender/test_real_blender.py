@@ -3,7 +3,8 @@ meets it (issue 26): installed from the zip with nothing configured, its sidebar
 local worker" makes a private environment and installs the core wheel from the zip with its dependencies (from a
 local wheel folder standing in for the package index: tests/blender/wheelhouse.py); "Texture Selected" with the
 panel's defaults textures Suzanne; a worker killed mid-job fails the job at once and the next job starts a new one;
-quitting Blender leaves no worker behind; with "PBR" on (issue 27) the new material has its roughness, metallic and
+quitting Blender leaves no worker behind; Create (issue 28) adds a textured object at the cursor and Blender's undo
+removes it, leaving the scene as it was; with "PBR" on (issue 27) the new material has its roughness, metallic and
 normal maps connected, the normal map visibly shades the red brick, and a PBR GLB written by save_textured imports
 with its maps connected. Screenshots of each step stay in out/addon/ for a person to look at.
 The steps inside Blender are in real_blender_session.py.
@@ -156,6 +157,7 @@ def test_the_session_ran_every_step(session):
     assert "error" not in report, report["error"] + "\n".join(report["steps"])
     assert report.get("ok"), report["steps"]
     assert report["invoke"] == [["RUNNING_MODAL"]] * 4  # the modal operator, not the synchronous path
+    assert report["create_invoke"] == ["RUNNING_MODAL"]
     assert report["panel_draws"] > 0
 
 
@@ -219,9 +221,9 @@ def test_the_screenshots_show_the_panel_and_a_textured_suzanne(session):
         "2-setting-up.png",
         "3-set-up.png",
         "4-textured.png",
-        "5-worker-killed.png",
-        "6-pbr-red-brick.png",
-        "7-pbr-flat-normals.png",
+        "5-pbr-red-brick.png",
+        "6-pbr-flat-normals.png",
+        "7-worker-killed.png",
     ]
     first, textured = OUT / "1-first-run.png", OUT / "4-textured.png"
     assert first.stat().st_size > 10_000 and textured.stat().st_size > 10_000
@@ -261,7 +263,7 @@ def test_the_normal_map_shades_the_red_brick(session):
     report, _ = session
     x0, y0, x1, y1 = (int(round(v)) for v in report["object_box"])
     images = []
-    for name in ("6-pbr-red-brick.png", "7-pbr-flat-normals.png"):
+    for name in ("5-pbr-red-brick.png", "6-pbr-flat-normals.png"):
         image = np.asarray(Image.open(OUT / name).convert("RGB")).astype(float)
         height = image.shape[0]
         images.append(image[max(0, height - y1) : height - max(0, y0), max(0, x0) : x1])
@@ -270,3 +272,17 @@ def test_the_normal_map_shades_the_red_brick(session):
     assert changed > 0.02, f"the normal map changed only {changed:.1%} of the object's box"
     red = bumpy[..., 0] - bumpy[..., 1:].max(axis=-1)
     assert (red > 20).mean() > 0.10, f"only {(red > 20).mean():.1%} of the object's box is red"
+
+
+def test_create_adds_a_textured_object_at_the_cursor_and_undo_removes_it(session):
+    """Issue 28 in the real program: one click adds the object, its mesh, material and image at the 3D cursor and
+    removes nothing; one undo (Ctrl-Z) takes the scene back to exactly what it was."""
+    report, _ = session
+    create = report["create"]
+    print(f"\nCreate in Blender 3.4 (worker running), click to object: {create['seconds']:.1f} s")
+    assert create["added"]["objects"] == ["a tall oak chair"] and create["active"] == "a tall oak chair"
+    assert len(create["added"]["meshes"]) == len(create["added"]["materials"]) == 1 and create["added"]["images"]
+    assert not any(create["removed"].values()), create["removed"]
+    assert create["location"] == pytest.approx([2.5, 0.0, 0.0]) and create["faces"] > 100
+    assert report["undo"] == ["FINISHED"]
+    assert report["after_undo"] == report["before_create"]
