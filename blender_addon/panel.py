@@ -88,88 +88,71 @@ class MESHDREAM_PT_texture(_SetUpPanel, bpy.types.Panel):
         row.operator("meshdream.refine_texture", icon="SHADERFX")
 
 
-class MESHDREAM_PT_project(_SetUpPanel, bpy.types.Panel):
-    bl_label = "Project from View"
+class _Section(_SetUpPanel):
+    """A closed-by-default section: its scene properties (name, or (name, label)), then its operator's button."""
+
     bl_parent_id = "MESHDREAM_PT_main"
     bl_options = {"DEFAULT_CLOSED"}
+    fields = ()
+    operator, icon = "", "NONE"
+    split = True  # labels beside the fields
 
     def draw(self, context):
-        props = context.scene.meshdream
-        layout = self.layout
-        layout.prop(props, "use_viewport_image")
+        props, layout = context.scene.meshdream, self.layout
+        layout.use_property_split, layout.use_property_decorate = self.split, False
+        for field in self.fields:
+            name, *label = (field,) if isinstance(field, str) else field
+            layout.prop(props, name, **({"text": label[0]} if label else {}))
+        self.draw_more(layout, props)
+        layout.operator(self.operator, icon=self.icon)
+
+    def draw_more(self, layout, props):
+        pass
+
+
+class MESHDREAM_PT_project(_Section, bpy.types.Panel):
+    bl_label = "Project from View"
+    fields = ("use_viewport_image",)
+    operator, icon, split = "meshdream.project_from_view", "VIEW_CAMERA", False
+
+    def draw_more(self, layout, props):
         row = layout.row()
         row.active = props.use_viewport_image
         row.prop(props, "strength")
-        layout.operator("meshdream.project_from_view", icon="VIEW_CAMERA")
 
 
-class MESHDREAM_PT_inpaint(_SetUpPanel, bpy.types.Panel):
+class MESHDREAM_PT_inpaint(_Section, bpy.types.Panel):
     bl_label = "Inpaint Seams"
-    bl_parent_id = "MESHDREAM_PT_main"
-    bl_options = {"DEFAULT_CLOSED"}
-
-    def draw(self, context):
-        self.layout.operator("meshdream.inpaint_seams", icon="BRUSH_DATA")
+    operator, icon = "meshdream.inpaint_seams", "BRUSH_DATA"
 
 
-class MESHDREAM_PT_restyle(_SetUpPanel, bpy.types.Panel):
+class MESHDREAM_PT_restyle(_Section, bpy.types.Panel):
     bl_label = "Restyle Texture"
-    bl_parent_id = "MESHDREAM_PT_main"
-    bl_options = {"DEFAULT_CLOSED"}
-
-    def draw(self, context):
-        props = context.scene.meshdream
-        layout = self.layout
-        layout.use_property_split = True
-        layout.use_property_decorate = False
-        layout.prop(props, "prompt")
-        layout.prop(props, "restyle_strength")
-        layout.prop(props, "pbr")
-        layout.operator("meshdream.restyle_texture", icon="BRUSHES_ALL")
+    fields = ("prompt", "restyle_strength", "pbr")
+    operator, icon = "meshdream.restyle_texture", "BRUSHES_ALL"
 
 
-class MESHDREAM_PT_upscale(_SetUpPanel, bpy.types.Panel):
+class MESHDREAM_PT_upscale(_Section, bpy.types.Panel):
     bl_label = "Upscale Texture"
-    bl_parent_id = "MESHDREAM_PT_main"
-    bl_options = {"DEFAULT_CLOSED"}
+    operator, icon = "meshdream.upscale_texture", "FULLSCREEN_ENTER"
 
-    def draw(self, context):
-        props = context.scene.meshdream
-        layout = self.layout
-        layout.use_property_split = True
-        layout.use_property_decorate = False
+    def draw_more(self, layout, props):
         layout.row().prop(props, "upscale_scale", expand=True)
         layout.prop(props, "upscaler")
         if props.upscaler == "file":
             layout.prop(props, "upscaler_file")
-        layout.operator("meshdream.upscale_texture", icon="FULLSCREEN_ENTER")
 
 
-class MESHDREAM_PT_shape(_SetUpPanel, bpy.types.Panel):
+class MESHDREAM_PT_shape(_Section, bpy.types.Panel):
     bl_label = "Shape"
-    bl_parent_id = "MESHDREAM_PT_main"
-    bl_options = {"DEFAULT_CLOSED"}
-
-    def draw(self, context):
-        props = context.scene.meshdream
-        layout = self.layout
-        layout.prop(props, "shape_prompt")
-        layout.prop(props, "shape_seed")
-        layout.prop(props, "texture_shape")
-        layout.operator("meshdream.generate_shape", icon="MESH_MONKEY")
+    fields = ("shape_prompt", "shape_seed", "texture_shape")
+    operator, icon, split = "meshdream.generate_shape", "MESH_MONKEY", False
 
 
-class MESHDREAM_PT_create(_SetUpPanel, bpy.types.Panel):
+class MESHDREAM_PT_create(_Section, bpy.types.Panel):
     bl_label = "Create"
-    bl_parent_id = "MESHDREAM_PT_main"
-    bl_options = {"DEFAULT_CLOSED"}
-
-    def draw(self, context):
-        props = context.scene.meshdream
-        layout = self.layout
-        layout.prop(props, "create_prompt", text="")
-        layout.prop(props, "create_pbr")
-        layout.operator("meshdream.create", icon="MESH_MONKEY")
+    fields = (("create_prompt", ""), "create_pbr")
+    operator, icon, split = "meshdream.create", "MESH_MONKEY", False
 
 
 CLASSES = (

@@ -15,6 +15,7 @@ from mathutils import Matrix
 TO_CORE = axis_conversion(from_forward="-Y", from_up="Z", to_forward="Z", to_up="Y").to_4x4()
 UV_NAME = "MeshDream UV"
 PREVIEW = "meshdream_preview"  # custom property of a Quick preview's image (MeshDream's own): Refine replaces it
+COPY_OF = "meshdream_copy_of"  # custom property of MeshDream's material copies: the material they were first made from
 
 
 class SceneError(Exception):
@@ -237,6 +238,16 @@ def map_images(maps_png: dict, name: str, pack: bool = False) -> dict:
     return {k: new_image(maps_png[k], f"{name} {k}", pack) for k in MAP_INPUTS if k in maps_png}
 
 
+def copy_material(original):
+    """A copy of `original` for a new result, named after the user's material once: "Painted MeshDream", then
+    Blender's "Painted MeshDream.001", ... (never "Painted MeshDream MeshDream"). The original keeps a fake user."""
+    original.use_fake_user = True
+    copy = original.copy()
+    base = copy[COPY_OF] = original.get(COPY_OF, original.name)
+    copy.name = base if base.startswith("MeshDream ") else f"{base} MeshDream"
+    return copy
+
+
 def apply_texture(obj, png: bytes, uv_name: str, pack: bool = False, maps_png=None):
     """The texture as a new image, in copies of the object's materials (or a new material) assigned to it; with
     `maps_png` (a pbr job's roughness, metallic and normal PNGs) those too, in the same Principled BSDF. The
@@ -255,10 +266,7 @@ def apply_texture(obj, png: bytes, uv_name: str, pack: bool = False, maps_png=No
     for slot in slots:
         original = slot.material
         if original.name not in copies:
-            original.use_fake_user = True
-            copy = original.copy()
-            copy.name = f"{original.name} MeshDream"
-            copies[original.name] = _wire(copy, image, uv_name, maps)
+            copies[original.name] = _wire(copy_material(original), image, uv_name, maps)
         slot.material = copies[original.name]
     return image
 
@@ -271,9 +279,7 @@ def apply_edited(obj, png: bytes, name: str, maps_png=None):
     original = obj.active_material
     node = image_node(original)
     image = new_image(png, name)
-    original.use_fake_user = True
-    copy = original.copy()
-    copy.name = f"{original.name} MeshDream"
+    copy = copy_material(original)
     copy.node_tree.nodes[node.name].image = image
     if maps_png:
         _wire_maps(copy, map_images(maps_png, name), obj.data.uv_layers.active.name)

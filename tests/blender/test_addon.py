@@ -126,6 +126,45 @@ def test_register_unregister_twice(addon):
     use_worker()
 
 
+class RecordingLayout:
+    """Stands in for a panel's UILayout (background Blender draws no panels): checks each property and operator a
+    draw names against what is registered, and records them."""
+
+    def __init__(self):
+        self.props, self.operators = [], []
+
+    def prop(self, data, name, **_):
+        assert name in data.bl_rna.properties, f"{name} is not a property of {data}"
+        self.props.append(name)
+
+    def operator(self, idname, **_):
+        assert hasattr(bpy.types, "MESHDREAM_OT_" + idname.split(".")[1]), f"{idname} is not registered"
+        self.operators.append(idname)
+
+    def row(self, **_):
+        return self
+
+    column = row
+
+
+def test_every_section_draws_registered_properties_and_its_button(scene):
+    from types import SimpleNamespace
+
+    panel = sys.modules[NAME].panel
+    scene.meshdream.upscaler = "file"  # its conditional field shows too
+    drawn = {}
+    for cls in (c for c in panel.CLASSES if issubclass(c, panel._Section)):
+        layout = RecordingLayout()
+        this = SimpleNamespace(layout=layout, **{k: getattr(cls, k) for k in ("fields", "operator", "icon", "split")})
+        this.draw_more = lambda lay, props, cls=cls, this=this: cls.draw_more(this, lay, props)
+        cls.draw(this, bpy.context)
+        drawn[cls.bl_label] = (layout.props, layout.operators)
+    assert drawn["Create"] == (["create_prompt", "create_pbr"], ["meshdream.create"])
+    assert drawn["Upscale Texture"] == (["upscale_scale", "upscaler", "upscaler_file"], ["meshdream.upscale_texture"])
+    assert drawn["Project from View"][0] == ["use_viewport_image", "strength"]
+    assert len(drawn) == 6 and all(len(ops) == 1 for _, ops in drawn.values())
+
+
 def test_texture_selected_keeps_the_users_material_and_uv_map(scene):
     obj = bpy.context.active_object
     user = bpy.data.materials.new("User Material")
@@ -240,6 +279,8 @@ def test_pbr_maps_build_a_principled_material_beside_the_users(scene):
     assert np.allclose(got, ramp, atol=1 / 255)  # the map as the job sent it
     assert user.use_fake_user and pbr_inputs(user)["Roughness"] is None and pbr_inputs(user)["Normal"] is None
     assert pbr_inputs(user)["Base Color"] == checker and np.array_equal(pixels(checker), before)
+    scene_io.apply_texture(obj, png_bytes(np.full((size, size, 3), 0.25)), "UVMap")  # a second result on top
+    assert obj.active_material.name == "Painted MeshDream.001" and new.use_fake_user  # not "... MeshDream MeshDream"
 
 
 def test_texture_selected_with_pbr_applies_the_jobs_maps(scene):
