@@ -23,9 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from meshdream.shapes import is_closed, points_to_mesh
-from meshdream.shapes.generate import normalize_cloud
 from meshdream.shapes.metrics import chamfer_matrix, compare, emd_matrix, subsample
-from meshdream.shapes.procedural import CATEGORIES, build_set
+from meshdream.shapes.procedural import CATEGORIES, build_set, normalize_cloud
 from meshdream.shapes.sampler import WEIGHTS, load_shape_model, sample_points
 
 TARGETS = {"1nna_cd_pct_mean": 65.0, "sample_s": 2.0, "mesh_s": 1.0, "watertight_pct": 100.0}

@@ -19,7 +19,7 @@ import trimesh
 from ..errors import InvalidParameterError
 from ..progress import CancelToken, ProgressCallback, Reporter
 from .meshing import FACE_BUDGET, finish_mesh, points_to_mesh, unwrap_fast
-from .procedural import CATEGORIES, normalize
+from .procedural import CATEGORIES, normalize_cloud
 from .sampler import load_shape_model, sample_points
 
 # A `load_shape_model` spec (None, "builtin", a weights path, a Shap-E repo id or folder) or a loaded model.
@@ -231,8 +231,3 @@ def _device(device: Union[str, torch.device]) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InvalidParameterError("device='cuda' but this PyTorch sees no CUDA GPU; use device='cpu'.")
     return device
-
-
-def normalize_cloud(points: np.ndarray) -> np.ndarray:
-    """The data's normalization (see procedural.normalize), as float32."""
-    return normalize(np.asarray(points, np.float64)).astype(np.float32)

@@ -130,6 +130,11 @@ def normalize(points: np.ndarray) -> np.ndarray:
     return centred / np.linalg.norm(centred, axis=-1, keepdims=True).max(axis=-2, keepdims=True)
 
 
+def normalize_cloud(points: np.ndarray) -> np.ndarray:
+    """normalize for point clouds as the models give and take them: computed in float64, returned as float32."""
+    return normalize(np.asarray(points, np.float64)).astype(np.float32)
+
+
 # ---------------------------------------------------------------------------------------------------- builders
 _UP = rotation_matrix(-np.pi / 2, [1, 0, 0])  # primitive axis z -> y (vertical)
 _ALONG_X = rotation_matrix(np.pi / 2, [0, 1, 0])  # primitive axis z -> x
@@ -424,7 +429,7 @@ def sample_cloud(category: str, seed: int, n_points: int = 2048) -> np.ndarray:
 
 
 def _cloud(shape: Shape, n_points: int) -> np.ndarray:
-    return normalize(shape.sample(n_points, np.random.default_rng(shape.seed + 7919))).astype(np.float32)
+    return normalize_cloud(shape.sample(n_points, np.random.default_rng(shape.seed + 7919)))
 
 
 @dataclass

@@ -24,7 +24,7 @@ from ..generators.base import GeneratorKindError
 from ..generators.loading import resolve_folder
 from ..progress import CancelToken, ProgressCallback, Reporter
 from .meshing import FACE_BUDGET, finish_mesh
-from .procedural import normalize
+from .procedural import normalize_cloud
 
 # Pipeline class -> what it is conditioned on, and the model card's sampling defaults (steps, guidance).
 KINDS = {"ShapEPipeline": ("text", 64, 15.0), "ShapEImg2ImgPipeline": ("image", 64, 3.0)}
@@ -86,7 +86,7 @@ class ShapE:
         """(n_points, 3) float32 seeded samples of the mesh's surface, normalized like `generate_shape`'s clouds."""
         mesh = self.mesh(prompt, seed, steps, guidance, progress, cancel, unwrap=False)
         points, _ = trimesh.sample.sample_surface(mesh, int(n_points), seed=int(seed))
-        return normalize(np.asarray(points, np.float64)).astype(np.float32)
+        return normalize_cloud(points)
 
     @torch.no_grad()
     def sdf_field(
