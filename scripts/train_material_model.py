@@ -70,12 +70,22 @@ def make_texture(rng: np.random.Generator, family: str | None = None, blend: flo
 
 
 def views(
-    pool: torch.Tensor, index: np.ndarray, crop: int, rng: np.random.Generator, scale=None, turn=None, mirror=None
+    pool: torch.Tensor,
+    index: np.ndarray,
+    crop: int,
+    rng: np.random.Generator,
+    scale=None,
+    turn=None,
+    mirror=None,
+    scale_range=SCALE,
+    aliased: float = 0.0,
 ) -> torch.Tensor:
     """(n, 8, crop, crop) views of pool[index] (materials pre-padded by one texel, wrapped): each turned, mirrored
-    and scaled at random (or as given), sampled at twice the resolution and averaged, normals turned with it."""
+    and scaled (log-uniform in scale_range texels per pixel) at random (or as given), sampled at twice the
+    resolution and averaged, normals turned with it. A share `aliased` is point-sampled instead (one sample per
+    pixel, labels alike), as meshdream.render_texture renders the views the model reads in use."""
     n = len(index)
-    scale = np.exp(rng.uniform(*np.log(SCALE), n)) if scale is None else np.asarray(scale, float)
+    scale = np.exp(rng.uniform(*np.log(scale_range), n)) if scale is None else np.asarray(scale, float)
     turn = rng.uniform(0, 2 * np.pi, n) if turn is None else np.asarray(turn, float)
     mirror = rng.random(n) < 0.5 if mirror is None else np.asarray(mirror, bool)
     c, s = np.cos(turn), np.sin(turn)
@@ -92,7 +102,8 @@ def views(
     out = F.grid_sample(
         pool[torch.from_numpy(index)].float(), torch.from_numpy(grid).float(), align_corners=False, mode="bilinear"
     )
-    out = F.avg_pool2d(out, 2)
+    point = torch.from_numpy(rng.random(n) < aliased) if aliased else torch.zeros(n, dtype=torch.bool)
+    out = torch.where(point[:, None, None, None], out[..., ::2, ::2], F.avg_pool2d(out, 2))
     qt = torch.from_numpy(q.transpose(0, 2, 1)).float()
     xy = torch.einsum("nij,njhw->nihw", qt, out[:, 5:7])
     normal = torch.cat([xy, out[:, 7:8]], 1)
@@ -180,6 +191,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--blend", type=float, default=0.25, help="share of training materials blended with a second one")
     p.add_argument("--family-drop", type=float, default=FAMILY_DROP, help="share of crops without the family")
     p.add_argument("--normal-weight", type=float, default=NORMAL_WEIGHT, help="of the normal's squared error")
+    p.add_argument("--scale", type=float, nargs=2, default=SCALE, help="material texels per view pixel (range)")
+    p.add_argument("--aliased", type=float, default=0.0, help="share of views point-sampled, not anti-aliased")
     p.add_argument("--init", type=Path, default=None, help="start from these weights (a .safetensors file)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (fixed, so the run is reproducible)")
     p.add_argument("--out", type=Path, default=ROOT / "core" / "meshdream" / "weights", help="folder for the weights")
@@ -224,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
         for g in opt.param_groups:
             g["lr"] = args.lr * min(1.0, (step + 1) / 50) * 0.5 ** (step / args.half_life)
         index = rng.integers(0, len(pool), args.batch)
-        target = views(pool, index, args.crop, rng)
+        target = views(pool, index, args.crop, rng, scale_range=args.scale, aliased=args.aliased)
         mask = silhouettes(args.batch, args.crop, rng)
         family = torch.from_numpy(np.where(rng.random(args.batch) < args.family_drop, 0, families[index] + 1))
         pred = model(jitter(target[:, :3], rng), mask, family)
@@ -275,9 +288,10 @@ def save(args, model: MaterialNet, n_params: int, steps_done: int, losses: list,
             "size": SIZE,
             "crop": args.crop,
             "families": list(FAMILIES),
-            "making": f"materials.material_maps (height -> normal), {args.blend:.0%} blended with a second material along a soft "
-            f"noise edge; views turned, mirrored and scaled ({SCALE} texels per pixel), 2x supersampled; random "
-            f"silhouettes; colour gain/gamma/blur/noise jitter, 8 bits; family withheld for {args.family_drop:.0%}",
+            "making": f"materials.material_maps (height -> normal), {args.blend:.0%} blended with a second material "
+            f"along a soft noise edge; views turned, mirrored and scaled ({tuple(args.scale)} texels per pixel), 2x "
+            f"supersampled ({args.aliased:.0%} point-sampled); random silhouettes; colour gain/gamma/blur/noise "
+            f"jitter, 8 bits; family withheld for {args.family_drop:.0%}",
             "seed_streams": {"train": [TRAIN, args.seed, "k"], "held_out": [HELD_OUT, "k"]},
         },
         "training": {
