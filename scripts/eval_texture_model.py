@@ -378,7 +378,6 @@ def families_sheet(path: Path, mesh_file: Path, judge: Classifier | None = None,
     verdict on those views: adherence as a user sees it, after the multi-view bake and the UV fill."""
     import meshdream
     from meshdream.images import contact_sheet, save_png
-    from PIL import Image, ImageDraw
 
     mesh = meshdream.load_mesh(mesh_file)
     gen = load_builtin()
@@ -394,14 +393,8 @@ def families_sheet(path: Path, mesh_file: Path, judge: Classifier | None = None,
             maps = meshdream.render(mesh, cam)
             seen.append(meshdream.render_texture(mesh, texture, cam, background=1.0, maps=maps))
             masks.append(maps.mask)
-    sheet = Image.fromarray((contact_sheet(seen, columns=views) * 255).round().astype(np.uint8))
-    labelled = Image.new("RGB", (sheet.width + 110, sheet.height), "white")
-    labelled.paste(sheet, (110, 0))
-    draw = ImageDraw.Draw(labelled)
-    for k, prompt in enumerate(prompts):
-        draw.text((4, k * (px + 4) + px // 2), prompt, fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_png(np.asarray(labelled, np.float32) / 255, path)
+    save_png(contact_sheet(seen, columns=views, row_labels=prompts), path)
     result = {"mesh": mesh_file.name, "texture_mesh_s_per_family": round(float(np.mean(seconds)), 1)}
     if judge is not None:
         images = torch.from_numpy(np.stack(seen)).permute(0, 3, 1, 2).float()

@@ -57,6 +57,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--autoencoder", help="reuse this saved model's autoencoder (skip stage 1)")
+    p.add_argument("--ae-init", help="stage 1 continues from this saved model's autoencoder (a fine-tune)")
+    p.add_argument("--code-noise", type=float, default=CODE_NOISE, help="std of the code jitter in stage 1")
     p.add_argument("--out", default=str(WEIGHTS), help=".safetensors path; the model card goes beside it (.json)")
     return p.parse_args(argv)
 
@@ -143,7 +145,7 @@ def train_autoencoder(nets: ShapeNets, points: torch.Tensor, args, gen: torch.Ge
     for step in range(args.ae_steps):
         target = points[draw(gen, points.device, torch.randint, 0, len(points), (args.ae_batch,))]
         z = nets.encoder(random_subsets(target, ENCODER_POINTS, gen))
-        z = z + CODE_NOISE * draw(gen, z.device, torch.randn, z.shape)
+        z = z + args.code_noise * draw(gen, z.device, torch.randn, z.shape)
         pred = nets.decoder(z)
         loss = chamfer_loss(pred, target)
         if args.sliced_weight:
@@ -221,10 +223,11 @@ def model_card(args, argv, nets, ae_losses, losses, times: dict) -> dict:
             "autoencoder": {
                 "steps": 0 if args.autoencoder else args.ae_steps,
                 "reused_from": args.autoencoder,
+                "fine_tuned_from": args.ae_init,
                 "batch": args.ae_batch,
                 "lr": args.ae_lr,
                 "encoder_points": ENCODER_POINTS,
-                "code_noise": CODE_NOISE,
+                "code_noise": args.code_noise,
                 "loss": "Chamfer (squared, both ways) against all 2048 points + sliced_weight x sliced Wasserstein-2 "
                 "(squared, 8 random directions per step)",
                 "sliced_weight": args.sliced_weight,
@@ -269,8 +272,10 @@ def main(argv=None) -> None:
     if args.autoencoder:  # only encodes (no gradients); the denoiser is new. A copy: the loaded model is cached.
         nets = copy.deepcopy(load_shape_model(args.autoencoder).nets).to(dev)
         ae_losses = []
-    else:  # built on the CPU, then moved: the same initial weights on every device
-        nets = ShapeNets(ShapeModelConfig(n_categories=len(CATEGORIES), n_tags=len(TAGS))).to(dev)
+    else:  # built on the CPU, then moved: the same initial weights on every device (or a saved model's, --ae-init)
+        config = ShapeModelConfig(n_categories=len(CATEGORIES), n_tags=len(TAGS))
+        nets = copy.deepcopy(load_shape_model(args.ae_init).nets) if args.ae_init else ShapeNets(config)
+        nets = nets.to(dev).requires_grad_(True).train()
         print(f"autoencoder: {args.ae_steps} steps of {args.ae_batch} clouds", flush=True)
         t = time.perf_counter()
         ae_losses = train_autoencoder(nets, points, args, gen)

@@ -52,8 +52,11 @@ def save_depth16(depth: np.ndarray, path: Path) -> Path:
     return path
 
 
-def contact_sheet(images: list[np.ndarray], columns: int, gap: int = 4) -> np.ndarray:
-    """Tile (H, W, 3) float images of one size into a sheet with white gaps."""
+def contact_sheet(
+    images: list[np.ndarray], columns: int, gap: int = 4, row_labels=(), label_width: int = 110
+) -> np.ndarray:
+    """Tile (H, W, 3) float images of one size into a sheet with white gaps; with `row_labels`, each row's label is
+    written in a white column `label_width` pixels wide on its left."""
     h, w = images[0].shape[:2]
     rows = -(-len(images) // columns)
     sheet = np.ones((rows * h + (rows - 1) * gap, columns * w + (columns - 1) * gap, 3), np.float32)
@@ -61,4 +64,13 @@ def contact_sheet(images: list[np.ndarray], columns: int, gap: int = 4) -> np.nd
         r, c = divmod(k, columns)
         img = img if img.ndim == 3 else np.repeat(img[..., None], 3, axis=-1)
         sheet[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = img[..., :3]
-    return sheet
+    if not row_labels:
+        return sheet
+    from PIL import ImageDraw
+
+    labelled = Image.new("RGB", (sheet.shape[1] + label_width, sheet.shape[0]), "white")
+    labelled.paste(Image.fromarray((sheet * 255).round().astype(np.uint8)), (label_width, 0))
+    draw = ImageDraw.Draw(labelled)
+    for r, label in enumerate(row_labels):
+        draw.text((4, r * (h + gap) + h // 2), str(label), fill="black")
+    return np.asarray(labelled, np.float32) / 255

@@ -47,7 +47,7 @@ def test_material_synonyms_map_to_a_family_and_colour():
 
 
 def test_a_family_the_prompt_names_beats_the_one_a_material_word_implies():
-    """"gold tiles" are tiles in gold (the material model once read them as metal: bench pbr's roughness 0.3 off)."""
+    """ "gold tiles" are tiles in gold (the material model once read them as metal: bench pbr's roughness 0.3 off)."""
     assert parse("gold tiles")[0] == [WORD_ID["gold"], WORD_ID["tiles"]]
     assert parse("walnut bricks")[0] == [WORD_ID["brown"], WORD_ID["brick"]]
     assert parse("a gold ring")[0] == [WORD_ID["metal"], WORD_ID["gold"]]  # alone, the material's family stays
