@@ -244,7 +244,10 @@ def copy_material(original):
     original.use_fake_user = True
     copy = original.copy()
     base = copy[COPY_OF] = original.get(COPY_OF, original.name)
-    copy.name = base if base.startswith("MeshDream ") else f"{base} MeshDream"
+    name = base if base.startswith("MeshDream ") else f"{base} MeshDream"
+    taken = set(bpy.data.materials.keys()) - {copy.name}
+    # Numbered here: Blender versions differ on which ID keeps a name that two are given.
+    copy.name = next(n for k in range(len(taken) + 2) if (n := f"{name}.{k:03d}" if k else name) not in taken)
     return copy
 
 
