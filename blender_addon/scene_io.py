@@ -240,14 +240,17 @@ def map_images(maps_png: dict, name: str, pack: bool = False) -> dict:
 
 def copy_material(original):
     """A copy of `original` for a new result, named after the user's material once: "Painted MeshDream", then
-    Blender's "Painted MeshDream.001", ... (never "Painted MeshDream MeshDream"). The original keeps a fake user."""
+    "Painted MeshDream.001", ... (never "Painted MeshDream MeshDream"). The original keeps a fake user."""
     original.use_fake_user = True
     copy = original.copy()
     base = copy[COPY_OF] = original.get(COPY_OF, original.name)
-    name = base if base.startswith("MeshDream ") else f"{base} MeshDream"
+    stem = base if base.startswith("MeshDream ") else f"{base} MeshDream"
     taken = set(bpy.data.materials.keys()) - {copy.name}
-    # Numbered here: Blender versions differ on which ID keeps a name that two are given.
-    copy.name = next(n for k in range(len(taken) + 2) if (n := f"{name}.{k:03d}" if k else name) not in taken)
+    name, k = stem, 0
+    while name in taken:  # numbered here: Blender versions differ on which ID keeps a name that two are given
+        k += 1
+        name = f"{stem}.{k:03d}"
+    copy.name = name
     return copy
 
 

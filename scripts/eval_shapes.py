@@ -110,9 +110,9 @@ def bench_shapes(
     steps = model.default_steps if steps is None else int(steps)
     guidance = model.default_guidance if guidance is None else float(guidance)
     rng = np.random.default_rng(seed)
-    per_cat, gen_all, t_gen = {}, {}, 0.0
+    per_cat, gen_all, refs, t_gen = {}, {}, {}, 0.0
     for k, cat in enumerate(categories):
-        ref = build_set(n, "heldout", categories=(cat,)).points
+        ref = refs[cat] = build_set(n, "heldout", categories=(cat,)).points
         t = time.perf_counter()
         gen = gen_all[cat] = _generate(model, cat, n, steps, guidance)
         t_gen += time.perf_counter() - t
@@ -147,8 +147,7 @@ def bench_shapes(
     sample_s = _median_time(lambda: one(1))
     mesh_times, closed, normals = [], [], {"model": [], "oracle": []}
     for cat in categories:
-        ref = build_set(n, "heldout", categories=(cat,)).points
-        ref_meshes = {}
+        ref, ref_meshes = refs[cat], {}
         for cloud in gen_all[cat][:meshes_per_category]:
             t = time.perf_counter()
             try:
