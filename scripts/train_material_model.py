@@ -178,6 +178,16 @@ def held_out(model: MaterialNet, per_family: int = 3, crop: int = 96) -> dict:
     return out
 
 
+def reproduce(args, steps_done: int) -> str:
+    """The commands that remake these weights from nothing: the init's own chain, each stage in /tmp/stage<k>."""
+    this = f"{args.reproduce} --steps {steps_done}"
+    if args.init_card is None:
+        return this
+    earlier = args.init_card["reproduce"]
+    stage = f"/tmp/stage{earlier.count(' && ') + 1}"
+    return f"{earlier} --out {stage} && {this} --init {stage}/material_model.safetensors"
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=6000)
@@ -194,6 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--scale", type=float, nargs=2, default=SCALE, help="material texels per view pixel (range)")
     p.add_argument("--aliased", type=float, default=0.0, help="share of views point-sampled, not anti-aliased")
     p.add_argument("--init", type=Path, default=None, help="start from these weights (a .safetensors file)")
+    p.add_argument("--colour-slope", action="store_true", help="the net also reads each colour channel's slope")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (fixed, so the run is reproducible)")
     p.add_argument("--out", type=Path, default=ROOT / "core" / "meshdream" / "weights", help="folder for the weights")
     args = p.parse_args(argv)
@@ -216,14 +227,20 @@ def main(argv: list[str] | None = None) -> None:
     t_data = time.time() - t0
     print(f"data: {len(pool)} materials of {SIZE}² in {t_data:.0f} s", flush=True)
 
-    model = MaterialNet(DEFAULT_CONFIG)
+    model = MaterialNet({**DEFAULT_CONFIG, "colour_slope": args.colour_slope})
     torch.nn.init.zeros_(model.head.weight)  # starts at roughness and metallic 0.5 and flat normals: the baselines
     torch.nn.init.zeros_(model.head.bias)
     args.init_card = None
     if args.init is not None:  # a warm start: fine-tune earlier weights (their card's reproduce comes first)
         from safetensors.torch import load_file
 
-        model.load_state_dict({k: v.float() for k, v in load_file(str(args.init)).items()})
+        state = {k: v.float() for k, v in load_file(str(args.init)).items()}
+        first, want = state["enc1.0.0.weight"], model.enc1[0][0].weight
+        if first.shape[1] < want.shape[1]:  # inputs the earlier net lacked start at zero: the same function at first
+            state["enc1.0.0.weight"] = torch.cat(
+                [first, first.new_zeros(len(first), want.shape[1] - first.shape[1], 3, 3)], 1
+            )
+        model.load_state_dict(state)
         init_card = args.init.with_suffix(".json")
         if init_card.exists():
             args.init_card = json.loads(init_card.read_text())["training"]
@@ -278,8 +295,9 @@ def save(args, model: MaterialNet, n_params: int, steps_done: int, losses: list,
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(args.out / "material_model.safetensors"))
     card = {
-        "model": "MeshDream built-in material model v1: 3-level conv U-Net, prompt family bias and masked-mean "
-        "context at 1/4 resolution; roughness, metallic and the detail normal's x, y per pixel",
+        "model": "MeshDream built-in material model: 3-level conv U-Net reading colour, mask and the slope of the "
+        f"{'luminance and of each colour channel' if args.colour_slope else 'luminance'}, prompt family bias and "
+        "masked-mean context at 1/4 resolution; roughness, metallic and the detail normal's x, y per pixel",
         "config": model.config,
         "parameters": n_params,
         "weights_dtype": "float16",
@@ -296,10 +314,7 @@ def save(args, model: MaterialNet, n_params: int, steps_done: int, losses: list,
         },
         "training": {
             "command": args.command,
-            "reproduce": f"{args.reproduce} --steps {steps_done}"
-            if args.init_card is None
-            else f"{args.init_card['reproduce']} --out /tmp/stage1 && {args.reproduce} --steps {steps_done} "
-            "--init /tmp/stage1/material_model.safetensors",
+            "reproduce": reproduce(args, steps_done),
             "init": None if args.init is None else {"weights": str(args.init), "training": args.init_card},
             "steps": steps_done,
             "steps_asked": args.steps,

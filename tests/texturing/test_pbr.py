@@ -102,6 +102,40 @@ def test_maps_follow_the_estimates_texel_for_texel(spot, texture):
         np.testing.assert_array_equal(flat[texels], flat[source])
 
 
+class TextureReader(Analytic):
+    """Analytic, reading the texture itself (as the built-in model does); it keeps what it was given."""
+
+    reads_texture = True
+
+    def estimate(self, images, masks, normals, prompt="", progress=None, cancel=None):
+        self.given = (images.copy(), masks.copy(), normals.copy())
+        return super().estimate(images, masks, normals, prompt, progress, cancel)
+
+
+def test_a_model_that_reads_the_texture_makes_the_maps_texel_for_texel(spot, texture):
+    """The texture is the model's one view (covered texels, every geometric normal facing it), and its estimates
+    are the maps as they come: no views, no resampling; the detail normal's x lies along u."""
+    tilt = 0.3
+    model = TextureReader(tilt)
+    maps = meshdream.bake_materials(spot, texture, material_model=model)
+    images, masks, normals = model.given
+    cover = uv_maps(spot, 128).coverage
+    assert np.array_equal(images[0], texture) and np.array_equal(masks[0], cover)
+    assert np.all(normals[..., 2] == 1)
+    lum = texture.mean(-1)
+    np.testing.assert_allclose(maps["roughness"][cover], lum[cover], atol=1e-6)
+    np.testing.assert_array_equal(maps["metallic"][cover], (lum > 0.5)[cover])
+    n = maps["normal"][cover] * 2 - 1
+    np.testing.assert_allclose(n, np.broadcast_to([np.sin(tilt), 0, np.cos(tilt)], n.shape), atol=1e-5)
+    assert np.array_equal(maps["base_color"], texture)
+    texels, source, _ = uv_maps(spot, 128).gutter
+    for name in ("roughness", "metallic", "normal"):
+        flat = maps[name].reshape(128 * 128, -1)
+        np.testing.assert_array_equal(flat[texels], flat[source])
+    delit = meshdream.bake_materials(spot, texture, material_model=TextureReader(albedo=0.25))
+    np.testing.assert_allclose(delit["base_color"][cover], 0.25, atol=1e-6)
+
+
 def test_pbr_adds_maps_and_leaves_the_texture_bit_for_bit(spot, builtin):
     plain = meshdream.texture_mesh(spot, "red brick", builtin, **SMALL)
     pbr = meshdream.texture_mesh(spot, "red brick", builtin, pbr=True, material_model=Analytic(), **SMALL)

@@ -33,10 +33,15 @@ class MaterialViews:
 
 
 class MaterialModel(ABC):
-    """Estimates materials from rendered views of a base colour texture."""
+    """Estimates materials from rendered views of a base colour texture, or from the texture itself."""
 
     name: str = "material model"
     makes_albedo: bool = False  # True: estimate() returns albedo, so texturing can de-light (delight=True)
+    # True: the model reads the texture itself, as one view in which every texel faces the camera in its tangent
+    # frame (x along u, y along v), so it sees each texel at the texture's own resolution and its normals are the
+    # tangent-space normal map as they come (normal maps are drawn in texel units). False: it reads rendered views
+    # (photographic models), whose estimates are baked back with the base colour's cameras and weights.
+    reads_texture: bool = False
 
     @abstractmethod
     def estimate(

@@ -1,9 +1,10 @@
 """The MaterialModel interface: what turns views of a finished base colour into PBR estimates (issue 27).
 
 A material model is a part you load, like a generator: the built-in one (trained on MeshDream's procedural
-materials) or diffusers' Marigold pipelines from the local cache. Texturing renders views of the *finished* base
-colour, asks the model for per-view estimates in one frame convention, and bakes them with the same cameras and
-weights as the base colour, so every map agrees texel for texel and views cannot disagree.
+materials) or diffusers' Marigold pipelines from the local cache. Every map comes from the *finished* base
+colour, in one frame convention: a model that reads the texture itself (MaterialModel.reads_texture) gets it as
+one view; a model that reads views gets views of it, baked back with the same cameras and weights as the base
+colour. So every map agrees texel for texel and views cannot disagree.
 """
 
 from __future__ import annotations

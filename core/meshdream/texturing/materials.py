@@ -1,11 +1,13 @@
 """PBR maps for a finished base colour: roughness, metallic and a tangent-space normal map (issue 27).
 
-Every view renders the *finished* texture, so all views see one base colour and cannot disagree about it. A
-material model estimates per-view roughness, metallic, surface-detail normals (and, intrinsics models, a de-lit
-albedo); the estimates are baked with the same cameras and view weights as the base colour, so every map aligns
-texel for texel with it. Detail normals are rotated onto each pixel's rendered geometric normal, baked in object
-space (where the two sides of a UV seam are the same vector), renormalized, and only then turned into tangent
-space with MikkTSpace frames, the frame Blender and glTF viewers decode with.
+Every map comes from the *finished* texture, so nothing can disagree about the base colour. A model that reads the
+texture itself (the built-in one) sees it as one view whose every texel faces the camera in its tangent frame: its
+estimates are the maps, texel for texel, and its normals the tangent-space normal map. A model that reads views
+(photographic models: Marigold) gets views of the texture rendered with the base colour's cameras; its per-view
+roughness, metallic, surface-detail normals (and, intrinsics models, a de-lit albedo) are baked with the same
+cameras and view weights as the base colour. Those detail normals are rotated onto each pixel's rendered geometric
+normal, baked in object space (where the two sides of a UV seam are the same vector), renormalized, and only then
+turned into tangent space with MikkTSpace frames, the frame Blender and glTF viewers decode with.
 """
 
 from __future__ import annotations
@@ -72,8 +74,9 @@ def bake_materials(
 
     texture: (S, S, 3) image, or for a mesh whose texture has pages one image per page keyed by name
         (TextureResult.textures). material_model: a MaterialModel, a load_material_model spec, or None (the
-        built-in one). cameras: the views to estimate from (default orbit_cameras(n_views) at view_resolution,
-        512 px unless given); texture_mesh passes the cameras the texture was made with.
+        built-in one). cameras: for a model that reads views (not the texture itself), the views to estimate from
+        (default orbit_cameras(n_views) at view_resolution, 512 px unless given); texture_mesh passes the cameras
+        the texture was made with.
     delight: bake the model's albedo as the base colour (None: when the model makes one), so shading the views
         carried is not painted into the material.
     Returns {"base_color", "roughness", "metallic", "normal"} as TextureResult.maps describes; for pages,
@@ -95,6 +98,8 @@ def bake_materials(
     if texture.shape[0] != texture.shape[1]:
         raise InvalidParameterError(f"The texture must be square, got {texture.shape[1]} x {texture.shape[0]}.")
     size = check_texture_size(texture.shape[0])
+    if model.reads_texture:
+        return texture_maps(mesh, texture, model, prompt, delight, progress, cancel)
     if cameras is None:
         cameras = orbit_cameras(n_views, resolution=view_resolution or 512, mesh=mesh)
     cameras = list(cameras)
@@ -148,6 +153,47 @@ def material_maps(
         "roughness": scalars[..., 0].copy(),
         "metallic": scalars[..., 1].copy(),
         "normal": normal,
+    }
+
+
+def texture_maps(
+    mesh: trimesh.Trimesh,
+    texture: np.ndarray,
+    model: MaterialModel,
+    prompt: str = "",
+    delight: Optional[bool] = None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+) -> dict:
+    """The maps of a model that reads the texture itself (MaterialModel.reads_texture): the (S, S, 3) texture is its
+    one view, mask the covered texels, every geometric normal (0, 0, 1); gutters padded from the covered texels."""
+    report = Reporter(progress, cancel)
+    size = texture.shape[0]
+    delight = model.makes_albedo if delight is None else bool(delight)
+    covered = uv_maps(mesh, size).coverage
+    facing = np.zeros((1, size, size, 3), np.float32)
+    facing[..., 2] = 1.0
+    report("materials", 0, 2, f"estimating materials ({model.name})")
+    est = model.estimate(texture[None], covered[None], facing, prompt, progress, cancel)
+    est = check_material_views(est, covered[None].shape)
+    if delight and est.albedo is None:
+        raise InvalidParameterError(f"{model.name} says it makes albedo but gave none; pass delight=False.")
+    report("materials", 1, 2, "padding the maps")
+    normal = facing[0] if est.normal is None else est.normal[0].copy()
+    normal[..., 2] = np.maximum(normal[..., 2], 0.05)  # a detail normal never faces into the surface
+    normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+    scalars = np.stack([est.roughness[0], est.metallic[0], np.zeros((size, size), np.float32)], axis=-1)
+    stacked = np.concatenate([np.clip(scalars, 0.0, 1.0), normal * 0.5 + 0.5], axis=-1)
+    if delight:
+        stacked = np.concatenate([stacked, np.clip(est.albedo[0], 0.0, 1.0)], axis=-1)
+    off = np.concatenate([np.zeros(3, np.float32), FLAT, np.zeros(3, np.float32)])[: stacked.shape[-1]]
+    stacked = padded(mesh, np.where(covered[..., None], stacked, off).astype(np.float32))
+    report("materials", 2, 2)
+    return {
+        "base_color": stacked[..., 6:9].copy() if delight else texture,
+        "roughness": stacked[..., 0].copy(),
+        "metallic": stacked[..., 1].copy(),
+        "normal": stacked[..., 3:6].copy(),
     }
 
 

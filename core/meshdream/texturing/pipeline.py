@@ -17,7 +17,7 @@ from ..geometry.texture import as_float_image, check_texture_size
 from ..presets import with_preset
 from ..progress import CancelToken, ProgressCallback
 from .common import Settings, Timer
-from .materials import check_delight, material_maps, pack_maps, resolve_material_model, split_maps
+from .materials import check_delight, material_maps, pack_maps, resolve_material_model, split_maps, texture_maps
 from .multiscale import refine
 from .project import texture_project
 from .result import TextureResult
@@ -78,10 +78,11 @@ def texture_mesh(
         loaded already has its own. Loading (and unwrapping a mesh without usable UVs) is timed as "load_mesh" and
         "unwrap".
     pbr: also make roughness, metallic and a normal map (`result.maps`, `result.page_maps`; see bake_materials),
-        estimated from views of the finished texture by `material_model` (a MaterialModel, a load_material_model
-        spec, or None: the generator family's own, else the built-in one with a warning) and baked with the
-        texture's own cameras and weights (timed as "materials"). delight: the model's albedo becomes the base
-        colour (None: when the model makes one). Without pbr the result is exactly what it was before pbr existed.
+        estimated from the finished texture by `material_model` (a MaterialModel, a load_material_model spec, or
+        None: the generator family's own, else the built-in one with a warning): read off the texture itself, or
+        from views of it baked with the texture's own cameras and weights (timed as "materials"). delight: the
+        model's albedo becomes the base colour (None: when the model makes one). Without pbr the result is exactly
+        what it was before pbr existed.
     preset: a name in meshdream.presets.PRESETS ("quick": a preview in seconds; "full", the default: 8 views and the
         generator's own) filling n_views, view_resolution, texture_size and steps where they are None.
     """
@@ -171,15 +172,19 @@ def texture_mesh(
 
 
 def add_materials(mesh, result: TextureResult, model, views, s: Settings, delight, device) -> None:
-    """Bake the PBR maps of the finished `result` with the cameras (and, where the size is the final bake's, the very
-    operator) that made its texture; the base colour becomes the de-lit albedo when delighting."""
+    """The PBR maps of the finished `result`: read off the texture itself, or (a model that reads views) baked with the
+    cameras (and, where the size is the final bake's, the very operator) that made its texture; the base colour
+    becomes the de-lit albedo when delighting."""
     size = result.texture.shape[0]
-    op = s.bake_op if s.bake_op is not None and s.bake_op.size == size else None
-    if op is None:  # a refine pass baked at another size
-        op = bake_operator(mesh, views.cameras, size, power=s.bake_power, maps=views.maps, device=device)
-    maps = material_maps(
-        mesh, result.texture, model, views.cameras, views.maps, op, s.prompt, delight, s.progress, s.cancel
-    )
+    if model.reads_texture:
+        maps = texture_maps(mesh, result.texture, model, s.prompt, delight, s.progress, s.cancel)
+    else:
+        op = s.bake_op if s.bake_op is not None and s.bake_op.size == size else None
+        if op is None:  # a refine pass baked at another size
+            op = bake_operator(mesh, views.cameras, size, power=s.bake_power, maps=views.maps, device=device)
+        maps = material_maps(
+            mesh, result.texture, model, views.cameras, views.maps, op, s.prompt, delight, s.progress, s.cancel
+        )
     result.texture = maps["base_color"]
     result.maps = maps
 
