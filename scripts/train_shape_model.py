@@ -59,6 +59,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--autoencoder", help="reuse this saved model's autoencoder (skip stage 1)")
     p.add_argument("--ae-init", help="stage 1 continues from this saved model's autoencoder (a fine-tune)")
     p.add_argument("--code-noise", type=float, default=CODE_NOISE, help="std of the code jitter in stage 1")
+    p.add_argument("--code", type=int, default=ShapeModelConfig.code, help="shape code size (a new autoencoder)")
     p.add_argument("--out", default=str(WEIGHTS), help=".safetensors path; the model card goes beside it (.json)")
     return p.parse_args(argv)
 
@@ -273,7 +274,7 @@ def main(argv=None) -> None:
         nets = copy.deepcopy(load_shape_model(args.autoencoder).nets).to(dev)
         ae_losses = []
     else:  # built on the CPU, then moved: the same initial weights on every device (or a saved model's, --ae-init)
-        config = ShapeModelConfig(n_categories=len(CATEGORIES), n_tags=len(TAGS))
+        config = ShapeModelConfig(n_categories=len(CATEGORIES), n_tags=len(TAGS), code=args.code)
         nets = copy.deepcopy(load_shape_model(args.ae_init).nets) if args.ae_init else ShapeNets(config)
         nets = nets.to(dev).requires_grad_(True).train()
         print(f"autoencoder: {args.ae_steps} steps of {args.ae_batch} clouds", flush=True)

@@ -87,6 +87,17 @@ def test_a_large_texture_goes_through_in_tiles(model):
         )
     xy = whole[0, 2:, :1100, :1100].permute(1, 2, 0).numpy()
     assert 1100 > TILE and np.abs(tiled.normal[0, ..., :2] - xy).mean() < 0.01
+    # Each tile is reported, and a cancel between tiles stops it there.
+    token, seen = meshdream.CancelToken(), []
+
+    def progress(p):
+        seen.append(p.message)
+        if "tile 2" in p.message:
+            token.cancel()
+
+    with pytest.raises(meshdream.CancelledError):
+        model.estimate(image, np.ones((1, 1100, 1100), bool), None, "red brick", progress, token)
+    assert [m for m in seen if "tile" in m] == ["builtin: tile 1 of 4", "builtin: tile 2 of 4"]
 
 
 def test_the_prompts_family_steers_metallic(model):

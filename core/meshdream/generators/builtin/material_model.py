@@ -111,7 +111,7 @@ class BuiltinMaterialModel(MaterialModel):
     """MeshDream's own material model; views go through the net `batch` at a time, padded to a multiple of 4.
     It reads the texture itself (reads_texture): trained on flat views of materials turned and scaled at random,
     it sees a texture's charts as such views, each texel at full resolution (on rendered views a bevel two
-    texels wide is one pixel, and bench pbr's normal error was 0.85x flat on views against 0.56x on textures)."""
+    texels wide is one pixel: bench pbr's normal error is 0.86x flat on views, 0.47x on the texture)."""
 
     name = "builtin"
     makes_albedo = False
@@ -143,7 +143,8 @@ class BuiltinMaterialModel(MaterialModel):
         for start in range(0, v, self.batch):
             report("material", start, v, self.name)
             part = slice(start, start + self.batch)
-            out = self._tiled(colour[part].to(self.device), mask[part].to(self.device), family[part].to(self.device))
+            args = (colour[part].to(self.device), mask[part].to(self.device), family[part].to(self.device))
+            out = self._tiled(*args, report)
             outs.append(out[..., :h, :w].float().cpu())
         report("material", v, v, self.name)
         out = torch.cat(outs)
@@ -153,18 +154,20 @@ class BuiltinMaterialModel(MaterialModel):
             normal=normal_from_xy(out[:, 2:]).permute(0, 2, 3, 1).contiguous().numpy(),
         )
 
-    def _tiled(self, colour: torch.Tensor, mask: torch.Tensor, family: torch.Tensor) -> torch.Tensor:
-        """The net's output, in TILE² tiles that each see HALO pixels around them when the image is larger."""
+    def _tiled(self, colour: torch.Tensor, mask: torch.Tensor, family: torch.Tensor, report: Reporter) -> torch.Tensor:
+        """The net's output, in TILE² tiles that each see HALO pixels around them when the image is larger (each
+        tile reported, so a large texture can be cancelled between tiles)."""
         h, w = colour.shape[-2:]
         if h <= TILE and w <= TILE:
             return self.net(colour, mask, family)
         out = colour.new_zeros((len(colour), 4, h, w))
-        for y in range(0, h, TILE):
-            for x in range(0, w, TILE):
-                y0, x0 = max(y - HALO, 0), max(x - HALO, 0)
-                part = (..., slice(y0, min(y + TILE + HALO, h)), slice(x0, min(x + TILE + HALO, w)))
-                tile = self.net(colour[part], mask[part], family)
-                out[..., y : y + TILE, x : x + TILE] = tile[..., y - y0 : y - y0 + TILE, x - x0 : x - x0 + TILE]
+        corners = [(y, x) for y in range(0, h, TILE) for x in range(0, w, TILE)]
+        for k, (y, x) in enumerate(corners):
+            report("material", k, len(corners), f"{self.name}: tile {k + 1} of {len(corners)}")
+            y0, x0 = max(y - HALO, 0), max(x - HALO, 0)
+            part = (..., slice(y0, min(y + TILE + HALO, h)), slice(x0, min(x + TILE + HALO, w)))
+            tile = self.net(colour[part], mask[part], family)
+            out[..., y : y + TILE, x : x + TILE] = tile[..., y - y0 : y - y0 + TILE, x - x0 : x - x0 + TILE]
         return out
 
 
