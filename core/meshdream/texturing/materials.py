@@ -125,16 +125,13 @@ def material_maps(
     size = texture.shape[0]
     if op.size != size:
         raise InvalidParameterError(f"The bake operator is for {op.size}² texels, the texture is {size}².")
-    delight = model.makes_albedo if delight is None else bool(delight)
     report("materials", 0, 3, "rendering the base colour")
     images = np.stack([render_texture(mesh, texture, c, 0.0, m) for c, m in zip(cameras, view_maps)])
     masks = np.stack([m.mask for m in view_maps])
     rotations = np.stack([c.rotation for c in cameras]).astype(np.float32)  # (V, 3, 3) world -> camera
     normals = np.einsum("vhwc,vdc->vhwd", np.stack([m.normal for m in view_maps]), rotations)
     report("materials", 1, 3, f"estimating materials ({model.name})")
-    views = check_material_views(model.estimate(images, masks, normals, prompt, progress, cancel), masks.shape)
-    if delight and views.albedo is None:
-        raise InvalidParameterError(f"{model.name} says it makes albedo but gave none; pass delight=False.")
+    views, delight = estimate(model, images, masks, normals, prompt, delight, progress, cancel)
     report("materials", 2, 3, "baking the maps")
     world = np.einsum("vhwc,vcd->vhwd", on_geometry(views.normal, normals), rotations)  # camera -> world
     channels = [views.roughness[..., None], views.metallic[..., None], world]
@@ -169,15 +166,11 @@ def texture_maps(
     one view, mask the covered texels, every geometric normal (0, 0, 1); gutters padded from the covered texels."""
     report = Reporter(progress, cancel)
     size = texture.shape[0]
-    delight = model.makes_albedo if delight is None else bool(delight)
     covered = uv_maps(mesh, size).coverage
     facing = np.zeros((1, size, size, 3), np.float32)
     facing[..., 2] = 1.0
     report("materials", 0, 2, f"estimating materials ({model.name})")
-    est = model.estimate(texture[None], covered[None], facing, prompt, progress, cancel)
-    est = check_material_views(est, covered[None].shape)
-    if delight and est.albedo is None:
-        raise InvalidParameterError(f"{model.name} says it makes albedo but gave none; pass delight=False.")
+    est, delight = estimate(model, texture[None], covered[None], facing, prompt, delight, progress, cancel)
     report("materials", 1, 2, "padding the maps")
     normal = facing[0] if est.normal is None else est.normal[0].copy()
     normal[..., 2] = np.maximum(normal[..., 2], 0.05)  # a detail normal never faces into the surface
@@ -195,6 +188,16 @@ def texture_maps(
         "metallic": stacked[..., 1].copy(),
         "normal": stacked[..., 3:6].copy(),
     }
+
+
+def estimate(model: MaterialModel, images, masks, normals, prompt, delight, progress, cancel):
+    """The model's estimates, checked against the (V, H, W) asked for, and whether to de-light (None: when the
+    model makes albedo); a model that says it makes albedo but gave none is an error."""
+    delight = model.makes_albedo if delight is None else bool(delight)
+    views = check_material_views(model.estimate(images, masks, normals, prompt, progress, cancel), masks.shape)
+    if delight and views.albedo is None:
+        raise InvalidParameterError(f"{model.name} says it makes albedo but gave none; pass delight=False.")
+    return views, delight
 
 
 def on_geometry(detail: Optional[np.ndarray], geometric: np.ndarray) -> np.ndarray:
